@@ -1,0 +1,130 @@
+"""Access-token verification, done by every service itself.
+
+Envoy checks tokens at the edge too, but a call that reaches a service directly
+is refused the same way. Revocation (logout, deactivation) comes from the User
+service's events; see `revocation.py`.
+"""
+
+import json
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from services.runtime.errors import PermissionDenied, Unauthenticated
+
+ISSUER = "warmhouse-user"
+AUDIENCE = "warmhouse"
+ALGORITHMS = ["ES256"]
+ROLE_ADMIN = "ADMIN"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the verified claims of their access token."""
+
+    user_id: str
+    role: str
+    session_id: str
+    issued_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ROLE_ADMIN
+
+    def require_self_or_admin(self, user_id: str) -> None:
+        if not (self.is_admin or self.user_id == user_id):
+            raise PermissionDenied("NOT_OWNER", "you may only act on your own account")
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise PermissionDenied("ADMIN_REQUIRED", "only an administrator may do this")
+
+
+_current_caller: ContextVar[Caller | None] = ContextVar("warmhouse_caller", default=None)
+
+
+def current_caller() -> Caller:
+    """The authenticated caller of the RPC being served."""
+    caller = _current_caller.get()
+    if caller is None:
+        raise Unauthenticated("TOKEN_MISSING", "this call requires an access token")
+    return caller
+
+
+def set_current_caller(caller: Caller | None) -> None:
+    _current_caller.set(caller)
+
+
+class RevokedTokens:
+    """Sessions and accounts whose tokens must stop working before they expire."""
+
+    def __init__(self) -> None:
+        self._sessions: set[str] = set()
+        self._users_revoked_at: dict[str, float] = {}
+
+    def revoke_session(self, session_id: str) -> None:
+        self._sessions.add(session_id)
+
+    def revoke_user(self, user_id: str, at: float) -> None:
+        self._users_revoked_at[user_id] = max(at, self._users_revoked_at.get(user_id, 0.0))
+
+    def is_revoked(self, caller: Caller) -> bool:
+        if caller.session_id in self._sessions:
+            return True
+        revoked_at = self._users_revoked_at.get(caller.user_id)
+        return revoked_at is not None and caller.issued_at <= revoked_at
+
+
+class TokenVerifier:
+    """Verifies ES256 access tokens against the published JWKS."""
+
+    def __init__(self, jwks: dict[str, Any], revoked: RevokedTokens, leeway: float = 5.0) -> None:
+        self._keys = {key["kid"]: jwt.PyJWK(key) for key in jwks["keys"]}
+        self._revoked = revoked
+        self._leeway = leeway
+
+    @classmethod
+    def from_file(cls, path: Path, revoked: RevokedTokens) -> "TokenVerifier":
+        return cls(json.loads(path.read_text()), revoked)
+
+    def verify(self, token: str) -> Caller:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._keys.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise Unauthenticated("TOKEN_INVALID", "the access token is not valid")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "sid"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("TOKEN_EXPIRED", "the access token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("TOKEN_INVALID", "the access token is not valid") from None
+        caller = Caller(
+            user_id=str(claims["sub"]),
+            role=str(claims.get("role", "")),
+            session_id=str(claims["sid"]),
+            issued_at=float(claims["iat"]),
+        )
+        if self._revoked.is_revoked(caller):
+            raise Unauthenticated("TOKEN_REVOKED", "the session has ended; log in again")
+        return caller
+
+    def verify_authorization(self, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
+        for name, value in metadata:
+            if name == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    break
+                return self.verify(token.strip())
+        raise Unauthenticated("TOKEN_MISSING", "send 'Authorization: Bearer <accessToken>'")

@@ -1,0 +1,53 @@
+"""Typed domain errors, mapped in one place to gRPC status codes.
+
+Handlers raise these; `ErrorInterceptor` turns them into a status with a
+`google.rpc.ErrorInfo` reason (so REST clients get the matching HTTP status
+through Envoy). Anything else is logged with its trace id and becomes INTERNAL
+without internals leaking to the caller.
+"""
+
+import grpc
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on: bad input, not allowed, not found…"""
+
+    code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, reason: str, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Throttled(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE

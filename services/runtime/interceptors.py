@@ -1,0 +1,133 @@
+"""Cross-cutting work around every RPC: authentication and error mapping.
+
+grpc.aio interceptors can only swap the handler, so the guard wraps the
+handler's behaviour (for all four RPC shapes) in one function that
+authenticates first and maps whatever the RPC raises to a status.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.runtime.auth import TokenVerifier, set_current_caller
+from services.runtime.errors import DomainError
+from services.runtime.logs import current_trace_id
+
+log = logging.getLogger(__name__)
+
+ALWAYS_PUBLIC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    details: grpc.HandlerCallDetails,
+    before: Callable[[grpc.aio.ServicerContext], Awaitable[None]],
+) -> grpc.RpcMethodHandler:
+    """Return `handler` with `before(context)` run first and errors mapped."""
+
+    async def guard(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            await before(context)
+            return await call()
+        except Exception as error:  # noqa: BLE001 - mapped and re-raised below
+            await _abort(context, details.method, error)
+
+    async def stream_guard(
+        context: grpc.aio.ServicerContext, start: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
+        try:
+            await before(context)
+            async for response in start():
+                yield response
+        except Exception as error:  # noqa: BLE001 - mapped and re-raised below
+            await _abort(context, details.method, error)
+
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(
+            lambda req, ctx: guard(ctx, lambda: inner_uu(req, ctx)), **kwargs
+        )
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(
+            lambda reqs, ctx: guard(ctx, lambda: inner_su(reqs, ctx)), **kwargs
+        )
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler(
+            lambda req, ctx: stream_guard(ctx, lambda: inner_us(req, ctx)), **kwargs
+        )
+    inner_ss = handler.stream_stream
+    return grpc.stream_stream_rpc_method_handler(
+        lambda reqs, ctx: stream_guard(ctx, lambda: inner_ss(reqs, ctx)), **kwargs
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    if isinstance(error, DomainError):
+        status = _status(error.code, error.message, error.reason, error.metadata)
+    else:
+        trace_id = current_trace_id()
+        log.exception("unexpected error in %s", method, extra={"rpc_method": method})
+        status = _status(
+            grpc.StatusCode.INTERNAL,
+            f"internal error; quote trace id {trace_id} when reporting it",
+            "INTERNAL",
+            {"traceId": trace_id},
+        )
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+def _status(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
+) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain="warmhouse", metadata=metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    numeric_code: int = code.value[0]
+    return status_pb2.Status(code=numeric_code, message=message, details=[detail])
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Requires a valid access token on every RPC not declared public, and maps
+    every error the RPC raises to a status."""
+
+    def __init__(self, verifier: TokenVerifier, public_methods: Collection[str]) -> None:
+        self._verifier = verifier
+        self._public_methods = frozenset(public_methods)
+
+    def _is_public(self, method: str) -> bool:
+        return method in self._public_methods or method.startswith(ALWAYS_PUBLIC_PREFIXES)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        public = self._is_public(handler_call_details.method)
+
+        async def authenticate(context: grpc.aio.ServicerContext) -> None:
+            caller = None
+            if not public:
+                caller = self._verifier.verify_authorization(context.invocation_metadata() or ())
+            set_current_caller(caller)
+
+        return _wrap(handler, handler_call_details, authenticate)

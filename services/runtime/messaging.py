@@ -1,0 +1,159 @@
+"""NATS JetStream: connection, streams, and idempotent durable consumers."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from opentelemetry import trace
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.runtime.outbox import MSG_ID_HEADER
+from services.runtime.tracing import extract_context
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("warmhouse.events")
+EventT = TypeVar("EventT", bound=Message)
+
+
+def stream_config(service: str) -> StreamConfig:
+    """Every service publishes on one stream, `WARMHOUSE_<SERVICE>`."""
+    return StreamConfig(
+        name=f"WARMHOUSE_{service.upper()}",
+        subjects=[f"warmhouse.{service}.v1.>"],
+        storage=StorageType.FILE,
+        # Long enough to cover a relay retrying after a crash-restart.
+        duplicate_window=3600.0,
+        max_age=30 * 24 * 3600.0,
+    )
+
+
+async def connect(url: str, name: str, attempts: int = 30) -> NatsClient:
+    """Connect, retrying for a while: the broker may be starting alongside us."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                reconnect_time_wait=0.5,
+                max_reconnect_attempts=-1,
+            )
+        except (OSError, nats.errors.NoServersError, TimeoutError):
+            if attempt == attempts:
+                raise
+            log.info("waiting for NATS at %s", url)
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+async def ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one to this configuration."""
+    try:
+        await jetstream.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await jetstream.update_stream(config)
+
+
+@dataclass(frozen=True)
+class EventContext:
+    event_id: str
+    subject: str
+
+
+Handler = Callable[[AsyncConnection, EventT, EventContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription(Generic[EventT]):
+    """One durable consumer: which events, parsed as what, handled how."""
+
+    durable: str
+    stream: str
+    subject: str
+    event_type: type[EventT]
+    handle: Handler[EventT]
+
+
+class EventConsumer(Generic[EventT]):
+    """Pulls from a durable consumer; each event's effect and its id are
+    committed in one transaction, so a redelivery has no second effect."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        jetstream: JetStreamContext,
+        subscription: Subscription[EventT],
+        batch_size: int = 32,
+    ) -> None:
+        self._engine = engine
+        self._jetstream = jetstream
+        self._subscription = subscription
+        self._batch_size = batch_size
+
+    async def run(self) -> None:
+        sub = self._subscription
+        while True:
+            try:
+                pull = await self._jetstream.pull_subscribe(
+                    sub.subject,
+                    durable=sub.durable,
+                    stream=sub.stream,
+                    config=ConsumerConfig(ack_wait=30.0, max_ack_pending=1000),
+                )
+                while True:
+                    try:
+                        messages = await pull.fetch(self._batch_size, timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        continue
+                    for message in messages:
+                        await self.process(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("consumer %s failed; resubscribing", sub.durable, exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def process(self, message: Msg) -> None:
+        sub = self._subscription
+        headers = message.headers or {}
+        context = EventContext(event_id=headers.get(MSG_ID_HEADER, ""), subject=message.subject)
+        with _tracer.start_as_current_span(
+            f"consume {message.subject}",
+            context=extract_context(headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.message.id": context.event_id},
+        ):
+            try:
+                event = sub.event_type.FromString(message.data)
+                async with self._engine.begin() as conn:
+                    if await _first_time(conn, sub.durable, context.event_id):
+                        await sub.handle(conn, event, context)
+            except Exception:
+                log.exception("event %s failed; will be redelivered", context.event_id)
+                await message.nak(delay=2.0)
+                return
+            await message.ack()
+
+
+async def _first_time(conn: AsyncConnection, consumer: str, event_id: str) -> bool:
+    if not event_id:
+        raise ValueError("event without a Nats-Msg-Id header cannot be de-duplicated")
+    inserted = await conn.execute(
+        text(
+            "INSERT INTO processed_events (consumer, event_id) VALUES (:c, :e)"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+        ),
+        {"c": consumer, "e": event_id},
+    )
+    return inserted.first() is not None

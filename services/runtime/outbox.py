@@ -1,0 +1,152 @@
+"""Transactional outbox: events are rows written with the state change.
+
+`add_event` is called inside the use case's transaction. `OutboxRelay` later
+publishes unpublished rows to JetStream with `Nats-Msg-Id` = event id, so a
+retry after a timeout or a crash is de-duplicated by the broker (and, beyond
+its window, by consumers' processed-event records). A row is marked published
+only after JetStream acknowledged it: nothing is lost if the broker or the
+service restarts in between.
+"""
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
+from sqlalchemy import (
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.runtime.tracing import inject_headers
+
+log = logging.getLogger(__name__)
+EVENT_TYPE_HEADER = "WarmHouse-Event-Type"
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+outbox = Table(
+    "outbox",
+    MetaData(),
+    Column("event_id", Uuid, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+)
+
+
+def subject_of(event: Message) -> str:
+    """Events travel on their full proto name, e.g. warmhouse.user.v1.UserRegistered."""
+    return str(event.DESCRIPTOR.full_name)
+
+
+async def add_event(conn: AsyncConnection, event: Message) -> uuid.UUID:
+    event_id = uuid.uuid4()
+    headers = inject_headers() | {EVENT_TYPE_HEADER: subject_of(event)}
+    await conn.execute(
+        outbox.insert().values(
+            event_id=event_id,
+            subject=subject_of(event),
+            payload=event.SerializeToString(),
+            headers=headers,
+        )
+    )
+    return event_id
+
+
+class OutboxRelay:
+    """Publishes outbox rows in commit order until acknowledged."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        jetstream: JetStreamContext,
+        batch_size: int = 100,
+        poll_seconds: float = 1.0,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._engine = engine
+        self._jetstream = jetstream
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._retention = retention
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Publish soon: a transaction that wrote events has committed."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                published = await self.publish_pending()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.warning("outbox relay failed; will retry", exc_info=True)
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            if published < self._batch_size:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                except TimeoutError:
+                    await self.prune_published()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; return how many rows were published."""
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.event_id, outbox.c.subject, outbox.c.payload, outbox.c.headers)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.created_at)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            published: list[uuid.UUID] = []
+            failure: Exception | None = None
+            for row in rows:
+                try:
+                    await self._jetstream.publish(
+                        row.subject,
+                        row.payload,
+                        timeout=5.0,
+                        headers=dict(row.headers) | {MSG_ID_HEADER: str(row.event_id)},
+                    )
+                except Exception as error:  # noqa: BLE001 - commit what went out, then raise
+                    failure = error
+                    break
+                published.append(row.event_id)
+            if published:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.event_id.in_(published))
+                    .values(published_at=func.now())
+                )
+        if failure is not None:
+            raise failure
+        return len(published)
+
+    async def prune_published(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)"),
+                {"s": self._retention.total_seconds()},
+            )

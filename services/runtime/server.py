@@ -1,0 +1,180 @@
+"""Start-up, health and graceful shutdown, the same for every service.
+
+A service describes itself with a `ServiceDefinition`; `ServiceHost` does the
+rest: migrations, NATS streams, the outbox relay, consumers, token checks,
+health, reflection and tracing. SIGTERM/SIGINT → NOT_SERVING → drain in-flight
+calls → stop background work → exit 0.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.runtime import db, messaging
+from services.runtime.auth import RevokedTokens, TokenVerifier
+from services.runtime.config import ConfigError, Environment, RuntimeSettings
+from services.runtime.interceptors import GuardInterceptor
+from services.runtime.logs import configure_logging
+from services.runtime.outbox import OutboxRelay
+from services.runtime.revocation import REVOCATIONS_FROM, follow_revocations
+from services.runtime.tracing import configure_tracing
+
+log = logging.getLogger(__name__)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class Runtime:
+    """What a service's wiring receives: the shared, started infrastructure."""
+
+    settings: RuntimeSettings
+    engine: AsyncEngine
+    nats: NatsClient
+    jetstream: JetStreamContext
+    relay: OutboxRelay
+    revoked: RevokedTokens
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """How one service plugs into the runtime."""
+
+    name: str
+    migrations: Path
+    # Full names of the gRPC services it serves, e.g. warmhouse.user.v1.UserService.
+    grpc_services: tuple[str, ...]
+    # Full method paths callable without a token, e.g. /warmhouse.user.v1.UserService/Login.
+    public_methods: frozenset[str]
+    # Registers servicers and does start-up work; returns the consumers to run.
+    attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[messaging.EventConsumer[Any]]]]
+    # Other services whose event streams this one consumes.
+    consumes_from: tuple[str, ...] = field(default=())
+
+
+class ServiceHost:
+    """Runs one service until asked to stop."""
+
+    def __init__(self, definition: ServiceDefinition, settings: RuntimeSettings) -> None:
+        self._definition = definition
+        self._settings = settings
+        self._health = health_aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: grpc.aio.Server | None = None
+        self._runtime: Runtime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None, "start() first"
+        return self._runtime
+
+    async def start(self) -> int:
+        """Start serving; return the bound port."""
+        definition, settings = self._definition, self._settings
+        engine = db.create_engine(settings.database_url)
+        await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
+        await db.apply_migrations(engine, definition.name, definition.migrations)
+        nats_client = await messaging.connect(settings.nats_url, f"warmhouse-{definition.name}")
+        jetstream = nats_client.jetstream()
+        for service in {definition.name, REVOCATIONS_FROM, *definition.consumes_from}:
+            await messaging.ensure_stream(jetstream, messaging.stream_config(service))
+        revoked = RevokedTokens()
+        await follow_revocations(jetstream, revoked, settings.access_token_ttl_seconds)
+        relay = OutboxRelay(engine, jetstream)
+        self._runtime = Runtime(settings, engine, nats_client, jetstream, relay, revoked)
+
+        verifier = TokenVerifier.from_file(settings.jwks_file, revoked)
+        server = grpc.aio.server(
+            interceptors=[
+                aio_server_interceptor(),  # type: ignore[no-untyped-call]
+                GuardInterceptor(verifier, definition.public_methods),
+            ]
+        )
+        consumers = await definition.attach(server, self._runtime)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        health_service = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection(
+            (*definition.grpc_services, health_service, reflection.SERVICE_NAME), server
+        )
+        port: int = server.add_insecure_port(settings.grpc_address)
+        await server.start()
+        self._server = server
+        self._tasks = [
+            asyncio.create_task(relay.run(), name="outbox-relay"),
+            asyncio.create_task(self._watch_health(), name="health"),
+            *(asyncio.create_task(c.run(), name="consumer") for c in consumers),
+        ]
+        await self._report_health()
+        log.info("serving", extra={"address": settings.grpc_address, "port": port})
+        return port
+
+    async def _report_health(self) -> None:
+        runtime = self.runtime
+        healthy = runtime.nats.is_connected and await db.is_reachable(runtime.engine)
+        status = SERVING if healthy else NOT_SERVING
+        for name in ("", *self._definition.grpc_services):
+            await self._health.set(name, status)
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._report_health()
+
+    async def stop(self) -> None:
+        """Refuse new work, let in-flight calls finish, then release everything."""
+        for task in self._tasks:
+            if task.get_name() == "health":
+                task.cancel()
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self._settings.drain_seconds)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._runtime is not None:
+            with contextlib.suppress(Exception):
+                await self._runtime.nats.drain()
+            await self._runtime.engine.dispose()
+        log.info("stopped")
+
+
+async def serve_until_signalled(host: ServiceHost) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await host.start()
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls")
+    await host.stop()
+
+
+def run(
+    build: Callable[[Environment], tuple[ServiceDefinition, RuntimeSettings]],
+) -> None:
+    """The `__main__` of every service."""
+    try:
+        definition, settings = build(Environment(os.environ))
+    except ConfigError as error:
+        sys.exit(f"configuration error: {error}")
+    configure_logging(definition.name, settings.log_level)
+    configure_tracing(definition.name)
+    asyncio.run(serve_until_signalled(ServiceHost(definition, settings)))

@@ -1,0 +1,27 @@
+"""One database transaction per use case, with its events in the outbox."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.runtime.outbox import OutboxRelay
+
+
+class UnitOfWork:
+    """Commits a state change and its outbox rows together, then wakes the relay."""
+
+    def __init__(self, engine: AsyncEngine, relay: OutboxRelay) -> None:
+        self._engine = engine
+        self._relay = relay
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as conn:
+            yield conn
+        self._relay.wake()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            yield conn

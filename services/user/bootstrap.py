@@ -1,0 +1,79 @@
+"""Wiring of the User service: its settings, handlers and servicer."""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from warmhouse.user.v1 import user_pb2_grpc
+
+from services.runtime.config import Environment, RuntimeSettings
+from services.runtime.messaging import EventConsumer
+from services.runtime.server import Runtime, ServiceDefinition
+from services.runtime.unit_of_work import UnitOfWork
+from services.user.grpc_api import PUBLIC_METHODS, SERVICE, UserService
+from services.user.handlers import UserHandlers
+from services.user.signing_keys import load_private_key
+from services.user.tokens import TokenIssuer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    email: str
+    password: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    private_key_file: Path
+    refresh_ttl: timedelta
+    first_admin: FirstAdmin | None
+
+    @classmethod
+    def from_environment(cls, env: Environment) -> "UserSettings":
+        email = env.optional_string("WARMHOUSE_ADMIN_EMAIL")
+        password = env.optional_string("WARMHOUSE_ADMIN_PASSWORD")
+        first_admin = None
+        if email and password:
+            first_admin = FirstAdmin(email, password, env.string("WARMHOUSE_ADMIN_PHONE", ""))
+        return cls(
+            private_key_file=env.existing_file("WARMHOUSE_JWT_PRIVATE_KEY_FILE"),
+            refresh_ttl=timedelta(
+                seconds=env.integer("WARMHOUSE_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, 60)
+            ),
+            first_admin=first_admin,
+        )
+
+
+def definition(settings: UserSettings) -> ServiceDefinition:
+    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[EventConsumer[Any]]:
+        issuer = TokenIssuer(
+            load_private_key(settings.private_key_file),
+            runtime.settings.access_token_ttl_seconds,
+        )
+        handlers = UserHandlers(
+            UnitOfWork(runtime.engine, runtime.relay), issuer, settings.refresh_ttl
+        )
+        admin = settings.first_admin
+        if admin and await handlers.ensure_admin(admin.email, admin.password, admin.phone or ""):
+            log.info("created the first administrator", extra={"email": admin.email})
+        user_pb2_grpc.add_UserServiceServicer_to_server(UserService(handlers), server)
+        return ()
+
+    return ServiceDefinition(
+        name="user",
+        migrations=Path(__file__).parent / "migrations",
+        grpc_services=(SERVICE,),
+        public_methods=PUBLIC_METHODS,
+        attach=attach,
+    )
+
+
+def build(env: Environment) -> tuple[ServiceDefinition, RuntimeSettings]:
+    return definition(UserSettings.from_environment(env)), RuntimeSettings.from_environment(env)

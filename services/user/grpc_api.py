@@ -1,0 +1,113 @@
+"""UserService over gRPC: proto in → handler → proto out."""
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from warmhouse.user.v1 import user_pb2, user_pb2_grpc
+
+from services.runtime.auth import current_caller
+from services.runtime.request import client_address
+from services.user.domain import ProfileChange
+from services.user.handlers import Session, UserHandlers
+from services.user.repository import UserRecord
+
+SERVICE = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
+PUBLIC_METHODS = frozenset(
+    f"/{SERVICE}/{method}" for method in ("CreateUser", "Login", "RefreshSession", "GetJwks")
+)
+
+
+def _user_message(user: UserRecord) -> user_pb2.User:
+    created, updated = Timestamp(), Timestamp()
+    created.FromDatetime(user.created_at)
+    updated.FromDatetime(user.updated_at)
+    return user_pb2.User(
+        user_id=str(user.id),
+        email=user.email,
+        phone=user.phone,
+        role=user_pb2.Role.Value(user.role),
+        is_active=user.is_active,
+        create_time=created,
+        update_time=updated,
+    )
+
+
+def _session_fields(session: Session) -> dict[str, object]:
+    return {
+        "access_token": session.tokens.access_token,
+        "refresh_token": session.tokens.refresh_token,
+        "expires_in": session.tokens.expires_in,
+        "token_type": "Bearer",
+        "user_id": session.user_id,
+    }
+
+
+class UserService(user_pb2_grpc.UserServiceServicer):
+    def __init__(self, handlers: UserHandlers) -> None:
+        self._handlers = handlers
+
+    async def CreateUser(
+        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.CreateUserResponse:
+        user = await self._handlers.register(
+            request.email, request.password, request.phone, role="USER"
+        )
+        return user_pb2.CreateUserResponse(user_id=str(user.id), role=user_pb2.USER)
+
+    async def Login(
+        self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.LoginResponse:
+        session = await self._handlers.login(
+            request.auth_method, request.email, request.password, client_address(context)
+        )
+        return user_pb2.LoginResponse(**_session_fields(session))  # type: ignore[arg-type]
+
+    async def RefreshSession(
+        self, request: user_pb2.RefreshSessionRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.RefreshSessionResponse:
+        session = await self._handlers.refresh(request.refresh_token)
+        return user_pb2.RefreshSessionResponse(**_session_fields(session))  # type: ignore[arg-type]
+
+    async def Logout(
+        self, request: user_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.LogoutResponse:
+        await self._handlers.logout(current_caller())
+        return user_pb2.LogoutResponse()
+
+    async def GetJwks(
+        self, request: user_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.GetJwksResponse:
+        return user_pb2.GetJwksResponse(keys=[user_pb2.Jwk(**key) for key in self._handlers.jwks])
+
+    async def GetUser(
+        self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.GetUserResponse:
+        user = await self._handlers.get_user(current_caller(), request.user_id)
+        return user_pb2.GetUserResponse(user=_user_message(user))
+
+    async def ListUsers(
+        self, request: user_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.ListUsersResponse:
+        users, next_token = await self._handlers.list_users(
+            current_caller(), request.page_size, request.page_token
+        )
+        return user_pb2.ListUsersResponse(
+            users=[_user_message(user) for user in users], next_page_token=next_token
+        )
+
+    async def UpdateUser(
+        self, request: user_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.UpdateUserResponse:
+        change = ProfileChange(
+            email=request.email if request.HasField("email") else None,
+            phone=request.phone if request.HasField("phone") else None,
+            role=user_pb2.Role.Name(request.role) if request.HasField("role") else None,
+            is_active=request.is_active if request.HasField("is_active") else None,
+        )
+        user = await self._handlers.update_user(current_caller(), request.user_id, change)
+        return user_pb2.UpdateUserResponse(user=_user_message(user))
+
+    async def DeleteUser(
+        self, request: user_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.DeleteUserResponse:
+        await self._handlers.deactivate_user(current_caller(), request.user_id)
+        return user_pb2.DeleteUserResponse()
