@@ -1,0 +1,121 @@
+import json
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from services.runtime.auth import RevokedTokens, TokenVerifier
+from services.runtime.errors import Unauthenticated
+from services.user.signing_keys import ensure_signing_key, load_private_key
+from services.user.tokens import TokenIssuer
+
+Keys = tuple[Path, Path]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    private, jwks = tmp_path / "key.pem", tmp_path / "jwks.json"
+    ensure_signing_key(private, jwks)
+    return private, jwks
+
+
+@pytest.fixture
+def issuer(keys: Keys) -> TokenIssuer:
+    return TokenIssuer(load_private_key(keys[0]), access_ttl_seconds=60)
+
+
+def verifier(keys: Keys, revoked: RevokedTokens | None = None) -> TokenVerifier:
+    return TokenVerifier.from_file(keys[1], revoked or RevokedTokens())
+
+
+def reason(error: pytest.ExceptionInfo[Unauthenticated]) -> str:
+    return error.value.reason
+
+
+def test_a_token_it_issued_verifies_with_the_published_jwks(
+    keys: Keys, issuer: TokenIssuer
+) -> None:
+    caller = verifier(keys).verify(issuer.access_token("u1", "ADMIN", "s1"))
+    assert (caller.user_id, caller.role, caller.session_id, caller.is_admin) == (
+        "u1",
+        "ADMIN",
+        "s1",
+        True,
+    )
+
+
+def test_ensure_signing_key_keeps_an_existing_key(keys: Keys) -> None:
+    before = json.loads(keys[1].read_text())
+    ensure_signing_key(*keys)
+    assert json.loads(keys[1].read_text()) == before
+
+
+def test_a_token_signed_by_another_key_is_refused(
+    keys: Keys, issuer: TokenIssuer, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    ensure_signing_key(other / "key.pem", other / "jwks.json")
+    foreign = TokenIssuer(load_private_key(other / "key.pem"), 60).access_token("u1", "ADMIN", "s1")
+    with pytest.raises(Unauthenticated) as refused:
+        verifier(keys).verify(foreign)
+    assert reason(refused) == "TOKEN_INVALID"
+
+
+def test_expired_and_tampered_tokens_are_refused(keys: Keys, issuer: TokenIssuer) -> None:
+    private = load_private_key(keys[0])
+    kid = issuer.jwks[0]["kid"]
+    past = int(time.time()) - 3600
+    expired = jwt.encode(
+        {
+            "iss": "warmhouse-user",
+            "aud": "warmhouse",
+            "sub": "u1",
+            "sid": "s",
+            "iat": past,
+            "exp": past + 60,
+        },
+        private,
+        algorithm="ES256",
+        headers={"kid": kid},
+    )
+    with pytest.raises(Unauthenticated) as refused:
+        verifier(keys).verify(expired)
+    assert reason(refused) == "TOKEN_EXPIRED"
+    token = issuer.access_token("u1", "USER", "s1")
+    header, _, signature = token.split(".")
+    forged_payload = jwt.utils.base64url_encode(
+        json.dumps(
+            {**jwt.decode(token, options={"verify_signature": False}), "role": "ADMIN"}
+        ).encode()
+    ).decode()
+    with pytest.raises(Unauthenticated) as refused:
+        verifier(keys).verify(f"{header}.{forged_payload}.{signature}")
+    assert reason(refused) == "TOKEN_INVALID"
+
+
+def test_revoked_sessions_and_deactivated_users_are_refused(
+    keys: Keys, issuer: TokenIssuer
+) -> None:
+    revoked = RevokedTokens()
+    check = verifier(keys, revoked)
+    first, second = issuer.access_token("u1", "USER", "s1"), issuer.access_token("u2", "USER", "s2")
+    revoked.revoke_session("s1")
+    with pytest.raises(Unauthenticated) as refused:
+        check.verify(first)
+    assert reason(refused) == "TOKEN_REVOKED"
+    assert check.verify(second).user_id == "u2"
+    revoked.revoke_user("u2", time.time())
+    with pytest.raises(Unauthenticated):
+        check.verify(second)
+
+
+@pytest.mark.parametrize(
+    "metadata", [(), (("authorization", "Basic abc"),), (("authorization", "Bearer "),)]
+)
+def test_a_missing_or_malformed_authorization_header_is_refused(
+    keys: Keys, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        verifier(keys).verify_authorization(metadata)
+    assert reason(refused) == "TOKEN_MISSING"
