@@ -1,0 +1,79 @@
+"""Services run in-process against the session's real PostgreSQL and NATS."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from warmhouse.user.v1 import user_pb2_grpc
+
+from services.devstack.nats_process import NatsProcess
+from services.devstack.postgres_process import PostgresProcess
+from services.runtime.config import RuntimeSettings
+from services.runtime.server import ServiceHost
+from services.user.bootstrap import FirstAdmin, UserSettings, definition
+from services.user.signing_keys import ensure_signing_key
+
+ADMIN = FirstAdmin("root@example.com", "an admin passphrase", "+15550000000")
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("keys")
+    private, jwks = directory / "jwt-signing.pem", directory / "jwks.json"
+    ensure_signing_key(private, jwks)
+    return private, jwks
+
+
+def fresh_database(postgres: PostgresProcess) -> str:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    return postgres.url(name)
+
+
+@pytest.fixture
+def database_url(postgres: PostgresProcess) -> str:
+    return fresh_database(postgres)
+
+
+@pytest.fixture(scope="session")
+def runtime_settings(
+    postgres: PostgresProcess, nats_server: NatsProcess, signing_keys: tuple[Path, Path]
+) -> RuntimeSettings:
+    return RuntimeSettings(
+        grpc_address="127.0.0.1:0",
+        database_url=fresh_database(postgres),
+        nats_url=nats_server.url,
+        jwks_file=signing_keys[1],
+        access_token_ttl_seconds=300,
+        drain_seconds=5,
+        log_level="INFO",
+    )
+
+
+@pytest.fixture(scope="session")
+def user_settings(signing_keys: tuple[Path, Path]) -> UserSettings:
+    return UserSettings(signing_keys[0], timedelta(days=1), ADMIN)
+
+
+@pytest.fixture(scope="session")
+async def user_host(
+    runtime_settings: RuntimeSettings, user_settings: UserSettings
+) -> AsyncIterator[tuple[ServiceHost, int]]:
+    host = ServiceHost(definition(user_settings), runtime_settings)
+    port = await host.start()
+    yield host, port
+    await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def user_channel(user_host: tuple[ServiceHost, int]) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{user_host[1]}") as channel:
+        yield channel
+
+
+@pytest.fixture
+def users(user_channel: grpc.aio.Channel) -> user_pb2_grpc.UserServiceStub:
+    return user_pb2_grpc.UserServiceStub(user_channel)

@@ -1,0 +1,189 @@
+"""The outbox, the relay and idempotent consumers against real Postgres and JetStream."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from warmhouse.user.v1 import user_pb2
+
+from services.devstack.nats_process import NatsProcess
+from services.runtime import db, messaging
+from services.runtime.messaging import EventConsumer, EventContext, Subscription
+from services.runtime.outbox import MSG_ID_HEADER, OutboxRelay, add_event
+
+STREAM = messaging.stream_config("user")
+STREAM_NAME = str(STREAM.name)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database_url)
+    await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def jetstream(nats_server: NatsProcess) -> AsyncIterator[JetStreamContext]:
+    client = await messaging.connect(nats_server.url, "test")
+    jetstream = client.jetstream()
+    await messaging.ensure_stream(jetstream, STREAM)
+    yield jetstream
+    await client.close()
+
+
+def registered(email: str) -> user_pb2.UserRegistered:
+    return user_pb2.UserRegistered(user_id=str(uuid.uuid4()), email=email, role=user_pb2.USER)
+
+
+async def write_event(engine: AsyncEngine, event: user_pb2.UserRegistered) -> str:
+    async with engine.begin() as conn:
+        return str(await add_event(conn, event))
+
+
+async def stored_with_id(jetstream: JetStreamContext, event_id: str) -> list[bytes]:
+    """Every message on the stream whose Nats-Msg-Id is `event_id`."""
+    subscription = await jetstream.subscribe(
+        "warmhouse.user.v1.UserRegistered", stream=STREAM_NAME, ordered_consumer=True
+    )
+    found, info = [], await jetstream.stream_info(STREAM_NAME)
+    try:
+        for _ in range(info.state.messages):
+            message = await subscription.next_msg(timeout=2)
+            if (message.headers or {}).get(MSG_ID_HEADER) == event_id:
+                found.append(message.data)
+    except nats.errors.TimeoutError:
+        pass
+    finally:
+        await subscription.unsubscribe()
+    return found
+
+
+async def unpublished(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        result = await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        return int(result.scalar_one())
+
+
+async def test_an_event_written_before_a_restart_is_published_after_it(
+    engine: AsyncEngine, jetstream: JetStreamContext
+) -> None:
+    # The service committed the change and its event, then died before relaying.
+    event = registered("before-crash@example.com")
+    event_id = await write_event(engine, event)
+    assert await unpublished(engine) == 1
+    # A restarted service's relay finds the row and publishes it.
+    assert await OutboxRelay(engine, jetstream).publish_pending() == 1
+    assert await unpublished(engine) == 0
+    stored = await stored_with_id(jetstream, event_id)
+    assert [user_pb2.UserRegistered.FromString(data) for data in stored] == [event]
+
+
+async def test_a_broker_restart_loses_and_duplicates_nothing(
+    engine: AsyncEngine, jetstream: JetStreamContext, nats_server: NatsProcess
+) -> None:
+    relay = OutboxRelay(engine, jetstream, poll_seconds=0.1)
+    running = asyncio.create_task(relay.run())
+    try:
+        nats_server.stop()
+        event_id = await write_event(engine, registered("during-outage@example.com"))
+        relay.wake()
+        await asyncio.sleep(1.0)
+        assert await unpublished(engine) == 1, (
+            "nothing can be acknowledged while the broker is down"
+        )
+        nats_server.start()
+        for _ in range(150):
+            if await unpublished(engine) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await unpublished(engine) == 0
+    finally:
+        running.cancel()
+    # A retried publish carries the same Nats-Msg-Id, so JetStream stores it once.
+    assert len(await stored_with_id(jetstream, event_id)) == 1
+
+
+async def test_republishing_an_event_id_is_deduplicated_by_the_broker(
+    jetstream: JetStreamContext,
+) -> None:
+    event_id = str(uuid.uuid4())
+    payload = registered("twice@example.com").SerializeToString()
+    first = await jetstream.publish(
+        "warmhouse.user.v1.UserRegistered", payload, headers={MSG_ID_HEADER: event_id}
+    )
+    again = await jetstream.publish(
+        "warmhouse.user.v1.UserRegistered", payload, headers={MSG_ID_HEADER: event_id}
+    )
+    assert not first.duplicate
+    assert again.duplicate
+
+
+async def test_a_redelivered_event_has_no_second_effect(
+    engine: AsyncEngine, jetstream: JetStreamContext
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE welcome_emails (user_id text, event_id text)"))
+
+    async def send_welcome(conn, event: user_pb2.UserRegistered, context: EventContext) -> None:  # type: ignore[no-untyped-def]
+        await conn.execute(
+            text("INSERT INTO welcome_emails VALUES (:u, :e)"),
+            {"u": event.user_id, "e": context.event_id},
+        )
+
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    consumer = EventConsumer(
+        engine,
+        jetstream,
+        Subscription(
+            durable,
+            STREAM_NAME,
+            "warmhouse.user.v1.UserRegistered",
+            user_pb2.UserRegistered,
+            send_welcome,
+        ),
+    )
+    event = registered("redelivered@example.com")
+    await jetstream.publish(
+        "warmhouse.user.v1.UserRegistered",
+        event.SerializeToString(),
+        headers={MSG_ID_HEADER: str(uuid.uuid4())},
+    )
+    pull = await jetstream.pull_subscribe(
+        "warmhouse.user.v1.UserRegistered",
+        durable=durable,
+        stream=STREAM_NAME,
+        config=ConsumerConfig(ack_wait=1.0),
+    )
+
+    async def next_delivery() -> Msg:
+        while True:
+            for message in await pull.fetch(100, timeout=5):
+                if user_pb2.UserRegistered.FromString(message.data) == event:
+                    return message
+                await message.ack()
+
+    first = await next_delivery()
+
+    async def crash_before_ack() -> None:
+        return None
+
+    first.ack = crash_before_ack  # type: ignore[method-assign]
+    await consumer.process(first)  # effect committed, ack lost
+    redelivered = await next_delivery()  # JetStream redelivers after ack_wait
+    assert redelivered.metadata.num_delivered == 2
+    await consumer.process(redelivered)
+    async with engine.connect() as conn:
+        effects = (await conn.execute(text("SELECT user_id FROM welcome_emails"))).scalars().all()
+    assert effects == [event.user_id]
+
+
+async def test_migrations_apply_once(engine: AsyncEngine) -> None:
+    assert await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS) == []

@@ -1,0 +1,97 @@
+"""Start-up, health and graceful shutdown of a service."""
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.devstack.child_process import StartupError
+from services.devstack.nats_process import NatsProcess
+from services.devstack.postgres_process import PostgresProcess
+from services.devstack.service_process import ServiceProcess
+from services.runtime.config import RuntimeSettings
+from services.runtime.messaging import EventConsumer
+from services.runtime.server import Runtime, ServiceHost
+from services.user.bootstrap import UserSettings, definition
+from tests.integration.conftest import fresh_database
+
+HOLD = "/warmhouse.test.v1.SlowService/Hold"
+
+
+async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
+    runtime_settings: RuntimeSettings, user_settings: UserSettings, database_url: str
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        entered.set()
+        await release.wait()
+        return b"finished"
+
+    user = definition(user_settings)
+
+    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[EventConsumer[Any]]:
+        slow = grpc.unary_unary_rpc_method_handler(hold)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("warmhouse.test.v1.SlowService", {"Hold": slow}),)
+        )
+        return await user.attach(server, runtime)
+
+    slow_service = replace(user, attach=attach, public_methods=user.public_methods | {HOLD})
+    host = ServiceHost(slow_service, replace(runtime_settings, database_url=database_url))
+    port = await host.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        serving = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert serving.status == health_pb2.HealthCheckResponse.SERVING
+        in_flight = channel.unary_unary(HOLD)(b"")
+        await entered.wait()
+        stopping = asyncio.create_task(host.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done(), "stop() must wait for the in-flight call"
+        release.set()
+        assert await in_flight == b"finished"
+        await stopping
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await channel.unary_unary(HOLD)(b"", timeout=2)
+        assert refused.value.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+
+
+def test_sigterm_stops_the_service_process_cleanly(
+    postgres: PostgresProcess,
+    nats_server: NatsProcess,
+    signing_keys: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "WARMHOUSE_DATABASE_URL": fresh_database(postgres),
+        "WARMHOUSE_NATS_URL": nats_server.url,
+        "WARMHOUSE_JWKS_FILE": str(signing_keys[1]),
+        "WARMHOUSE_JWT_PRIVATE_KEY_FILE": str(signing_keys[0]),
+    }
+    service = ServiceProcess("user", "services.user", env, tmp_path / "user.log")
+    service.start()
+    pid = service.process.pid
+    assert pid is not None
+    service.stop()
+    assert service.process.exit_code == 0, (tmp_path / "user.log").read_text()[-2000:]
+    log = (tmp_path / "user.log").read_text()
+    assert "draining in-flight calls" in log
+    assert '"message": "stopped"' in log
+
+
+def test_a_missing_setting_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMHOUSE_")}
+    service = ServiceProcess("user", "services.user", env, tmp_path / "user.log")
+    with pytest.raises(StartupError, match="WARMHOUSE_JWT_PRIVATE_KEY_FILE is required"):
+        service.start()
