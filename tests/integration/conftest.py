@@ -7,12 +7,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from warmhouse.user.v1 import user_pb2_grpc
 
 from services.devstack.nats_process import NatsProcess
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
 from services.runtime.server import ServiceHost
+from services.runtime.tracing import configure_tracing
 from services.user.bootstrap import FirstAdmin, UserSettings, definition
 from services.user.signing_keys import ensure_signing_key
 
@@ -77,3 +80,11 @@ async def user_channel(user_host: tuple[ServiceHost, int]) -> AsyncIterator[grpc
 @pytest.fixture
 def users(user_channel: grpc.aio.Channel) -> user_pb2_grpc.UserServiceStub:
     return user_pb2_grpc.UserServiceStub(user_channel)
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Every span the session's in-process services record."""
+    exporter = InMemorySpanExporter()
+    configure_tracing("tests", SimpleSpanProcessor(exporter))
+    return exporter

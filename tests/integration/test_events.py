@@ -9,8 +9,10 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from warmhouse.user.v1 import user_pb2
 
 from services.devstack.nats_process import NatsProcess
@@ -132,7 +134,9 @@ async def test_a_redelivered_event_has_no_second_effect(
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE welcome_emails (user_id text, event_id text)"))
 
-    async def send_welcome(conn, event: user_pb2.UserRegistered, context: EventContext) -> None:  # type: ignore[no-untyped-def]
+    async def send_welcome(
+        conn: AsyncConnection, event: user_pb2.UserRegistered, context: EventContext
+    ) -> None:
         await conn.execute(
             text("INSERT INTO welcome_emails VALUES (:u, :e)"),
             {"u": event.user_id, "e": context.event_id},
@@ -187,3 +191,32 @@ async def test_a_redelivered_event_has_no_second_effect(
 
 async def test_migrations_apply_once(engine: AsyncEngine) -> None:
     assert await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS) == []
+
+
+async def test_a_consumers_span_joins_the_producers_trace(
+    engine: AsyncEngine, jetstream: JetStreamContext, spans: InMemorySpanExporter
+) -> None:
+    async def ignore(
+        conn: AsyncConnection, event: user_pb2.UserRegistered, _: EventContext
+    ) -> None:
+        return None
+
+    durable = f"trace-{uuid.uuid4().hex[:8]}"
+    subject = "warmhouse.user.v1.UserRegistered"
+    consumer = EventConsumer(
+        engine,
+        jetstream,
+        Subscription(durable, STREAM_NAME, subject, user_pb2.UserRegistered, ignore),
+    )
+    pull = await jetstream.pull_subscribe(subject, durable=durable, stream=STREAM_NAME)
+    for stale in await pull.fetch(1000, timeout=2):
+        await stale.ack()
+    with trace.get_tracer("test").start_as_current_span("register") as producer:
+        event_id = await write_event(engine, registered("traced@example.com"))
+    await OutboxRelay(engine, jetstream).publish_pending()
+    [message] = await pull.fetch(1, timeout=5)
+    assert (message.headers or {}).get(MSG_ID_HEADER) == event_id
+    await consumer.process(message)
+    consumed = [s for s in spans.get_finished_spans() if s.name == f"consume {subject}"]
+    assert consumed
+    assert consumed[-1].context.trace_id == producer.get_span_context().trace_id
