@@ -1,0 +1,89 @@
+"""`make run`: the whole stack in the foreground until Ctrl-C or SIGTERM.
+
+WARMHOUSE_DATA_DIR (default <checkout>/.warmhouse) keeps the state between
+runs; WARMHOUSE_HTTP_PORT (default 8080) is where REST clients connect.
+Exits non-zero when start-up fails or any process of the stack dies.
+"""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from services.devstack.checkout import DEFAULT_DATA_DIR
+from services.devstack.child_process import ChildProcess, StartupError
+from services.devstack.stack import Stack
+
+DEFAULT_HTTP_PORT = 8080
+WATCH_INTERVAL_SECONDS = 0.5
+
+
+def main() -> int:
+    data_dir = Path(os.environ.get("WARMHOUSE_DATA_DIR") or DEFAULT_DATA_DIR)
+    http_port = _http_port()
+    stack = Stack(data_dir, http_port)
+    # Both stop the stack the same way, even when started with SIGINT ignored
+    # (as shells do for background jobs).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        print(f"starting WarmHouse in {stack.layout.root} ...", flush=True)
+        stack.start()
+        print(_describe(stack), flush=True)
+        exited = _wait_for_exit(stack)
+        print(
+            f"\n{exited.name} exited with status {exited.exit_code}; stopping everything."
+            f"\nLast lines of {exited.log_file}:\n{exited.log_tail()}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    except StartupError as error:
+        print(f"start-up failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the shutdown short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+
+
+def _http_port() -> int:
+    raw = os.environ.get("WARMHOUSE_HTTP_PORT") or str(DEFAULT_HTTP_PORT)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        sys.exit(f"WARMHOUSE_HTTP_PORT must be a TCP port number, got {raw!r}")
+    return int(raw)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_for_exit(stack: Stack) -> ChildProcess:
+    while (exited := stack.first_exited()) is None:
+        time.sleep(WATCH_INTERVAL_SECONDS)
+    return exited
+
+
+def _describe(stack: Stack) -> str:
+    lines = [
+        "",
+        f"WarmHouse is up (data in {stack.layout.root})",
+        f"  REST             {stack.base_url}  (health: {stack.base_url}/healthz)",
+        f"  Envoy admin      http://127.0.0.1:{stack.envoy_admin_port}",
+        *(f"  {name + ' gRPC':<16} {stack.grpc_address(name)}" for name in stack.services),
+        f"  PostgreSQL       {stack.postgres.url('<database>')}",
+        f"  NATS JetStream   {stack.nats.url}",
+        "Logs:",
+        *(f"  {process.name:<16} {process.log_file}" for process in stack.processes),
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

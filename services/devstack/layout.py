@@ -1,0 +1,40 @@
+"""Where the local stack keeps its state inside its data directory."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SIGNING_KEY_FILE_NAME = "jwt-signing.pem"
+JWKS_FILE_NAME = "jwks.json"
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: Path
+
+    @property
+    def postgres(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def nats(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def envoy(self) -> Path:
+        return self.root / "envoy"
+
+    @property
+    def service_logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.keys / SIGNING_KEY_FILE_NAME
+
+    @property
+    def jwks_file(self) -> Path:
+        return self.keys / JWKS_FILE_NAME

@@ -1,0 +1,145 @@
+"""The whole platform on one machine: Postgres, NATS, every catalog service, Envoy.
+
+State (databases, JetStream, signing key) lives in one data directory and
+survives restarts; every port except Envoy's listener is picked free at start,
+so two stacks can run side by side.
+"""
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from services.devstack.catalog import SERVICES, ServiceSpec
+from services.devstack.checkout import DESCRIPTOR_SET
+from services.devstack.child_process import ChildProcess
+from services.devstack.envoy_config import EnvoySettings, SocketAddress, render
+from services.devstack.envoy_process import EnvoyProcess
+from services.devstack.layout import DataLayout
+from services.devstack.nats_process import NatsProcess
+from services.devstack.ports import LOOPBACK, free_port
+from services.devstack.postgres_process import PostgresProcess
+from services.devstack.service_process import ServiceProcess
+from services.user.signing_keys import ensure_signing_key
+
+
+class Stack:
+    """Starts everything in dependency order; stops services first, Postgres last.
+
+    `extra_env` reaches every service on top of this process' environment and
+    the runtime's contract (WARMHOUSE_* addresses and key files).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        http_port: int,
+        extra_env: Mapping[str, str] | None = None,
+        services: Sequence[ServiceSpec] = SERVICES,
+    ) -> None:
+        self.layout = DataLayout(data_dir.resolve())
+        self.http_port = http_port
+        self.postgres = PostgresProcess(self.layout.postgres)
+        self.nats = NatsProcess(self.layout.nats)
+        self._specs = tuple(services)
+        self._extra_env = dict(extra_env or {})
+        self.services = {
+            spec.name: ServiceProcess(
+                spec.name,
+                spec.module,
+                self._service_env(spec),
+                self.layout.service_logs / f"{spec.name}.log",
+            )
+            for spec in self._specs
+        }
+        self.envoy_admin_port = free_port()
+        self.envoy = EnvoyProcess(
+            self.layout.envoy / "envoy.json",
+            self.layout.envoy / "envoy.log",
+            # Started means every service is reachable through Envoy.
+            ready_url=f"{self.base_url}/healthz",
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    def grpc_address(self, service: str) -> str:
+        return self.services[service].address
+
+    @property
+    def processes(self) -> list[ChildProcess]:
+        return [
+            self.postgres.process,
+            self.nats.process,
+            *(service.process for service in self.services.values()),
+            self.envoy.process,
+        ]
+
+    def start(self) -> None:
+        """Start everything; if anything fails, stop what already runs and raise."""
+        try:
+            self.postgres.start()
+            for spec in self._specs:
+                self.postgres.create_database(spec.database)
+            self.nats.start()
+            ensure_signing_key(self.layout.signing_key_file, self.layout.jwks_file)
+            for service in self.services.values():
+                service.start()
+            self._write_envoy_config()
+            self.envoy.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        # Services first, so they drain while their database and broker are up.
+        for service in reversed(self.services.values()):
+            service.stop()
+        self.envoy.stop()
+        self.nats.stop()
+        self.postgres.stop()
+
+    def first_exited(self) -> ChildProcess | None:
+        """A process of the stack that has ended, if any; all run while this is None."""
+        return next((process for process in self.processes if process.exit_code is not None), None)
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _service_env(self, spec: ServiceSpec) -> dict[str, str]:
+        key_files = {var: str(self.layout.keys / name) for var, name in spec.key_file_env.items()}
+        return {
+            # Passed through so OTEL_*, WARMHOUSE_ADMIN_* and the like reach services.
+            **os.environ,
+            "WARMHOUSE_DATABASE_URL": self.postgres.url(spec.database),
+            "WARMHOUSE_NATS_URL": self.nats.url,
+            "WARMHOUSE_JWKS_FILE": str(self.layout.jwks_file),
+            **key_files,
+            **self._extra_env,
+        }
+
+    def _write_envoy_config(self) -> None:
+        settings = EnvoySettings(
+            listener=SocketAddress(LOOPBACK, self.http_port),
+            admin=SocketAddress(LOOPBACK, self.envoy_admin_port),
+            upstreams={
+                name: SocketAddress(LOOPBACK, service.port)
+                for name, service in self.services.items()
+            },
+            descriptor_set=DESCRIPTOR_SET,
+            jwks_file=self.layout.jwks_file,
+        )
+        config_file = self.envoy.config_file
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(render(settings, self._specs), indent=2))

@@ -1,0 +1,37 @@
+"""The whole stack, started once per session, for tests that go through Envoy."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.devstack.ports import free_port
+from services.devstack.stack import Stack
+from tests.e2e.rest import Rest
+
+# The User service creates this administrator at start-up when it does not exist.
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "an e2e admin passphrase"
+ADMIN_PHONE = "+15550000001"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Every catalog service behind Envoy; `stack.grpc_address("user")` reaches one directly."""
+    admin = {
+        "WARMHOUSE_ADMIN_EMAIL": ADMIN_EMAIL,
+        "WARMHOUSE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "WARMHOUSE_ADMIN_PHONE": ADMIN_PHONE,
+    }
+    with Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=admin) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def base_url(stack: Stack) -> str:
+    """Where REST clients connect, e.g. http://127.0.0.1:PORT."""
+    return stack.base_url
+
+
+@pytest.fixture
+def api(base_url: str) -> Rest:
+    return Rest(base_url)
