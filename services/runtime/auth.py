@@ -6,6 +6,7 @@ service's events; see `revocation.py`.
 """
 
 import json
+import time
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -82,16 +83,37 @@ class RevokedTokens:
 class TokenVerifier:
     """Verifies ES256 access tokens against the published JWKS."""
 
-    def __init__(self, jwks: dict[str, Any], revoked: RevokedTokens, leeway: float = 5.0) -> None:
+    def __init__(
+        self,
+        jwks: dict[str, Any],
+        revoked: RevokedTokens,
+        leeway: float = 5.0,
+        cache_size: int = 10_000,
+    ) -> None:
         self._keys = {key["kid"]: jwt.PyJWK(key) for key in jwks["keys"]}
         self._revoked = revoked
         self._leeway = leeway
+        # A client sends the same token for minutes: the signature check is
+        # the costly part, so its outcome is kept until the token expires.
+        # Revocation is still checked on every call.
+        self._verified: dict[str, tuple[Caller, float]] = {}
+        self._cache_size = cache_size
 
     @classmethod
     def from_file(cls, path: Path, revoked: RevokedTokens) -> "TokenVerifier":
         return cls(json.loads(path.read_text()), revoked)
 
     def verify(self, token: str) -> Caller:
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1] + self._leeway:
+            caller = cached[0]
+        else:
+            caller = self._verify_signature(token)
+        if self._revoked.is_revoked(caller):
+            raise Unauthenticated("TOKEN_REVOKED", "the session has ended; log in again")
+        return caller
+
+    def _verify_signature(self, token: str) -> Caller:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid) if isinstance(kid, str) else None
@@ -116,8 +138,9 @@ class TokenVerifier:
             session_id=str(claims["sid"]),
             issued_at=float(claims["iat"]),
         )
-        if self._revoked.is_revoked(caller):
-            raise Unauthenticated("TOKEN_REVOKED", "the session has ended; log in again")
+        if len(self._verified) >= self._cache_size:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = (caller, float(claims["exp"]))
         return caller
 
     def verify_authorization(self, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:

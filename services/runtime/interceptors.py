@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.runtime.auth import TokenVerifier, set_current_caller
 from services.runtime.errors import DomainError
@@ -51,29 +52,38 @@ def _wrap(
         except Exception as error:  # noqa: BLE001 - mapped and re-raised below
             await _abort(context, details.method, error)
 
+    # grpc.aio awaits a behaviour only if it is a coroutine (or async
+    # generator) function, so each shape gets a real `async def`.
     kwargs = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
-    if handler.unary_unary:
-        inner_uu = handler.unary_unary
-        return grpc.unary_unary_rpc_method_handler(
-            lambda req, ctx: guard(ctx, lambda: inner_uu(req, ctx)), **kwargs
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await guard(context, lambda: inner(request, context))
+
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
         )
-    if handler.stream_unary:
-        inner_su = handler.stream_unary
-        return grpc.stream_unary_rpc_method_handler(
-            lambda reqs, ctx: guard(ctx, lambda: inner_su(reqs, ctx)), **kwargs
-        )
-    if handler.unary_stream:
-        inner_us = handler.unary_stream
-        return grpc.unary_stream_rpc_method_handler(
-            lambda req, ctx: stream_guard(ctx, lambda: inner_us(req, ctx)), **kwargs
-        )
-    inner_ss = handler.stream_stream
-    return grpc.stream_stream_rpc_method_handler(
-        lambda reqs, ctx: stream_guard(ctx, lambda: inner_ss(reqs, ctx)), **kwargs
+        return make(unary_response, **kwargs)
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def stream_response(
+        request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for response in stream_guard(context, lambda: inner_stream(request, context)):
+            yield response
+
+    make = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
     )
+    return make(stream_response, **kwargs)
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
@@ -81,6 +91,14 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exceptio
         raise error
     if isinstance(error, DomainError):
         status = _status(error.code, error.message, error.reason, error.metadata)
+    elif _is_outage(error):
+        log.warning("dependency unavailable in %s: %s", method, error)
+        status = _status(
+            grpc.StatusCode.UNAVAILABLE,
+            "a backing service is unavailable; retry shortly",
+            "DEPENDENCY_UNAVAILABLE",
+            {},
+        )
     else:
         trace_id = current_trace_id()
         log.exception("unexpected error in %s", method, extra={"rpc_method": method})
@@ -91,6 +109,13 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exceptio
             {"traceId": trace_id},
         )
     await context.abort_with_status(rpc_status.to_status(status))
+
+
+def _is_outage(error: Exception) -> bool:
+    """The database or the network failed, not the request: worth a retry."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError | InterfaceError | ConnectionError)
 
 
 def _status(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -177,4 +178,4 @@ def run(
         sys.exit(f"configuration error: {error}")
     configure_logging(definition.name, settings.log_level)
     configure_tracing(definition.name)
-    asyncio.run(serve_until_signalled(ServiceHost(definition, settings)))
+    uvloop.run(serve_until_signalled(ServiceHost(definition, settings)))

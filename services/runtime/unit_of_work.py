@@ -13,6 +13,9 @@ class UnitOfWork:
 
     def __init__(self, engine: AsyncEngine, relay: OutboxRelay) -> None:
         self._engine = engine
+        # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK
+        # round trips the driver would otherwise wrap around every query.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._relay = relay
 
     @asynccontextmanager
@@ -23,5 +26,5 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             yield conn

@@ -119,3 +119,37 @@ def test_a_missing_or_malformed_authorization_header_is_refused(
     with pytest.raises(Unauthenticated) as refused:
         verifier(keys).verify_authorization(metadata)
     assert reason(refused) == "TOKEN_MISSING"
+
+
+def test_a_cached_token_is_still_checked_for_revocation(keys: Keys, issuer: TokenIssuer) -> None:
+    revoked = RevokedTokens()
+    check = verifier(keys, revoked)
+    token = issuer.access_token("u1", "USER", "s1")
+    assert check.verify(token).user_id == "u1"
+    revoked.revoke_session("s1")
+    with pytest.raises(Unauthenticated) as refused:
+        check.verify(token)
+    assert reason(refused) == "TOKEN_REVOKED"
+
+
+def test_a_cached_token_stops_working_when_it_expires(keys: Keys, issuer: TokenIssuer) -> None:
+    check = TokenVerifier(json.loads(keys[1].read_text()), RevokedTokens(), leeway=0)
+    now = int(time.time())
+    token = jwt.encode(
+        {
+            "iss": "warmhouse-user",
+            "aud": "warmhouse",
+            "sub": "u1",
+            "sid": "s",
+            "iat": now,
+            "exp": now + 1,
+        },
+        load_private_key(keys[0]),
+        algorithm="ES256",
+        headers={"kid": issuer.jwks[0]["kid"]},
+    )
+    assert check.verify(token).user_id == "u1"
+    time.sleep(now + 1.1 - time.time())
+    with pytest.raises(Unauthenticated) as refused:
+        check.verify(token)
+    assert reason(refused) == "TOKEN_EXPIRED"

@@ -1,0 +1,120 @@
+"""The guard around every RPC: authentication and error mapping, on a real server."""
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError
+
+from services.runtime.auth import RevokedTokens, TokenVerifier, current_caller
+from services.runtime.errors import AlreadyExists, NotFound, PermissionDenied, Throttled
+from services.runtime.interceptors import GuardInterceptor
+from services.user.signing_keys import ensure_signing_key, load_private_key
+from services.user.tokens import TokenIssuer
+
+SERVICE = "warmhouse.test.v1.ProbeService"
+FAILURES: dict[str, Exception] = {
+    "exists": AlreadyExists("EMAIL_TAKEN", "taken"),
+    "missing": NotFound("NO_SUCH_THING", "gone"),
+    "denied": PermissionDenied("NOT_OWNER", "not yours"),
+    "throttled": Throttled("SLOW_DOWN", "later"),
+    "database": OperationalError("SELECT 1", {}, ConnectionRefusedError("db down")),
+    "bug": RuntimeError("password=hunter2 leaked in a stack trace"),
+}
+
+
+async def who_am_i(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return current_caller().user_id.encode()
+
+
+async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    raise FAILURES[request.decode()]
+
+
+async def fail_streaming(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    yield b"first"
+    raise FAILURES[request.decode()]
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, TokenIssuer]]:
+    ensure_signing_key(tmp_path / "key.pem", tmp_path / "jwks.json")
+    verifier = TokenVerifier.from_file(tmp_path / "jwks.json", RevokedTokens())
+    public = {f"/{SERVICE}/Fail", f"/{SERVICE}/FailStreaming"}
+    server = grpc.aio.server(interceptors=[GuardInterceptor(verifier, public)])
+    handlers = {
+        "WhoAmI": grpc.unary_unary_rpc_method_handler(who_am_i),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "FailStreaming": grpc.unary_stream_rpc_method_handler(fail_streaming),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    issuer = TokenIssuer(load_private_key(tmp_path / "key.pem"), 60)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel, issuer
+    await server.stop(None)
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return str(info.reason)
+
+
+async def test_private_methods_need_a_token_and_see_the_caller(
+    server: tuple[grpc.aio.Channel, TokenIssuer],
+) -> None:
+    channel, issuer = server
+    who_am_i = channel.unary_unary(f"/{SERVICE}/WhoAmI")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await who_am_i(b"")
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    token = issuer.access_token("user-7", "USER", "session-1")
+    assert await who_am_i(b"", metadata=(("authorization", f"Bearer {token}"),)) == b"user-7"
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "reason"),
+    [
+        ("exists", grpc.StatusCode.ALREADY_EXISTS, "EMAIL_TAKEN"),
+        ("missing", grpc.StatusCode.NOT_FOUND, "NO_SUCH_THING"),
+        ("denied", grpc.StatusCode.PERMISSION_DENIED, "NOT_OWNER"),
+        ("throttled", grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_DOWN"),
+        ("database", grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"),
+        ("bug", grpc.StatusCode.INTERNAL, "INTERNAL"),
+    ],
+)
+async def test_errors_map_to_statuses_with_a_reason(
+    server: tuple[grpc.aio.Channel, TokenIssuer], failure: str, code: grpc.StatusCode, reason: str
+) -> None:
+    channel, _ = server
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await channel.unary_unary(f"/{SERVICE}/Fail")(failure.encode())
+    with pytest.raises(grpc.aio.AioRpcError) as streaming:
+        await drain(channel.unary_stream(f"/{SERVICE}/FailStreaming")(failure.encode()))
+    for failed in (unary.value, streaming.value):
+        assert failed.code() == code
+        assert reason_of(failed) == reason
+
+
+async def drain(responses: AsyncIterator[bytes]) -> None:
+    async for _ in responses:
+        pass
+
+
+async def test_an_unexpected_error_is_logged_but_not_leaked(
+    server: tuple[grpc.aio.Channel, TokenIssuer], caplog: pytest.LogCaptureFixture
+) -> None:
+    channel, _ = server
+    with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as failed:
+        await channel.unary_unary(f"/{SERVICE}/Fail")(b"bug")
+    assert "hunter2" not in (failed.value.details() or "")
+    assert "internal error" in (failed.value.details() or "")
+    assert any("hunter2" in (record.exc_text or "") or record.exc_info for record in caplog.records)
