@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.devstack.layout import SIGNING_KEY_FILE_NAME
+from services.user import grpc_api as user_api
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,9 @@ class ServiceSpec:
     grpc_services: tuple[str, ...]
     # Its own database; no other service connects to it.
     database: str
-    # REST calls Envoy lets through without an access token, as (method, path).
-    public_routes: tuple[tuple[str, str], ...] = ()
+    # RPCs callable without an access token (the service's own list, so Envoy
+    # and the service cannot disagree); Envoy lets their REST routes through.
+    public_methods: frozenset[str] = frozenset()
     # Environment variable → file in the keys directory, for secrets only this
     # service may hold.
     key_file_env: Mapping[str, str] = field(default_factory=dict)
@@ -32,12 +34,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         module="services.user",
         grpc_services=("warmhouse.user.v1.UserService",),
         database="warmhouse_user",
-        public_routes=(
-            ("POST", "/users"),
-            ("POST", "/auth/login"),
-            ("POST", "/auth/refresh"),
-            ("GET", "/.well-known/jwks.json"),
-        ),
+        public_methods=user_api.PUBLIC_METHODS,
         key_file_env={"WARMHOUSE_JWT_PRIVATE_KEY_FILE": SIGNING_KEY_FILE_NAME},
     ),
 )

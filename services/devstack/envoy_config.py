@@ -11,10 +11,14 @@ It is printed as JSON, which is also YAML: no YAML library is needed to write it
 import argparse
 import ipaddress
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool
 
 from services.devstack.catalog import SERVICES, ServiceSpec
 from services.runtime.auth import AUDIENCE, ISSUER
@@ -186,12 +190,13 @@ def _jwt_filter(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dic
     public_rules = [
         {
             "match": {
-                "path": path,
-                "headers": [{"name": ":method", "string_match": {"exact": method}}],
+                **_path_match(path),
+                "headers": [{"name": ":method", "string_match": {"exact": verb}}],
             }
         }
         for spec in services
-        for method, path in spec.public_routes
+        for method in sorted(spec.public_methods)
+        for verb, path in http_routes(method)
     ]
     return {
         "name": "envoy.filters.http.jwt_authn",
@@ -214,6 +219,33 @@ def _jwt_filter(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dic
             ],
         },
     }
+
+
+def http_routes(method: str) -> list[tuple[str, str]]:
+    """The REST (verb, path template) pairs a gRPC method is annotated with.
+
+    `method` is a full method path, e.g. /warmhouse.user.v1.UserService/Login;
+    its generated module must have been imported (it registers the descriptor).
+    """
+    descriptor = descriptor_pool.Default().FindMethodByName(method.strip("/").replace("/", "."))
+    rules = [descriptor.GetOptions().Extensions[annotations_pb2.http]]
+    rules.extend(rules[0].additional_bindings)
+    routes = []
+    for rule in rules:
+        verb = rule.WhichOneof("pattern")
+        if verb is not None and verb != "custom":
+            routes.append((verb.upper(), getattr(rule, verb)))
+    return routes
+
+
+def _path_match(template: str) -> dict[str, Any]:
+    """An exact match, or a regex where the template has {variables}."""
+    if "{" not in template:
+        return {"path": template}
+    regex = re.sub(
+        r"\{[^}]+\}", "[^/]+", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+    )
+    return {"safe_regex": {"regex": regex}}
 
 
 def _transcoder_filter(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """UserService over gRPC: proto in → handler → proto out."""
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.runtime.auth import current_caller
 from services.runtime.request import client_address
+from services.runtime.timestamps import timestamp
 from services.user.domain import ProfileChange
 from services.user.handlers import Session, UserHandlers
 from services.user.repository import UserRecord
@@ -17,17 +17,14 @@ PUBLIC_METHODS = frozenset(
 
 
 def _user_message(user: UserRecord) -> user_pb2.User:
-    created, updated = Timestamp(), Timestamp()
-    created.FromDatetime(user.created_at)
-    updated.FromDatetime(user.updated_at)
     return user_pb2.User(
         user_id=str(user.id),
         email=user.email,
         phone=user.phone,
         role=user_pb2.Role.Value(user.role),
         is_active=user.is_active,
-        create_time=created,
-        update_time=updated,
+        create_time=timestamp(user.created_at),
+        update_time=timestamp(user.updated_at),
     )
 
 

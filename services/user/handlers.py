@@ -5,7 +5,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.user.v1 import user_pb2
 
 from services.runtime.auth import Caller
@@ -13,6 +12,7 @@ from services.runtime.errors import InvalidArgument, NotFound, Throttled, Unauth
 from services.runtime.outbox import add_event
 from services.runtime.pagination import decode_page_token, encode_page_token, page_size
 from services.runtime.request import parse_uuid
+from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import UnitOfWork
 from services.user import domain, repository
 from services.user.passwords import hash_password, verify_password
@@ -29,12 +29,6 @@ _WRONG_CREDENTIALS = Unauthenticated("INVALID_CREDENTIALS", "email or password i
 _PAGE_KEYS = frozenset({"createdAt", "id"})
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def _user_updated(user: UserRecord) -> user_pb2.UserUpdated:
     return user_pb2.UserUpdated(
         user_id=str(user.id),
@@ -42,7 +36,7 @@ def _user_updated(user: UserRecord) -> user_pb2.UserUpdated:
         phone=user.phone,
         role=user_pb2.Role.Value(user.role),
         is_active=user.is_active,
-        occur_time=_timestamp(user.updated_at),
+        occur_time=timestamp(user.updated_at),
     )
 
 
@@ -98,7 +92,7 @@ class UserHandlers:
                     email=email,
                     phone=phone,
                     role=user_pb2.Role.Value(role),
-                    occur_time=_timestamp(now),
+                    occur_time=timestamp(now),
                 ),
             )
         return user
@@ -188,7 +182,7 @@ class UserHandlers:
                     user_pb2.SessionRevoked(
                         session_id=str(session.id),
                         user_id=str(session.user_id),
-                        occur_time=_timestamp(now),
+                        occur_time=timestamp(now),
                     ),
                 )
 
@@ -263,7 +257,7 @@ class UserHandlers:
             await repository.revoke_sessions(conn, now, user_id=target)
             await add_event(
                 conn,
-                user_pb2.UserDeactivated(user_id=str(target), occur_time=_timestamp(now)),
+                user_pb2.UserDeactivated(user_id=str(target), occur_time=timestamp(now)),
             )
             await add_event(conn, _user_updated(user))
         return user
