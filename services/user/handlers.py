@@ -129,8 +129,9 @@ class UserHandlers:
         password_ok = await verify_password(user.password_hash if user else None, password)
         if user is None or not password_ok or not user.is_active:
             async with self._uow.transaction() as conn:
+                current = await repository.lock_throttles(conn, list(keys), now)
                 for key, policy in keys.items():
-                    state = domain.after_failure(throttles.get(key), now, policy)
+                    state = domain.after_failure(current.get(key), now, policy)
                     await repository.save_throttle(conn, key, state)
             raise _WRONG_CREDENTIALS
         session_id = uuid.uuid4()

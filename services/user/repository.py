@@ -1,6 +1,7 @@
 """Reads and writes of the User service's tables (SQLAlchemy Core)."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -158,9 +159,32 @@ async def revoke_sessions(
 
 async def load_throttles(conn: AsyncConnection, keys: list[str]) -> dict[str, ThrottleState]:
     query = select(login_throttle).where(login_throttle.c.key.in_(keys))
+    return _throttle_states((await conn.execute(query)).all())
+
+
+async def lock_throttles(
+    conn: AsyncConnection, keys: list[str], now: datetime
+) -> dict[str, ThrottleState]:
+    """The keys' current states, row-locked until commit, so that concurrent
+    failures are counted one after another rather than over each other."""
+    await conn.execute(
+        insert(login_throttle)
+        .values([{"key": key, "failures": 0, "window_started_at": now} for key in sorted(keys)])
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    query = (
+        select(login_throttle)
+        .where(login_throttle.c.key.in_(keys))
+        .order_by(login_throttle.c.key)
+        .with_for_update()
+    )
+    return _throttle_states((await conn.execute(query)).all())
+
+
+def _throttle_states(rows: Sequence[Row[Any]]) -> dict[str, ThrottleState]:
     return {
         row.key: ThrottleState(row.failures, row.window_started_at, row.locked_until)
-        for row in (await conn.execute(query)).all()
+        for row in rows
     }
 
 

@@ -127,6 +127,23 @@ async def test_repeated_failures_are_throttled_per_account_and_client(
     assert session.access_token
 
 
+async def test_concurrent_failures_are_each_counted(users: UserServiceStub) -> None:
+    _, email = await register(users)
+    attacker = (("x-forwarded-for", "203.0.113.78"),)
+    guesses = [
+        users.Login(user_pb2.LoginRequest(email=email, password=f"guess {n}"), metadata=attacker)
+        for n in range(5)
+    ]
+    outcomes = await asyncio.gather(*guesses, return_exceptions=True)
+    assert all(isinstance(o, grpc.aio.AioRpcError) for o in outcomes)
+    right_password = users.Login(
+        user_pb2.LoginRequest(email=email, password=PASSWORD), metadata=attacker
+    )
+    assert await refused(right_password, grpc.StatusCode.RESOURCE_EXHAUSTED) == (
+        "TOO_MANY_LOGIN_FAILURES"
+    )
+
+
 async def test_calls_without_a_valid_token_are_refused(users: UserServiceStub) -> None:
     user_id, _ = await register(users)
     request = user_pb2.GetUserRequest(user_id=user_id)
