@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -65,6 +65,28 @@ async def ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> No
         await jetstream.update_stream(config)
 
 
+async def pull_batches(
+    pull: JetStreamContext.PullSubscription, batch_size: int, liveness_every: int = 5
+) -> AsyncIterator[list[Msg]]:
+    """Batches from a pull consumer, forever.
+
+    A consumer can vanish while idle (an ephemeral one on a broker restart)
+    and fetches then just time out, so every few idle seconds its existence is
+    checked; a missing consumer raises, and the caller subscribes anew.
+    """
+    idle = 0
+    while True:
+        try:
+            messages = await pull.fetch(batch_size, timeout=1.0)
+        except nats.errors.TimeoutError:
+            idle += 1
+            if idle % liveness_every == 0:
+                await pull.consumer_info()
+            continue
+        idle = 0
+        yield messages
+
+
 @dataclass(frozen=True)
 class EventContext:
     event_id: str
@@ -103,19 +125,13 @@ class EventConsumer(Generic[EventT]):
 
     async def run(self) -> None:
         sub = self._subscription
+        config = ConsumerConfig(ack_wait=30.0, max_ack_pending=1000)
         while True:
             try:
                 pull = await self._jetstream.pull_subscribe(
-                    sub.subject,
-                    durable=sub.durable,
-                    stream=sub.stream,
-                    config=ConsumerConfig(ack_wait=30.0, max_ack_pending=1000),
+                    sub.subject, durable=sub.durable, stream=sub.stream, config=config
                 )
-                while True:
-                    try:
-                        messages = await pull.fetch(self._batch_size, timeout=1.0)
-                    except nats.errors.TimeoutError:
-                        continue
+                async for messages in pull_batches(pull, self._batch_size):
                     for message in messages:
                         await self.process(message)
             except asyncio.CancelledError:

@@ -2,19 +2,21 @@
 
 Every service replays SessionRevoked and UserDeactivated events from the last
 access-token lifetime (an older token has expired anyway) and then follows
-them live, so a revoked token stops working everywhere within seconds.
+them live, so a revoked token stops working everywhere within seconds. The
+feed resumes from the last stream sequence it saw after a broker restart.
 """
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from warmhouse.user.v1 import user_pb2
 
 from services.runtime.auth import RevokedTokens
-from services.runtime.messaging import stream_config
+from services.runtime.messaging import pull_batches, stream_config
 from services.runtime.outbox import subject_of
 
 log = logging.getLogger(__name__)
@@ -31,22 +33,51 @@ def apply_revocation(revoked: RevokedTokens, subject: str, data: bytes) -> None:
         revoked.revoke_user(deactivated.user_id, deactivated.occur_time.ToDatetime(UTC).timestamp())
 
 
-async def follow_revocations(
-    jetstream: JetStreamContext, revoked: RevokedTokens, token_ttl_seconds: int
-) -> None:
-    since = datetime.now(UTC) - timedelta(seconds=token_ttl_seconds) - _CLOCK_SKEW
+class RevocationFeed:
+    def __init__(
+        self, jetstream: JetStreamContext, revoked: RevokedTokens, token_ttl_seconds: int
+    ) -> None:
+        self._jetstream = jetstream
+        self._revoked = revoked
+        self._since = datetime.now(UTC) - timedelta(seconds=token_ttl_seconds) - _CLOCK_SKEW
+        self._next_sequence: int | None = None
 
-    async def on_message(message: Msg) -> None:
-        try:
-            apply_revocation(revoked, message.subject, message.data)
-        except Exception:
-            log.exception("unreadable revocation event on %s", message.subject)
-
-    for event in (user_pb2.SessionRevoked(), user_pb2.UserDeactivated()):
-        await jetstream.subscribe(
-            subject_of(event),
-            stream=stream_config(REVOCATIONS_FROM).name,
-            cb=on_message,
-            ordered_consumer=True,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since),
+    def _consumer_config(self) -> ConsumerConfig:
+        subjects = [subject_of(user_pb2.SessionRevoked()), subject_of(user_pb2.UserDeactivated())]
+        # Ephemeral and unacknowledged: each replica keeps its own copy in memory.
+        config = ConsumerConfig(
+            filter_subjects=subjects, ack_policy=AckPolicy.NONE, inactive_threshold=60.0
         )
+        if self._next_sequence is None:
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = self._since
+        else:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = self._next_sequence
+        return config
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("revocation feed interrupted; resuming", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _follow(self) -> None:
+        pull = await self._jetstream.pull_subscribe(
+            "", stream=stream_config(REVOCATIONS_FROM).name, config=self._consumer_config()
+        )
+        try:
+            async for messages in pull_batches(pull, batch_size=256):
+                for message in messages:
+                    self._next_sequence = message.metadata.sequence.stream + 1
+                    try:
+                        apply_revocation(self._revoked, message.subject, message.data)
+                    except Exception:
+                        log.exception("unreadable revocation event on %s", message.subject)
+        finally:
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()

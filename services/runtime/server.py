@@ -33,7 +33,7 @@ from services.runtime.config import ConfigError, Environment, RuntimeSettings
 from services.runtime.interceptors import GuardInterceptor
 from services.runtime.logs import configure_logging
 from services.runtime.outbox import OutboxRelay
-from services.runtime.revocation import REVOCATIONS_FROM, follow_revocations
+from services.runtime.revocation import REVOCATIONS_FROM, RevocationFeed
 from services.runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,9 @@ class ServiceHost:
         for service in {definition.name, REVOCATIONS_FROM, *definition.consumes_from}:
             await messaging.ensure_stream(jetstream, messaging.stream_config(service))
         revoked = RevokedTokens()
-        await follow_revocations(jetstream, revoked, settings.access_token_ttl_seconds)
+        revocations = RevocationFeed(jetstream, revoked, settings.access_token_ttl_seconds)
+        # Replaying revocations starts before serving, so it is done moments after.
+        self._tasks = [asyncio.create_task(revocations.run(), name="revocations")]
         relay = OutboxRelay(engine, jetstream)
         self._runtime = Runtime(settings, engine, nats_client, jetstream, relay, revoked)
 
@@ -116,7 +118,7 @@ class ServiceHost:
         port: int = server.add_insecure_port(settings.grpc_address)
         await server.start()
         self._server = server
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(self._watch_health(), name="health"),
             *(asyncio.create_task(c.run(), name="consumer") for c in consumers),

@@ -220,3 +220,61 @@ async def test_a_consumers_span_joins_the_producers_trace(
     consumed = [s for s in spans.get_finished_spans() if s.name == f"consume {subject}"]
     assert consumed
     assert consumed[-1].context.trace_id == producer.get_span_context().trace_id
+
+
+async def test_a_consumer_keeps_consuming_after_a_broker_restart(
+    engine: AsyncEngine, jetstream: JetStreamContext, nats_server: NatsProcess
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE seen (email text)"))
+
+    async def remember(
+        conn: AsyncConnection, event: user_pb2.UserRegistered, _: EventContext
+    ) -> None:
+        await conn.execute(text("INSERT INTO seen VALUES (:e)"), {"e": event.email})
+
+    subject = "warmhouse.user.v1.UserRegistered"
+    consumer = EventConsumer(
+        engine,
+        jetstream,
+        Subscription(
+            f"restart-{uuid.uuid4().hex[:8]}",
+            STREAM_NAME,
+            subject,
+            user_pb2.UserRegistered,
+            remember,
+        ),
+    )
+
+    async def publish_until_acknowledged(email: str) -> None:
+        payload = registered(email).SerializeToString()
+        headers = {MSG_ID_HEADER: str(uuid.uuid4())}
+        for _ in range(100):
+            try:
+                await jetstream.publish(subject, payload, headers=headers, timeout=1)
+                return
+            except nats.errors.Error:  # the client is still reconnecting
+                await asyncio.sleep(0.2)
+        raise AssertionError("the broker never came back")
+
+    async def seen(email: str) -> bool:
+        for _ in range(200):
+            async with engine.connect() as conn:
+                found = await conn.execute(
+                    text("SELECT 1 FROM seen WHERE email = :e"), {"e": email}
+                )
+                if found.first():
+                    return True
+            await asyncio.sleep(0.1)
+        return False
+
+    running = asyncio.create_task(consumer.run())
+    try:
+        await publish_until_acknowledged("before-restart@example.com")
+        assert await seen("before-restart@example.com")
+        nats_server.stop()
+        nats_server.start()
+        await publish_until_acknowledged("after-restart@example.com")
+        assert await seen("after-restart@example.com")
+    finally:
+        running.cancel()
