@@ -87,6 +87,23 @@ class ServiceHost:
 
     async def start(self) -> int:
         """Start serving; return the bound port."""
+        runtime = await self._connect()
+        server = await self._build_server(runtime)
+        consumers = await self._definition.attach(server, runtime)
+        port: int = server.add_insecure_port(self._settings.grpc_address)
+        await server.start()
+        self._server = server
+        self._tasks += [
+            asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
+            asyncio.create_task(self._watch_health(), name="health"),
+            *(asyncio.create_task(c.run(), name="consumer") for c in consumers),
+        ]
+        await self._report_health()
+        log.info("serving", extra={"address": self._settings.grpc_address, "port": port})
+        return port
+
+    async def _connect(self) -> Runtime:
+        """Migrate the database, reach the broker, start following revocations."""
         definition, settings = self._definition, self._settings
         engine = db.create_engine(settings.database_url)
         await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
@@ -101,31 +118,22 @@ class ServiceHost:
         self._tasks = [asyncio.create_task(revocations.run(), name="revocations")]
         relay = OutboxRelay(engine, jetstream)
         self._runtime = Runtime(settings, engine, nats_client, jetstream, relay, revoked)
+        return self._runtime
 
-        verifier = TokenVerifier.from_file(settings.jwks_file, revoked)
+    async def _build_server(self, runtime: Runtime) -> grpc.aio.Server:
+        verifier = TokenVerifier.from_file(runtime.settings.jwks_file, runtime.revoked)
         server = grpc.aio.server(
             interceptors=[
                 aio_server_interceptor(),  # type: ignore[no-untyped-call]
-                GuardInterceptor(verifier, definition.public_methods),
+                GuardInterceptor(verifier, self._definition.public_methods),
             ]
         )
-        consumers = await definition.attach(server, self._runtime)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_service = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection(
-            (*definition.grpc_services, health_service, reflection.SERVICE_NAME), server
+            (*self._definition.grpc_services, health_service, reflection.SERVICE_NAME), server
         )
-        port: int = server.add_insecure_port(settings.grpc_address)
-        await server.start()
-        self._server = server
-        self._tasks += [
-            asyncio.create_task(relay.run(), name="outbox-relay"),
-            asyncio.create_task(self._watch_health(), name="health"),
-            *(asyncio.create_task(c.run(), name="consumer") for c in consumers),
-        ]
-        await self._report_health()
-        log.info("serving", extra={"address": settings.grpc_address, "port": port})
-        return port
+        return server
 
     async def _report_health(self) -> None:
         runtime = self.runtime
