@@ -30,7 +30,6 @@ class Caller:
     user_id: str
     role: str
     session_id: str
-    issued_at: float
 
     @property
     def is_admin(self) -> bool:
@@ -61,23 +60,16 @@ def set_current_caller(caller: Caller | None) -> None:
 
 
 class RevokedTokens:
-    """Sessions and accounts whose tokens must stop working before they expire."""
+    """Sessions whose access tokens must stop working before they expire."""
 
     def __init__(self) -> None:
         self._sessions: set[str] = set()
-        self._users_revoked_at: dict[str, float] = {}
 
     def revoke_session(self, session_id: str) -> None:
         self._sessions.add(session_id)
 
-    def revoke_user(self, user_id: str, at: float) -> None:
-        self._users_revoked_at[user_id] = max(at, self._users_revoked_at.get(user_id, 0.0))
-
     def is_revoked(self, caller: Caller) -> bool:
-        if caller.session_id in self._sessions:
-            return True
-        revoked_at = self._users_revoked_at.get(caller.user_id)
-        return revoked_at is not None and caller.issued_at <= revoked_at
+        return caller.session_id in self._sessions
 
 
 class TokenVerifier:
@@ -136,7 +128,6 @@ class TokenVerifier:
             user_id=str(claims["sub"]),
             role=str(claims.get("role", "")),
             session_id=str(claims["sid"]),
-            issued_at=float(claims["iat"]),
         )
         if len(self._verified) >= self._cache_size:
             self._verified.pop(next(iter(self._verified)))  # the oldest entry

@@ -1,9 +1,10 @@
 """Feeds `RevokedTokens` from the User service's events.
 
-Every service replays SessionRevoked and UserDeactivated events from the last
-access-token lifetime (an older token has expired anyway) and then follows
-them live, so a revoked token stops working everywhere within seconds. The
-feed resumes from the last stream sequence it saw after a broker restart.
+Logout and deactivation end sessions, each with a SessionRevoked event. Every
+service replays those events from the last access-token lifetime (an older
+token has expired anyway) and then follows them live, so a revoked token stops
+working everywhere within seconds. After a broker restart the feed resumes
+from the last stream sequence it saw.
 """
 
 import asyncio
@@ -22,15 +23,13 @@ from services.runtime.outbox import subject_of
 log = logging.getLogger(__name__)
 # The service whose events revoke tokens; every service follows its stream.
 REVOCATIONS_FROM = "user"
+REVOCATION_SUBJECT = subject_of(user_pb2.SessionRevoked())
 _CLOCK_SKEW = timedelta(seconds=30)
 
 
 def apply_revocation(revoked: RevokedTokens, subject: str, data: bytes) -> None:
-    if subject == subject_of(user_pb2.SessionRevoked()):
+    if subject == REVOCATION_SUBJECT:
         revoked.revoke_session(user_pb2.SessionRevoked.FromString(data).session_id)
-    elif subject == subject_of(user_pb2.UserDeactivated()):
-        deactivated = user_pb2.UserDeactivated.FromString(data)
-        revoked.revoke_user(deactivated.user_id, deactivated.occur_time.ToDatetime(UTC).timestamp())
 
 
 class RevocationFeed:
@@ -43,10 +42,9 @@ class RevocationFeed:
         self._next_sequence: int | None = None
 
     def _consumer_config(self) -> ConsumerConfig:
-        subjects = [subject_of(user_pb2.SessionRevoked()), subject_of(user_pb2.UserDeactivated())]
         # Ephemeral and unacknowledged: each replica keeps its own copy in memory.
         config = ConsumerConfig(
-            filter_subjects=subjects, ack_policy=AckPolicy.NONE, inactive_threshold=60.0
+            filter_subject=REVOCATION_SUBJECT, ack_policy=AckPolicy.NONE, inactive_threshold=60.0
         )
         if self._next_sequence is None:
             config.deliver_policy = DeliverPolicy.BY_START_TIME

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from warmhouse.user.v1 import user_pb2
 
 from services.runtime.auth import Caller
@@ -172,20 +173,32 @@ class UserHandlers:
         return self._session(user, session.id, rotated)
 
     async def logout(self, caller: Caller) -> None:
-        now = self._clock()
         async with self._uow.transaction() as conn:
-            revoked = await repository.revoke_sessions(
-                conn, now, session_id=parse_uuid(caller.session_id, "sid")
+            await self._end_sessions(
+                conn, self._clock(), session_id=parse_uuid(caller.session_id, "sid")
             )
-            for session in revoked:
-                await add_event(
-                    conn,
-                    user_pb2.SessionRevoked(
-                        session_id=str(session.id),
-                        user_id=str(session.user_id),
-                        occur_time=timestamp(now),
-                    ),
-                )
+
+    async def _end_sessions(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        *,
+        session_id: uuid.UUID | None = None,
+        user_id: uuid.UUID | None = None,
+    ) -> None:
+        """Revoke sessions; every service drops their access tokens on the events."""
+        revoked = await repository.revoke_sessions(
+            conn, now, session_id=session_id, user_id=user_id
+        )
+        for session in revoked:
+            await add_event(
+                conn,
+                user_pb2.SessionRevoked(
+                    session_id=str(session.id),
+                    user_id=str(session.user_id),
+                    occur_time=timestamp(now),
+                ),
+            )
 
     async def get_user(self, caller: Caller, user_id: str) -> UserRecord:
         target = parse_uuid(user_id, "userId")
@@ -231,34 +244,31 @@ class UserHandlers:
             values["phone"] = domain.validate_phone(change.phone)
         if change.role is not None:
             values["role"] = change.role
-        if change.is_active is False:
-            return await self.deactivate_user(caller, user_id)
-        if change.is_active:
-            values["is_active"] = True
-        async with self._uow.transaction() as conn:
-            user = await repository.update_user(conn, target, values)
-            if user is None:
-                raise NotFound("USER_NOT_FOUND", f"no user {target}")
-            if values:
-                await add_event(conn, _user_updated(user))
-        return user
+        if change.is_active is not None:
+            values["is_active"] = change.is_active
+        return await self._change(target, values)
 
     async def deactivate_user(self, caller: Caller, user_id: str) -> UserRecord:
+        """A user may close their own account; an administrator anyone's."""
         target = parse_uuid(user_id, "userId")
         caller.require_self_or_admin(str(target))
+        return await self._change(target, {"is_active": False})
+
+    async def _change(self, target: uuid.UUID, values: dict[str, object]) -> UserRecord:
         now = self._clock()
         async with self._uow.transaction() as conn:
             user = await repository.get_user(conn, target)
             if user is None:
                 raise NotFound("USER_NOT_FOUND", f"no user {target}")
-            if not user.is_active:
+            changed = {key: value for key, value in values.items() if getattr(user, key) != value}
+            if not changed:
                 return user
-            user = await repository.update_user(conn, target, {"is_active": False})
-            assert user is not None
-            await repository.revoke_sessions(conn, now, user_id=target)
-            await add_event(
-                conn,
-                user_pb2.UserDeactivated(user_id=str(target), occur_time=timestamp(now)),
-            )
-            await add_event(conn, _user_updated(user))
-        return user
+            updated = await repository.update_user(conn, target, changed)
+            assert updated is not None
+            if changed.get("is_active") is False:
+                await self._end_sessions(conn, now, user_id=target)
+                await add_event(
+                    conn, user_pb2.UserDeactivated(user_id=str(target), occur_time=timestamp(now))
+                )
+            await add_event(conn, _user_updated(updated))
+        return updated

@@ -288,3 +288,35 @@ async def test_the_jwks_is_public(users: UserServiceStub) -> None:
     jwks = await users.GetJwks(user_pb2.GetJwksRequest())
     assert [key.alg for key in jwks.keys] == ["ES256"]
     assert jwks.keys[0].kid
+
+
+async def test_an_admin_change_and_deactivation_apply_together(users: UserServiceStub) -> None:
+    user_id, email = await register(users)
+    session = await login(users, email)
+    admin = bearer((await login(users, ADMIN.email, ADMIN.password)).access_token)
+    changed = await users.UpdateUser(
+        user_pb2.UpdateUserRequest(user_id=user_id, phone="+33142685300", is_active=False),
+        metadata=admin,
+    )
+    assert changed.user.phone == "+33142685300"
+    assert not changed.user.is_active
+    assert await eventually_refused(users, user_id, session.access_token) == "TOKEN_REVOKED"
+    reactivated = await users.UpdateUser(
+        user_pb2.UpdateUserRequest(user_id=user_id, is_active=True), metadata=admin
+    )
+    assert reactivated.user.is_active
+    fresh = await login(users, email)
+    profile = await users.GetUser(
+        user_pb2.GetUserRequest(user_id=user_id), metadata=bearer(fresh.access_token)
+    )
+    assert profile.user.is_active
+
+
+async def test_an_update_that_changes_nothing_keeps_the_update_time(users: UserServiceStub) -> None:
+    user_id, email = await register(users)
+    token = bearer((await login(users, email)).access_token)
+    before = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=token)
+    same = await users.UpdateUser(
+        user_pb2.UpdateUserRequest(user_id=user_id, phone=before.user.phone), metadata=token
+    )
+    assert same.user.update_time == before.user.update_time

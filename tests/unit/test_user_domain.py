@@ -7,8 +7,8 @@ from services.runtime.errors import InvalidArgument, PermissionDenied
 from services.user import domain
 from services.user.domain import ProfileChange, ThrottlePolicy
 
-USER = Caller(user_id="u1", role="USER", session_id="s1", issued_at=0)
-ADMIN = Caller(user_id="a1", role="ADMIN", session_id="s2", issued_at=0)
+USER = Caller(user_id="u1", role="USER", session_id="s1")
+ADMIN = Caller(user_id="a1", role="ADMIN", session_id="s2")
 
 
 @pytest.mark.parametrize(
