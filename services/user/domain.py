@@ -118,9 +118,13 @@ CLIENT = ThrottlePolicy(30, timedelta(minutes=15), timedelta(minutes=15))
 ACCOUNT = ThrottlePolicy(50, timedelta(hours=1), timedelta(minutes=30))
 
 
+def account_client_key(email: str, client: str) -> str:
+    return f"account-client:{email}|{client}"
+
+
 def throttle_keys(email: str, client: str) -> dict[str, ThrottlePolicy]:
     return {
-        f"account-client:{email}|{client}": ACCOUNT_FROM_CLIENT,
+        account_client_key(email, client): ACCOUNT_FROM_CLIENT,
         f"client:{client}": CLIENT,
         f"account:{email}": ACCOUNT,
     }

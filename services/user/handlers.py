@@ -138,7 +138,9 @@ class UserHandlers:
         session_id = uuid.uuid4()
         refresh_token = new_refresh_token()
         async with self._uow.transaction() as conn:
-            await repository.clear_throttle(conn, next(iter(keys)))
+            # Success forgives this client's failures on this account only; the
+            # wider per-client and per-account counters run their course.
+            await repository.clear_throttle(conn, domain.account_client_key(email, client))
             await repository.insert_session(
                 conn,
                 session_id,
