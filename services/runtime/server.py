@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import grpc
 import uvloop
@@ -41,6 +41,12 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class Worker(Protocol):
+    """Background work a service runs until it stops."""
+
+    async def run(self) -> None: ...
+
+
 @dataclass
 class Runtime:
     """What a service's wiring receives: the shared, started infrastructure."""
@@ -63,8 +69,9 @@ class ServiceDefinition:
     grpc_services: tuple[str, ...]
     # Full method paths callable without a token, e.g. /warmhouse.user.v1.UserService/Login.
     public_methods: frozenset[str]
-    # Registers servicers and does start-up work; returns the consumers to run.
-    attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[messaging.EventConsumer[Any]]]]
+    # Registers servicers and does start-up work; returns the workers to run
+    # alongside the server (event consumers, periodic clean-ups).
+    attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[Worker]]]
     # Other services whose event streams this one consumes.
     consumes_from: tuple[str, ...] = field(default=())
 
@@ -89,14 +96,14 @@ class ServiceHost:
         """Start serving; return the bound port."""
         runtime = await self._connect()
         server = await self._build_server(runtime)
-        consumers = await self._definition.attach(server, runtime)
+        workers = await self._definition.attach(server, runtime)
         port: int = server.add_insecure_port(self._settings.grpc_address)
         await server.start()
         self._server = server
         self._tasks += [
             asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
             asyncio.create_task(self._watch_health(), name="health"),
-            *(asyncio.create_task(c.run(), name="consumer") for c in consumers),
+            *(asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in workers),
         ]
         await self._report_health()
         log.info("serving", extra={"address": self._settings.grpc_address, "port": port})

@@ -5,18 +5,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import grpc
 from warmhouse.user.v1 import user_pb2_grpc
 
 from services.runtime.config import Environment, RuntimeSettings
-from services.runtime.messaging import EventConsumer
-from services.runtime.server import Runtime, ServiceDefinition
+from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import UnitOfWork
 from services.user.grpc_api import PUBLIC_METHODS, SERVICE, UserService
 from services.user.handlers import UserHandlers
 from services.user.signing_keys import load_private_key
+from services.user.throttle_pruner import ThrottlePruner
 from services.user.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
@@ -52,19 +51,18 @@ class UserSettings:
 
 
 def definition(settings: UserSettings) -> ServiceDefinition:
-    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[EventConsumer[Any]]:
+    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
         issuer = TokenIssuer(
             load_private_key(settings.private_key_file),
             runtime.settings.access_token_ttl_seconds,
         )
-        handlers = UserHandlers(
-            UnitOfWork(runtime.engine, runtime.relay), issuer, settings.refresh_ttl
-        )
+        uow = UnitOfWork(runtime.engine, runtime.relay)
+        handlers = UserHandlers(uow, issuer, settings.refresh_ttl)
         admin = settings.first_admin
         if admin and await handlers.ensure_admin(admin.email, admin.password, admin.phone or ""):
             log.info("created the first administrator", extra={"email": admin.email})
         user_pb2_grpc.add_UserServiceServicer_to_server(UserService(handlers), server)
-        return ()
+        return (ThrottlePruner(uow),)
 
     return ServiceDefinition(
         name="user",

@@ -118,6 +118,9 @@ CLIENT = ThrottlePolicy(30, timedelta(minutes=15), timedelta(minutes=15))
 ACCOUNT = ThrottlePolicy(50, timedelta(hours=1), timedelta(minutes=30))
 
 
+LONGEST_THROTTLE_WINDOW = max(p.window for p in (ACCOUNT_FROM_CLIENT, CLIENT, ACCOUNT))
+
+
 def account_client_key(email: str, client: str) -> str:
     return f"account-client:{email}|{client}"
 

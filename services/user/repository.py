@@ -198,5 +198,18 @@ async def save_throttle(conn: AsyncConnection, key: str, state: ThrottleState) -
     await conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_=values))
 
 
+async def prune_throttles(conn: AsyncConnection, now: datetime, stale_before: datetime) -> int:
+    """Delete counters whose window has passed and whose lock, if any, has ended."""
+    deleted = await conn.execute(
+        login_throttle.delete()
+        .where(
+            login_throttle.c.window_started_at < stale_before,
+            or_(login_throttle.c.locked_until.is_(None), login_throttle.c.locked_until < now),
+        )
+        .returning(login_throttle.c.key)
+    )
+    return len(deleted.all())
+
+
 async def clear_throttle(conn: AsyncConnection, key: str) -> None:
     await conn.execute(login_throttle.delete().where(login_throttle.c.key == key))

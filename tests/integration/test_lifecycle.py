@@ -5,7 +5,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -16,8 +15,7 @@ from services.devstack.nats_process import NatsProcess
 from services.devstack.postgres_process import PostgresProcess
 from services.devstack.service_process import ServiceProcess
 from services.runtime.config import RuntimeSettings
-from services.runtime.messaging import EventConsumer
-from services.runtime.server import Runtime, ServiceHost
+from services.runtime.server import Runtime, ServiceHost, Worker
 from services.user.bootstrap import UserSettings, definition
 from tests.integration.conftest import fresh_database
 
@@ -36,7 +34,7 @@ async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
 
     user = definition(user_settings)
 
-    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[EventConsumer[Any]]:
+    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
         slow = grpc.unary_unary_rpc_method_handler(hold)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("warmhouse.test.v1.SlowService", {"Hold": slow}),)
