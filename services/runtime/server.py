@@ -191,8 +191,8 @@ def run(
     """The `__main__` of every service."""
     try:
         definition, settings = build(Environment(os.environ))
+        configure_logging(definition.name, settings.log_level)
+        configure_tracing(definition.name)
     except ConfigError as error:
         sys.exit(f"configuration error: {error}")
-    configure_logging(definition.name, settings.log_level)
-    configure_tracing(definition.name)
     uvloop.run(serve_until_signalled(ServiceHost(definition, settings)))

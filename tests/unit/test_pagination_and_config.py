@@ -10,6 +10,7 @@ from services.runtime.pagination import (
     encode_page_token,
     page_size,
 )
+from services.runtime.tracing import configure_tracing
 
 KEYS = frozenset({"createdAt", "id"})
 
@@ -66,3 +67,11 @@ def test_a_malformed_number_names_the_variable() -> None:
         Environment({"WARMHOUSE_X": "ten"}).integer("WARMHOUSE_X", 1)
     with pytest.raises(ConfigError, match="at least 10"):
         Environment({"WARMHOUSE_X": "3"}).integer("WARMHOUSE_X", 10, minimum=10)
+
+
+def test_an_unknown_trace_exporter_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin-over-carrier-pigeon")
+    with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
+        configure_tracing("test")
