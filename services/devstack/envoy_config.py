@@ -277,7 +277,13 @@ def _route_config(services: Sequence[ServiceSpec]) -> dict[str, Any]:
     service_routes = [
         {
             "match": {"prefix": f"/{grpc_service}/"},
-            "route": {"cluster": spec.name, "timeout": ROUTE_TIMEOUT},
+            "route": {
+                "cluster": spec.name,
+                "timeout": ROUTE_TIMEOUT,
+                # Safe for any method: the service never saw the request (e.g.
+                # a replica that stopped accepting during a rolling restart).
+                "retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 2},
+            },
         }
         for spec in services
         for grpc_service in spec.grpc_services
