@@ -2,19 +2,26 @@
 
 import asyncio
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import nats.errors
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from warmhouse.user.v1 import user_pb2
 
 from services.devstack.child_process import StartupError
 from services.devstack.nats_process import NatsProcess
 from services.devstack.postgres_process import PostgresProcess
 from services.devstack.service_process import ServiceProcess
+from services.runtime import db
 from services.runtime.config import RuntimeSettings
+from services.runtime.outbox import MSG_ID_HEADER, add_event, subject_of
 from services.runtime.server import Runtime, ServiceHost, Worker
 from services.user.bootstrap import UserSettings, definition
 from tests.integration.conftest import fresh_database
@@ -93,3 +100,44 @@ def test_a_missing_setting_stops_start_up_with_a_clear_message(tmp_path: Path) -
     service = ServiceProcess("user", "services.user", env, tmp_path / "user.log")
     with pytest.raises(StartupError, match="WARMHOUSE_JWT_PRIVATE_KEY_FILE is required"):
         service.start()
+
+
+async def test_a_restarted_service_publishes_what_it_committed_before_dying(
+    runtime_settings: RuntimeSettings, user_settings: UserSettings, database_url: str
+) -> None:
+    # The first life: the change and its event are committed, then the
+    # process dies before its relay runs.
+    engine = db.create_engine(database_url)
+    await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
+    event = user_pb2.UserRegistered(user_id=str(uuid.uuid4()), email="orphan@example.com")
+    async with engine.begin() as conn:
+        event_id = str(await add_event(conn, event))
+    await engine.dispose()
+    # The second life publishes it.
+    restarted_at = datetime.now(UTC)
+    host = ServiceHost(
+        definition(user_settings), replace(runtime_settings, database_url=database_url)
+    )
+    await host.start()
+    try:
+        jetstream = host.runtime.jetstream
+        subscription = await jetstream.subscribe(
+            subject_of(event),
+            ordered_consumer=True,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=restarted_at
+            ),
+        )
+        delivered = []
+        for _ in range(100):
+            try:
+                message = await subscription.next_msg(timeout=0.2)
+            except nats.errors.TimeoutError:
+                continue
+            if (message.headers or {}).get(MSG_ID_HEADER) == event_id:
+                delivered.append(user_pb2.UserRegistered.FromString(message.data))
+                break
+        await subscription.unsubscribe()
+    finally:
+        await host.stop()
+    assert delivered == [event]
