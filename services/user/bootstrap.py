@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from warmhouse.user.v1 import user_pb2_grpc
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import UnitOfWork
+from services.user.domain import LoginThrottling
 from services.user.grpc_api import PUBLIC_METHODS, SERVICE, UserService
 from services.user.handlers import UserHandlers
 from services.user.signing_keys import load_private_key
@@ -33,6 +34,7 @@ class UserSettings:
     private_key_file: Path
     refresh_ttl: timedelta
     first_admin: FirstAdmin | None
+    throttling: LoginThrottling
 
     @classmethod
     def from_environment(cls, env: Environment) -> "UserSettings":
@@ -47,6 +49,13 @@ class UserSettings:
                 seconds=env.integer("WARMHOUSE_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, 60)
             ),
             first_admin=first_admin,
+            throttling=LoginThrottling(
+                client=replace(
+                    LoginThrottling().client,
+                    # Raise it where many people share one address (office NAT).
+                    max_failures=env.integer("WARMHOUSE_LOGIN_MAX_FAILURES_PER_CLIENT", 30, 1),
+                )
+            ),
         )
 
 
@@ -57,12 +66,12 @@ def definition(settings: UserSettings) -> ServiceDefinition:
             runtime.settings.access_token_ttl_seconds,
         )
         uow = UnitOfWork(runtime.engine, runtime.relay)
-        handlers = UserHandlers(uow, issuer, settings.refresh_ttl)
+        handlers = UserHandlers(uow, issuer, settings.refresh_ttl, settings.throttling)
         admin = settings.first_admin
         if admin and await handlers.ensure_admin(admin.email, admin.password, admin.phone or ""):
             log.info("created the first administrator", extra={"email": admin.email})
         user_pb2_grpc.add_UserServiceServicer_to_server(UserService(handlers), server)
-        return (ThrottlePruner(uow),)
+        return (ThrottlePruner(uow, settings.throttling.longest_window),)
 
     return ServiceDefinition(
         name="user",

@@ -109,25 +109,30 @@ def after_failure(
     return ThrottleState(failures, state.window_started_at, None)
 
 
-# Three keys per attempt: a guesser at one address is stopped quickly without
-# locking the owner out from their own address; a guesser spreading over many
-# addresses still hits the per-account ceiling, and one address spraying many
-# accounts hits the per-client ceiling.
-ACCOUNT_FROM_CLIENT = ThrottlePolicy(5, timedelta(minutes=15), timedelta(minutes=15))
-CLIENT = ThrottlePolicy(30, timedelta(minutes=15), timedelta(minutes=15))
-ACCOUNT = ThrottlePolicy(50, timedelta(hours=1), timedelta(minutes=30))
-
-
-LONGEST_THROTTLE_WINDOW = max(p.window for p in (ACCOUNT_FROM_CLIENT, CLIENT, ACCOUNT))
-
-
 def account_client_key(email: str, client: str) -> str:
     return f"account-client:{email}|{client}"
 
 
-def throttle_keys(email: str, client: str) -> dict[str, ThrottlePolicy]:
-    return {
-        account_client_key(email, client): ACCOUNT_FROM_CLIENT,
-        f"client:{client}": CLIENT,
-        f"account:{email}": ACCOUNT,
-    }
+@dataclass(frozen=True)
+class LoginThrottling:
+    """Three keys per attempt: a guesser at one address is stopped quickly
+    without locking the owner out from their own address; a guesser spread over
+    many addresses still hits the per-account ceiling, and one address spraying
+    many accounts hits the per-client ceiling."""
+
+    account_from_client: ThrottlePolicy = ThrottlePolicy(
+        5, timedelta(minutes=15), timedelta(minutes=15)
+    )
+    client: ThrottlePolicy = ThrottlePolicy(30, timedelta(minutes=15), timedelta(minutes=15))
+    account: ThrottlePolicy = ThrottlePolicy(50, timedelta(hours=1), timedelta(minutes=30))
+
+    def keys(self, email: str, client: str) -> dict[str, ThrottlePolicy]:
+        return {
+            account_client_key(email, client): self.account_from_client,
+            f"client:{client}": self.client,
+            f"account:{email}": self.account,
+        }
+
+    @property
+    def longest_window(self) -> timedelta:
+        return max(self.account_from_client.window, self.client.window, self.account.window)

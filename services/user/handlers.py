@@ -57,11 +57,13 @@ class UserHandlers:
         uow: UnitOfWork,
         issuer: TokenIssuer,
         refresh_ttl: timedelta,
+        throttling: domain.LoginThrottling,
         clock: Clock = utc_now,
     ) -> None:
         self._uow = uow
         self._issuer = issuer
         self._refresh_ttl = refresh_ttl
+        self._throttling = throttling
         self._clock = clock
 
     @property
@@ -114,7 +116,7 @@ class UserHandlers:
         if not email.strip() or not password:
             raise InvalidArgument("CREDENTIALS_REQUIRED", "email and password are required")
         email = email.strip().lower()
-        keys = domain.throttle_keys(email, client)
+        keys = self._throttling.keys(email, client)
         now = self._clock()
         async with self._uow.read() as conn:
             throttles = await repository.load_throttles(conn, list(keys))

@@ -5,7 +5,7 @@ import logging
 from datetime import timedelta
 
 from services.runtime.unit_of_work import UnitOfWork
-from services.user import domain, repository
+from services.user import repository
 from services.user.handlers import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -13,9 +13,14 @@ log = logging.getLogger(__name__)
 
 class ThrottlePruner:
     def __init__(
-        self, uow: UnitOfWork, every: timedelta = timedelta(minutes=10), clock: Clock = utc_now
+        self,
+        uow: UnitOfWork,
+        stale_after: timedelta,
+        every: timedelta = timedelta(minutes=10),
+        clock: Clock = utc_now,
     ) -> None:
         self._uow = uow
+        self._stale_after = stale_after
         self._every = every
         self._clock = clock
 
@@ -30,6 +35,4 @@ class ThrottlePruner:
     async def prune(self) -> int:
         now = self._clock()
         async with self._uow.transaction() as conn:
-            return await repository.prune_throttles(
-                conn, now, stale_before=now - domain.LONGEST_THROTTLE_WINDOW
-            )
+            return await repository.prune_throttles(conn, now, stale_before=now - self._stale_after)

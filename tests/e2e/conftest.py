@@ -17,12 +17,15 @@ ADMIN_PHONE = "+15550000001"
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Every catalog service behind Envoy; `stack.grpc_address("user")` reaches one directly."""
-    admin = {
+    env = {
         "WARMHOUSE_ADMIN_EMAIL": ADMIN_EMAIL,
         "WARMHOUSE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "WARMHOUSE_ADMIN_PHONE": ADMIN_PHONE,
+        # Envoy sees every local test client at one address: the per-client
+        # ceiling would otherwise be a budget shared by the whole suite.
+        "WARMHOUSE_LOGIN_MAX_FAILURES_PER_CLIENT": "10000",
     }
-    with Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=admin) as running:
+    with Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=env) as running:
         yield running
 
 

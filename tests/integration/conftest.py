@@ -17,6 +17,7 @@ from services.runtime.config import RuntimeSettings
 from services.runtime.server import ServiceHost
 from services.runtime.tracing import configure_tracing
 from services.user.bootstrap import FirstAdmin, UserSettings, definition
+from services.user.domain import LoginThrottling
 from services.user.signing_keys import ensure_signing_key
 
 ADMIN = FirstAdmin("root@example.com", "an admin passphrase", "+15550000000")
@@ -58,7 +59,7 @@ def runtime_settings(
 
 @pytest.fixture(scope="session")
 def user_settings(signing_keys: tuple[Path, Path]) -> UserSettings:
-    return UserSettings(signing_keys[0], timedelta(days=1), ADMIN)
+    return UserSettings(signing_keys[0], timedelta(days=1), ADMIN, LoginThrottling())
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ async def test_prune_keeps_live_windows_and_locks(user_host: tuple[ServiceHost, 
     async with uow.transaction() as conn:
         for key, state in states.items():
             await repository.save_throttle(conn, key, state)
-    assert await ThrottlePruner(uow, clock=lambda: now).prune() >= 2
+    assert await ThrottlePruner(uow, timedelta(hours=1), clock=lambda: now).prune() >= 2
     async with uow.read() as conn:
         rows = await conn.execute(
             select(login_throttle.c.key).where(login_throttle.c.key.startswith(tag))

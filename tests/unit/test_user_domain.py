@@ -100,9 +100,11 @@ def test_throttle_window_expiry_forgets_old_failures() -> None:
 
 
 def test_an_attacker_elsewhere_does_not_share_the_owners_account_client_key() -> None:
-    attacker = domain.throttle_keys("ann@example.com", "203.0.113.9")
-    owner = domain.throttle_keys("ann@example.com", "198.51.100.7")
-    strict = [k for k, p in attacker.items() if p is domain.ACCOUNT_FROM_CLIENT]
+    throttling = domain.LoginThrottling()
+    attacker = throttling.keys("ann@example.com", "203.0.113.9")
+    owner = throttling.keys("ann@example.com", "198.51.100.7")
+    strict = [k for k, p in attacker.items() if p is throttling.account_from_client]
     assert strict
     assert not set(strict) & set(owner)
-    assert domain.ACCOUNT.max_failures > domain.ACCOUNT_FROM_CLIENT.max_failures
+    assert throttling.account.max_failures > throttling.account_from_client.max_failures
+    assert throttling.longest_window == timedelta(hours=1)
