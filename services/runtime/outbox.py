@@ -9,7 +9,9 @@ service restarts in between.
 """
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from datetime import timedelta
 
@@ -36,6 +38,7 @@ from services.runtime.tracing import inject_headers
 log = logging.getLogger(__name__)
 EVENT_TYPE_HEADER = "WarmHouse-Event-Type"
 MSG_ID_HEADER = "Nats-Msg-Id"
+_PRUNE_EVERY_SECONDS = 600.0
 
 outbox = Table(
     "outbox",
@@ -92,9 +95,15 @@ class OutboxRelay:
 
     async def run(self) -> None:
         failures = 0
+        next_prune = 0.0
         while True:
+            # Cleared before reading, so a commit during the read still wakes us.
+            self._wake.clear()
             try:
                 published = await self.publish_pending()
+                if time.monotonic() >= next_prune:
+                    await self.prune_published()
+                    next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
                 failures = 0
             except Exception:
                 failures += 1
@@ -102,11 +111,8 @@ class OutboxRelay:
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                 continue
             if published < self._batch_size:
-                self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-                except TimeoutError:
-                    await self.prune_published()
 
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were published."""

@@ -26,7 +26,6 @@ from services.user.tokens import (
 )
 
 Clock = Callable[[], datetime]
-_WRONG_CREDENTIALS = Unauthenticated("INVALID_CREDENTIALS", "email or password is incorrect")
 _PAGE_KEYS = frozenset({"createdAt", "id"})
 
 
@@ -136,7 +135,10 @@ class UserHandlers:
                 for key, policy in keys.items():
                     state = domain.after_failure(current.get(key), now, policy)
                     await repository.save_throttle(conn, key, state)
-            raise _WRONG_CREDENTIALS
+            # One answer whether the email or the password was wrong. A fresh
+            # exception each time: a shared instance would carry tracebacks
+            # between concurrent requests.
+            raise Unauthenticated("INVALID_CREDENTIALS", "email or password is incorrect")
         session_id = uuid.uuid4()
         refresh_token = new_refresh_token()
         async with self._uow.transaction() as conn:

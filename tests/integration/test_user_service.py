@@ -5,11 +5,10 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from warmhouse.user.v1 import user_pb2
 from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
+from tests.grpc_errors import error_reason
 from tests.integration.conftest import ADMIN
 
 PASSWORD = "correct horse battery staple"
@@ -21,14 +20,6 @@ def new_email() -> str:
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
-
-
-def error_reason(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return str(info.reason)
 
 
 async def refused(call: object, code: grpc.StatusCode) -> str:

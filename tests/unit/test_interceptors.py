@@ -6,8 +6,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
 
 from services.runtime.auth import RevokedTokens, TokenVerifier, current_caller
@@ -15,6 +13,7 @@ from services.runtime.errors import AlreadyExists, NotFound, PermissionDenied, T
 from services.runtime.interceptors import GuardInterceptor
 from services.user.signing_keys import ensure_signing_key, load_private_key
 from services.user.tokens import TokenIssuer
+from tests.grpc_errors import error_reason
 
 SERVICE = "warmhouse.test.v1.ProbeService"
 FAILURES: dict[str, Exception] = {
@@ -60,14 +59,6 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, TokenI
     await server.stop(None)
 
 
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return str(info.reason)
-
-
 async def test_private_methods_need_a_token_and_see_the_caller(
     server: tuple[grpc.aio.Channel, TokenIssuer],
 ) -> None:
@@ -101,7 +92,7 @@ async def test_errors_map_to_statuses_with_a_reason(
         await drain(channel.unary_stream(f"/{SERVICE}/FailStreaming")(failure.encode()))
     for failed in (unary.value, streaming.value):
         assert failed.code() == code
-        assert reason_of(failed) == reason
+        assert error_reason(failed) == reason
 
 
 async def drain(responses: AsyncIterator[bytes]) -> None:
