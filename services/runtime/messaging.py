@@ -18,6 +18,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.runtime.loops import keep_running, raise_if_stopping
 from services.runtime.outbox import MSG_ID_HEADER
 from services.runtime.tracing import extract_context
 
@@ -76,6 +77,8 @@ async def pull_batches(
     """
     idle = 0
     while True:
+        # nats-py's fetch may swallow a cancellation and simply return.
+        raise_if_stopping()
         try:
             messages = await pull.fetch(batch_size, timeout=1.0)
         except nats.errors.TimeoutError:
@@ -124,21 +127,17 @@ class EventConsumer(Generic[EventT]):
         self._batch_size = batch_size
 
     async def run(self) -> None:
+        await keep_running(f"consumer {self._subscription.durable}", self._consume)
+
+    async def _consume(self) -> None:
         sub = self._subscription
         config = ConsumerConfig(ack_wait=30.0, max_ack_pending=1000)
-        while True:
-            try:
-                pull = await self._jetstream.pull_subscribe(
-                    sub.subject, durable=sub.durable, stream=sub.stream, config=config
-                )
-                async for messages in pull_batches(pull, self._batch_size):
-                    for message in messages:
-                        await self.process(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("consumer %s failed; resubscribing", sub.durable, exc_info=True)
-                await asyncio.sleep(1.0)
+        pull = await self._jetstream.pull_subscribe(
+            sub.subject, durable=sub.durable, stream=sub.stream, config=config
+        )
+        async for messages in pull_batches(pull, self._batch_size):
+            for message in messages:
+                await self.process(message)
 
     async def process(self, message: Msg) -> None:
         sub = self._subscription

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.runtime.loops import raise_if_stopping
 from services.runtime.tracing import inject_headers
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class OutboxRelay:
         failures = 0
         next_prune = 0.0
         while True:
+            raise_if_stopping()
             # Cleared before reading, so a commit during the read still wakes us.
             self._wake.clear()
             try:
@@ -106,13 +108,17 @@ class OutboxRelay:
                     next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
                 failures = 0
             except Exception:
+                raise_if_stopping()
                 failures += 1
                 log.warning("outbox relay failed; will retry", exc_info=True)
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                 continue
             if published < self._batch_size:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that arrives as the wait ends, and stop() would hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                    async with asyncio.timeout(self._poll_seconds):
+                        await self._wake.wait()
 
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were published."""

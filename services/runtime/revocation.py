@@ -7,7 +7,6 @@ working everywhere within seconds. After a broker restart the feed resumes
 from the last stream sequence it saw.
 """
 
-import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from warmhouse.user.v1 import user_pb2
 
 from services.runtime.auth import RevokedTokens
+from services.runtime.loops import keep_running
 from services.runtime.messaging import pull_batches, stream_config
 from services.runtime.outbox import subject_of
 
@@ -55,14 +55,7 @@ class RevocationFeed:
         return config
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("revocation feed interrupted; resuming", exc_info=True)
-                await asyncio.sleep(1.0)
+        await keep_running("revocation feed", self._follow)
 
     async def _follow(self) -> None:
         pull = await self._jetstream.pull_subscribe(

@@ -39,6 +39,7 @@ from services.runtime.tracing import configure_tracing
 log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+STOP_TASKS_SECONDS = 5.0
 
 
 class Worker(Protocol):
@@ -164,9 +165,12 @@ class ServiceHost:
             await self._server.stop(self._settings.drain_seconds)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: a task that ignores its cancellation must not keep the
+            # process from exiting.
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TASKS_SECONDS)
+            for task in stuck:
+                log.error("background task %s did not stop", task.get_name())
         if self._runtime is not None:
             with contextlib.suppress(Exception):
                 await self._runtime.nats.drain()

@@ -4,6 +4,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from services.runtime.loops import raise_if_stopping
 from services.runtime.unit_of_work import UnitOfWork
 from services.user import repository
 from services.user.handlers import Clock, utc_now
@@ -29,6 +30,7 @@ class ThrottlePruner:
             try:
                 await self.prune()
             except Exception:
+                raise_if_stopping()
                 log.warning("pruning login throttles failed; will retry", exc_info=True)
             await asyncio.sleep(self._every.total_seconds())
 
