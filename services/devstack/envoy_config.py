@@ -1,4 +1,4 @@
-"""Envoy's configuration, derived from the service catalog.
+"""Envoy's configuration, derived from the service registry.
 
 The local stack and Kubernetes get the same configuration; only addresses and
 file paths differ. The Kubernetes one is committed as envoy/envoy.yaml:
@@ -20,8 +20,9 @@ from typing import Any
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pool
 
-from services.devstack.catalog import SERVICES, ServiceSpec
+from services.registry import SERVICES
 from services.runtime.auth import AUDIENCE, ISSUER
+from services.runtime.service import ServiceDescription
 
 JWT_PROVIDER = "warmhouse"
 HEALTHZ_PATH = "/healthz"
@@ -88,7 +89,9 @@ def kubernetes_settings() -> EnvoySettings:
     )
 
 
-def render(settings: EnvoySettings, services: Sequence[ServiceSpec] = SERVICES) -> dict[str, Any]:
+def render(
+    settings: EnvoySettings, services: Sequence[ServiceDescription] = SERVICES
+) -> dict[str, Any]:
     return {
         "admin": {"address": _socket_address(settings.admin)},
         # An edge proxy without a connection cap can be exhausted by idle clients.
@@ -111,7 +114,7 @@ def render(settings: EnvoySettings, services: Sequence[ServiceSpec] = SERVICES) 
     }
 
 
-def _listener(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dict[str, Any]:
+def _listener(settings: EnvoySettings, services: Sequence[ServiceDescription]) -> dict[str, Any]:
     connection_manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network"
         ".http_connection_manager.v3.HttpConnectionManager",
@@ -164,7 +167,7 @@ def _listener(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dict[
     }
 
 
-def _health_check_filter(services: Sequence[ServiceSpec]) -> dict[str, Any]:
+def _health_check_filter(services: Sequence[ServiceDescription]) -> dict[str, Any]:
     """GET /healthz: 200 only while every service passes its gRPC health check."""
     return {
         "name": "envoy.filters.http.health_check",
@@ -181,8 +184,8 @@ def _health_check_filter(services: Sequence[ServiceSpec]) -> dict[str, Any]:
     }
 
 
-def _jwt_filter(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dict[str, Any]:
-    """An access token on every call except the catalog's public routes.
+def _jwt_filter(settings: EnvoySettings, services: Sequence[ServiceDescription]) -> dict[str, Any]:
+    """An access token on every call except the services' public routes.
 
     Rules run before transcoding, so they match the REST path the client sent;
     the first matching rule wins, and one without `requires` lets the call through.
@@ -248,7 +251,9 @@ def _path_match(template: str) -> dict[str, Any]:
     return {"safe_regex": {"regex": regex}}
 
 
-def _transcoder_filter(settings: EnvoySettings, services: Sequence[ServiceSpec]) -> dict[str, Any]:
+def _transcoder_filter(
+    settings: EnvoySettings, services: Sequence[ServiceDescription]
+) -> dict[str, Any]:
     return {
         "name": "envoy.filters.http.grpc_json_transcoder",
         "typed_config": {
@@ -272,7 +277,7 @@ def _transcoder_filter(settings: EnvoySettings, services: Sequence[ServiceSpec])
     }
 
 
-def _route_config(services: Sequence[ServiceSpec]) -> dict[str, Any]:
+def _route_config(services: Sequence[ServiceDescription]) -> dict[str, Any]:
     # Routes see the path after transcoding: /<package>.<Service>/<Method>.
     service_routes = [
         {
@@ -324,7 +329,7 @@ def _status_body(grpc_code: int) -> dict[str, Any]:
     return {"json_format": {"code": grpc_code, "message": "%LOCAL_REPLY_BODY%", "details": []}}
 
 
-def _cluster(spec: ServiceSpec, address: SocketAddress) -> dict[str, Any]:
+def _cluster(spec: ServiceDescription, address: SocketAddress) -> dict[str, Any]:
     return {
         "name": spec.name,
         "type": "STATIC" if _is_ip(address.host) else "STRICT_DNS",

@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-SIGNING_KEY_FILE_NAME = "jwt-signing.pem"
+from services.user.description import SIGNING_KEY_FILE_NAME
+
 JWKS_FILE_NAME = "jwks.json"
 
 

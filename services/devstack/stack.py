@@ -1,4 +1,4 @@
-"""The whole platform on one machine: Postgres, NATS, every catalog service, Envoy.
+"""The whole platform on one machine: Postgres, NATS, every registered service, Envoy.
 
 State (databases, JetStream, signing key) lives in one data directory and
 survives restarts; every port except Envoy's listener is picked free at start,
@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from services.devstack.catalog import SERVICES, ServiceSpec
 from services.devstack.checkout import DESCRIPTOR_SET
 from services.devstack.child_process import ChildProcess
 from services.devstack.envoy_config import EnvoySettings, SocketAddress, render
@@ -21,6 +20,8 @@ from services.devstack.nats_process import NatsProcess
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.postgres_process import PostgresProcess
 from services.devstack.service_process import ServiceProcess
+from services.registry import SERVICES
+from services.runtime.service import ServiceDescription
 from services.user.signing_keys import ensure_signing_key
 
 
@@ -36,7 +37,7 @@ class Stack:
         data_dir: Path,
         http_port: int,
         extra_env: Mapping[str, str] | None = None,
-        services: Sequence[ServiceSpec] = SERVICES,
+        services: Sequence[ServiceDescription] = SERVICES,
     ) -> None:
         self.layout = DataLayout(data_dir.resolve())
         self.http_port = http_port
@@ -117,8 +118,8 @@ class Stack:
     ) -> None:
         self.stop()
 
-    def _service_env(self, spec: ServiceSpec) -> dict[str, str]:
-        key_files = {var: str(self.layout.keys / name) for var, name in spec.key_file_env.items()}
+    def _service_env(self, spec: ServiceDescription) -> dict[str, str]:
+        key_files = {var: str(self.layout.keys / name) for var, name in spec.secret_files.items()}
         return {
             # Passed through so OTEL_*, WARMHOUSE_ADMIN_* and the like reach services.
             **os.environ,

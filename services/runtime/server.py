@@ -34,6 +34,7 @@ from services.runtime.interceptors import GuardInterceptor
 from services.runtime.logs import configure_logging
 from services.runtime.outbox import OutboxRelay
 from services.runtime.revocation import REVOCATIONS_FROM, RevocationFeed
+from services.runtime.service import ServiceDescription
 from services.runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,8 @@ class Runtime:
 class ServiceDefinition:
     """How one service plugs into the runtime."""
 
-    name: str
+    description: ServiceDescription
     migrations: Path
-    # Full names of the gRPC services it serves, e.g. warmhouse.user.v1.UserService.
-    grpc_services: tuple[str, ...]
-    # Full method paths callable without a token, e.g. /warmhouse.user.v1.UserService/Login.
-    public_methods: frozenset[str]
     # Registers servicers and does start-up work; returns the workers to run
     # alongside the server (event consumers, periodic clean-ups).
     attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[Worker]]]
@@ -87,6 +84,10 @@ class ServiceHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
         self._runtime: Runtime | None = None
+
+    @property
+    def name(self) -> str:
+        return self._definition.description.name
 
     @property
     def runtime(self) -> Runtime:
@@ -115,10 +116,12 @@ class ServiceHost:
         definition, settings = self._definition, self._settings
         engine = db.create_engine(settings.database_url)
         await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
-        await db.apply_migrations(engine, definition.name, definition.migrations)
-        nats_client = await messaging.connect(settings.nats_url, f"warmhouse-{definition.name}")
+        await db.apply_migrations(engine, definition.description.name, definition.migrations)
+        nats_client = await messaging.connect(
+            settings.nats_url, f"warmhouse-{definition.description.name}"
+        )
         jetstream = nats_client.jetstream()
-        for service in {definition.name, REVOCATIONS_FROM, *definition.consumes_from}:
+        for service in {definition.description.name, REVOCATIONS_FROM, *definition.consumes_from}:
             await messaging.ensure_stream(jetstream, messaging.stream_config(service))
         revoked = RevokedTokens()
         revocations = RevocationFeed(jetstream, revoked, settings.access_token_ttl_seconds)
@@ -133,13 +136,14 @@ class ServiceHost:
         server = grpc.aio.server(
             interceptors=[
                 aio_server_interceptor(),  # type: ignore[no-untyped-call]
-                GuardInterceptor(verifier, self._definition.public_methods),
+                GuardInterceptor(verifier, self._definition.description.public_methods),
             ]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_service = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection(
-            (*self._definition.grpc_services, health_service, reflection.SERVICE_NAME), server
+            (*self._definition.description.grpc_services, health_service, reflection.SERVICE_NAME),
+            server,
         )
         return server
 
@@ -147,7 +151,7 @@ class ServiceHost:
         runtime = self.runtime
         healthy = runtime.nats.is_connected and await db.is_reachable(runtime.engine)
         status = SERVING if healthy else NOT_SERVING
-        for name in ("", *self._definition.grpc_services):
+        for name in ("", *self._definition.description.grpc_services):
             await self._health.set(name, status)
 
     async def _watch_health(self) -> None:
@@ -195,8 +199,8 @@ def run(
     """The `__main__` of every service."""
     try:
         definition, settings = build(Environment(os.environ))
-        configure_logging(definition.name, settings.log_level)
-        configure_tracing(definition.name)
+        configure_logging(definition.description.name, settings.log_level)
+        configure_tracing(definition.description.name)
     except ConfigError as error:
         sys.exit(f"configuration error: {error}")
     uvloop.run(serve_until_signalled(ServiceHost(definition, settings)))

@@ -12,8 +12,9 @@ from warmhouse.user.v1 import user_pb2_grpc
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import UnitOfWork
+from services.user.description import DESCRIPTION
 from services.user.domain import LoginThrottling
-from services.user.grpc_api import PUBLIC_METHODS, SERVICE, UserService
+from services.user.grpc_api import UserService
 from services.user.handlers import UserHandlers
 from services.user.signing_keys import load_private_key
 from services.user.throttle_pruner import ThrottlePruner
@@ -74,10 +75,8 @@ def definition(settings: UserSettings) -> ServiceDefinition:
         return (ThrottlePruner(uow, settings.throttling.longest_window),)
 
     return ServiceDefinition(
-        name="user",
+        description=DESCRIPTION,
         migrations=Path(__file__).parent / "migrations",
-        grpc_services=(SERVICE,),
-        public_methods=PUBLIC_METHODS,
         attach=attach,
     )
 

@@ -10,11 +10,6 @@ from services.user.domain import ProfileChange
 from services.user.handlers import Session, UserHandlers
 from services.user.repository import UserRecord
 
-SERVICE = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
-PUBLIC_METHODS = frozenset(
-    f"/{SERVICE}/{method}" for method in ("CreateUser", "Login", "RefreshSession", "GetJwks")
-)
-
 
 def _user_message(user: UserRecord) -> user_pb2.User:
     return user_pb2.User(

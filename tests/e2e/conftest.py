@@ -16,7 +16,7 @@ ADMIN_PHONE = "+15550000001"
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Every catalog service behind Envoy; `stack.grpc_address("user")` reaches one directly."""
+    """Every registered service behind Envoy; `stack.grpc_address("user")` reaches one directly."""
     env = {
         "WARMHOUSE_ADMIN_EMAIL": ADMIN_EMAIL,
         "WARMHOUSE_ADMIN_PASSWORD": ADMIN_PASSWORD,

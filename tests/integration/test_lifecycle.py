@@ -48,7 +48,12 @@ async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
         )
         return await user.attach(server, runtime)
 
-    slow_service = replace(user, attach=attach, public_methods=user.public_methods | {HOLD})
+    description = replace(
+        user.description,
+        grpc_services=(*user.description.grpc_services, "warmhouse.test.v1.SlowService"),
+        public_methods=user.description.public_methods | {HOLD},
+    )
+    slow_service = replace(user, attach=attach, description=description)
     host = ServiceHost(slow_service, replace(runtime_settings, database_url=database_url))
     port = await host.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
