@@ -12,16 +12,16 @@ T = TypeVar("T")
 async def eventually(
     probe: Callable[[], Awaitable[T] | T],
     *,
-    timeout: float = 10.0,
+    within: float = 10.0,
     interval: float = 0.05,
     what: str = "the condition",
 ) -> T:
     """Call `probe` until it returns something truthy, and return that.
 
     Exceptions from `probe` count as "not yet"; the last one is chained to
-    the failure when `timeout` passes.
+    the failure when `within` seconds pass.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last_error: Exception | None = None
     while True:
         try:
@@ -32,7 +32,7 @@ async def eventually(
         except Exception as error:  # noqa: BLE001 - retried until the deadline
             last_error = error
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g}s") from last_error
+            raise AssertionError(f"{what} did not happen within {within:g}s") from last_error
         await asyncio.sleep(interval)
 
 
