@@ -28,7 +28,7 @@ async def eventually(
             result = probe()
             value = await result if inspect.isawaitable(result) else result
             if value:
-                return value  # type: ignore[return-value]
+                return value
         except Exception as error:  # noqa: BLE001 - retried until the deadline
             last_error = error
         if time.monotonic() >= deadline:
