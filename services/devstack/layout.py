@@ -6,6 +6,7 @@ from pathlib import Path
 from services.user.description import SIGNING_KEY_FILE_NAME
 
 JWKS_FILE_NAME = "jwks.json"
+SERVICE_SECRET_FILE_NAME = "service-secret"
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,7 @@ class DataLayout:
     @property
     def jwks_file(self) -> Path:
         return self.keys / JWKS_FILE_NAME
+
+    @property
+    def service_secret_file(self) -> Path:
+        return self.keys / SERVICE_SECRET_FILE_NAME

@@ -19,10 +19,15 @@ from services.devstack.layout import DataLayout
 from services.devstack.nats_process import NatsProcess
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.postgres_process import PostgresProcess
+from services.devstack.secrets import ensure_secret_file
 from services.devstack.service_process import ServiceProcess
 from services.registry import SERVICES
 from services.runtime.service import ServiceDescription
 from services.user.signing_keys import ensure_signing_key
+
+# Envoy's upstream connections leave from here, so services can tell Envoy
+# (whose x-forwarded-for they believe) from a local client calling directly.
+ENVOY_SOURCE_ADDRESS = LOOPBACK
 
 
 class Stack:
@@ -86,6 +91,7 @@ class Stack:
                 self.postgres.create_database(spec.database)
             self.nats.start()
             ensure_signing_key(self.layout.signing_key_file, self.layout.jwks_file)
+            ensure_secret_file(self.layout.service_secret_file)
             for service in self.services.values():
                 service.start()
             self._write_envoy_config()
@@ -126,6 +132,8 @@ class Stack:
             "WARMHOUSE_DATABASE_URL": self.postgres.url(spec.database),
             "WARMHOUSE_NATS_URL": self.nats.url,
             "WARMHOUSE_JWKS_FILE": str(self.layout.jwks_file),
+            "WARMHOUSE_SERVICE_SECRET_FILE": str(self.layout.service_secret_file),
+            "WARMHOUSE_TRUSTED_PROXIES": ENVOY_SOURCE_ADDRESS,
             **key_files,
             **self._extra_env,
         }

@@ -4,9 +4,15 @@ A missing or malformed value stops the process at start-up with a message
 naming the variable, never later with a confusing stack trace.
 """
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.runtime.request import IpNetwork, parse_networks
+
+MIN_SECRET_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -42,6 +48,23 @@ class Environment:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
 
+    def networks(self, name: str) -> tuple[IpNetwork, ...]:
+        raw = self._environ.get(name, "")
+        try:
+            return parse_networks(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be comma-separated addresses or CIDR ranges, got {raw!r}"
+            ) from None
+
+    def secret(self, name: str) -> bytes:
+        """A secret from the file `name` points to (whitespace around it ignored)."""
+        path = self.existing_file(name)
+        secret = path.read_bytes().strip()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(f"{name}: {path} must hold at least {MIN_SECRET_BYTES} bytes")
+        return secret
+
     def existing_file(self, name: str) -> Path:
         path = Path(self.string(name))
         if not path.is_file():
@@ -57,6 +80,11 @@ class RuntimeSettings:
     database_url: str
     nats_url: str
     jwks_file: Path
+    # Shared by the services: signs service credentials; keys for page tokens
+    # and the like are derived from it.
+    service_secret: bytes
+    # Proxies whose x-forwarded-for is believed (Envoy); nobody by default.
+    trusted_proxies: tuple[IpNetwork, ...]
     access_token_ttl_seconds: int
     drain_seconds: int
     log_level: str
@@ -68,9 +96,16 @@ class RuntimeSettings:
             database_url=env.string("WARMHOUSE_DATABASE_URL"),
             nats_url=env.string("WARMHOUSE_NATS_URL", "nats://127.0.0.1:4222"),
             jwks_file=env.existing_file("WARMHOUSE_JWKS_FILE"),
+            service_secret=env.secret("WARMHOUSE_SERVICE_SECRET_FILE"),
+            trusted_proxies=env.networks("WARMHOUSE_TRUSTED_PROXIES"),
             access_token_ttl_seconds=env.integer(
                 "WARMHOUSE_ACCESS_TOKEN_TTL_SECONDS", 300, minimum=10
             ),
             drain_seconds=env.integer("WARMHOUSE_DRAIN_SECONDS", 10, minimum=0),
             log_level=env.string("WARMHOUSE_LOG_LEVEL", "INFO").upper(),
         )
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for one purpose (e.g. "page-tokens"), derived from the service secret."""
+        label = f"warmhouse:{purpose}".encode()
+        return hmac.new(self.service_secret, label, hashlib.sha256).digest()

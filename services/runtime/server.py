@@ -33,6 +33,8 @@ from services.runtime.config import ConfigError, Environment, RuntimeSettings
 from services.runtime.interceptors import GuardInterceptor
 from services.runtime.logs import configure_logging
 from services.runtime.outbox import OutboxRelay
+from services.runtime.pagination import PageTokens
+from services.runtime.request import ClientAddresses
 from services.runtime.revocation import REVOCATIONS_FROM, RevocationFeed
 from services.runtime.service import ServiceDescription
 from services.runtime.tracing import configure_tracing
@@ -59,6 +61,8 @@ class Runtime:
     jetstream: JetStreamContext
     relay: OutboxRelay
     revoked: RevokedTokens
+    page_tokens: PageTokens
+    client_addresses: ClientAddresses
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,16 @@ class ServiceHost:
         # Replaying revocations starts before serving, so it is done moments after.
         self._tasks = [asyncio.create_task(revocations.run(), name="revocations")]
         relay = OutboxRelay(engine, jetstream)
-        self._runtime = Runtime(settings, engine, nats_client, jetstream, relay, revoked)
+        self._runtime = Runtime(
+            settings,
+            engine,
+            nats_client,
+            jetstream,
+            relay,
+            revoked,
+            PageTokens(settings.derived_key(f"page-tokens:{definition.description.name}")),
+            ClientAddresses(settings.trusted_proxies),
+        )
         return self._runtime
 
     async def _build_server(self, runtime: Runtime) -> grpc.aio.Server:

@@ -11,7 +11,7 @@ from warmhouse.user.v1 import user_pb2_grpc
 
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.server import Runtime, ServiceDefinition, Worker
-from services.runtime.unit_of_work import UnitOfWork
+from services.runtime.unit_of_work import DatabaseUnitOfWork
 from services.user.description import DESCRIPTION
 from services.user.domain import LoginThrottling
 from services.user.grpc_api import UserService
@@ -66,12 +66,16 @@ def definition(settings: UserSettings) -> ServiceDefinition:
             load_private_key(settings.private_key_file),
             runtime.settings.access_token_ttl_seconds,
         )
-        uow = UnitOfWork(runtime.engine, runtime.relay)
-        handlers = UserHandlers(uow, issuer, settings.refresh_ttl, settings.throttling)
+        uow = DatabaseUnitOfWork(runtime.engine, runtime.relay, lambda conn: conn)
+        handlers = UserHandlers(
+            uow, issuer, settings.refresh_ttl, settings.throttling, runtime.page_tokens
+        )
         admin = settings.first_admin
         if admin and await handlers.ensure_admin(admin.email, admin.password, admin.phone or ""):
             log.info("created the first administrator", extra={"email": admin.email})
-        user_pb2_grpc.add_UserServiceServicer_to_server(UserService(handlers), server)
+        user_pb2_grpc.add_UserServiceServicer_to_server(
+            UserService(handlers, runtime.client_addresses), server
+        )
         return (ThrottlePruner(uow, settings.throttling.longest_window),)
 
     return ServiceDefinition(

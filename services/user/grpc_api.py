@@ -4,7 +4,7 @@ import grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.runtime.auth import current_caller
-from services.runtime.request import client_address
+from services.runtime.request import ClientAddresses
 from services.runtime.timestamps import timestamp
 from services.user.domain import ProfileChange
 from services.user.handlers import Session, UserHandlers
@@ -34,8 +34,9 @@ def _session_fields(session: Session) -> dict[str, object]:
 
 
 class UserService(user_pb2_grpc.UserServiceServicer):
-    def __init__(self, handlers: UserHandlers) -> None:
+    def __init__(self, handlers: UserHandlers, client_addresses: ClientAddresses) -> None:
         self._handlers = handlers
+        self._client_addresses = client_addresses
 
     async def CreateUser(
         self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
@@ -49,7 +50,7 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.LoginResponse:
         session = await self._handlers.login(
-            request.auth_method, request.email, request.password, client_address(context)
+            request.auth_method, request.email, request.password, self._client_addresses.of(context)
         )
         return user_pb2.LoginResponse(**_session_fields(session))  # type: ignore[arg-type]
 

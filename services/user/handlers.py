@@ -11,7 +11,7 @@ from warmhouse.user.v1 import user_pb2
 from services.runtime.auth import Caller
 from services.runtime.errors import InvalidArgument, NotFound, Throttled, Unauthenticated
 from services.runtime.outbox import add_event
-from services.runtime.pagination import decode_page_token, encode_page_token, page_size
+from services.runtime.pagination import Cursor, PageTokens, page_size
 from services.runtime.request import parse_uuid
 from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import UnitOfWork
@@ -26,7 +26,6 @@ from services.user.tokens import (
 )
 
 Clock = Callable[[], datetime]
-_PAGE_KEYS = frozenset({"createdAt", "id"})
 
 
 def _user_updated(user: UserRecord) -> user_pb2.UserUpdated:
@@ -53,16 +52,18 @@ def utc_now() -> datetime:
 class UserHandlers:
     def __init__(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork[AsyncConnection],
         issuer: TokenIssuer,
         refresh_ttl: timedelta,
         throttling: domain.LoginThrottling,
+        page_tokens: PageTokens,
         clock: Clock = utc_now,
     ) -> None:
         self._uow = uow
         self._issuer = issuer
         self._refresh_ttl = refresh_ttl
         self._throttling = throttling
+        self._page_tokens = page_tokens
         self._clock = clock
 
     @property
@@ -85,7 +86,8 @@ class UserHandlers:
             created_at=now,
             updated_at=now,
         )
-        async with self._uow.transaction() as conn:
+        async with self._uow.transaction() as tx:
+            conn = tx.repos
             await repository.insert_user(conn, user)
             await add_event(
                 conn,
@@ -130,7 +132,8 @@ class UserHandlers:
             )
         password_ok = await verify_password(user.password_hash if user else None, password)
         if user is None or not password_ok or not user.is_active:
-            async with self._uow.transaction() as conn:
+            async with self._uow.transaction() as tx:
+                conn = tx.repos
                 current = await repository.lock_throttles(conn, list(keys), now)
                 for key, policy in keys.items():
                     state = domain.after_failure(current.get(key), now, policy)
@@ -141,7 +144,8 @@ class UserHandlers:
             raise Unauthenticated("INVALID_CREDENTIALS", "email or password is incorrect")
         session_id = uuid.uuid4()
         refresh_token = new_refresh_token()
-        async with self._uow.transaction() as conn:
+        async with self._uow.transaction() as tx:
+            conn = tx.repos
             # Success forgives this client's failures on this account only; the
             # wider per-client and per-account counters run their course.
             await repository.clear_throttle(conn, domain.account_client_key(email, client))
@@ -166,7 +170,8 @@ class UserHandlers:
             raise InvalidArgument("REFRESH_TOKEN_REQUIRED", "refreshToken is required")
         now = self._clock()
         rotated = new_refresh_token()
-        async with self._uow.transaction() as conn:
+        async with self._uow.transaction() as tx:
+            conn = tx.repos
             session = await repository.lock_live_session(
                 conn, refresh_token_digest(refresh_token), now
             )
@@ -179,7 +184,8 @@ class UserHandlers:
         return self._session(user, session.id, rotated)
 
     async def logout(self, caller: Caller) -> None:
-        async with self._uow.transaction() as conn:
+        async with self._uow.transaction() as tx:
+            conn = tx.repos
             await self._end_sessions(
                 conn, self._clock(), session_id=parse_uuid(caller.session_id, "sid")
             )
@@ -220,23 +226,11 @@ class UserHandlers:
     ) -> tuple[list[UserRecord], str]:
         caller.require_admin()
         limit = page_size(requested_size)
-        cursor = decode_page_token(page_token, _PAGE_KEYS)
-        after = None
-        if cursor is not None:
-            try:
-                after = (datetime.fromisoformat(cursor["createdAt"]), uuid.UUID(cursor["id"]))
-            except (TypeError, ValueError):
-                raise InvalidArgument("INVALID_PAGE_TOKEN", "pageToken is malformed") from None
+        cursor = self._page_tokens.decode(page_token)
+        after = (cursor.created_at, cursor.id) if cursor else None
         async with self._uow.read() as conn:
             users = await repository.list_users(conn, after, limit + 1)
-        next_token = ""
-        if len(users) > limit:
-            users = users[:limit]
-            last = users[-1]
-            next_token = encode_page_token(
-                {"createdAt": last.created_at.isoformat(), "id": str(last.id)}
-            )
-        return users, next_token
+        return self._page_tokens.page(users, limit, lambda user: Cursor(user.created_at, user.id))
 
     async def update_user(
         self, caller: Caller, user_id: str, change: domain.ProfileChange
@@ -262,7 +256,8 @@ class UserHandlers:
 
     async def _change(self, target: uuid.UUID, values: dict[str, object]) -> UserRecord:
         now = self._clock()
-        async with self._uow.transaction() as conn:
+        async with self._uow.transaction() as tx:
+            conn = tx.repos
             user = await repository.get_user(conn, target)
             if user is None:
                 raise NotFound("USER_NOT_FOUND", f"no user {target}")

@@ -4,6 +4,8 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from services.runtime.loops import raise_if_stopping
 from services.runtime.unit_of_work import UnitOfWork
 from services.user import repository
@@ -15,7 +17,7 @@ log = logging.getLogger(__name__)
 class ThrottlePruner:
     def __init__(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork[AsyncConnection],
         stale_after: timedelta,
         every: timedelta = timedelta(minutes=10),
         clock: Clock = utc_now,
@@ -36,5 +38,6 @@ class ThrottlePruner:
 
     async def prune(self) -> int:
         now = self._clock()
-        async with self._uow.transaction() as conn:
+        async with self._uow.transaction() as tx:
+            conn = tx.repos
             return await repository.prune_throttles(conn, now, stale_before=now - self._stale_after)

@@ -51,6 +51,8 @@ def runtime_settings(
         database_url=fresh_database(postgres),
         nats_url=nats_server.url,
         jwks_file=signing_keys[1],
+        service_secret=b"integration-tests-service-secret-0123456789",
+        trusted_proxies=(),
         access_token_ttl_seconds=300,
         drain_seconds=5,
         log_level="INFO",

@@ -82,12 +82,15 @@ def test_sigterm_stops_the_service_process_cleanly(
     signing_keys: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
+    secret = tmp_path / "service-secret"
+    secret.write_text("a service secret for this test only, long enough")
     env = {
         **os.environ,
         "WARMHOUSE_DATABASE_URL": fresh_database(postgres),
         "WARMHOUSE_NATS_URL": nats_server.url,
         "WARMHOUSE_JWKS_FILE": str(signing_keys[1]),
         "WARMHOUSE_JWT_PRIVATE_KEY_FILE": str(signing_keys[0]),
+        "WARMHOUSE_SERVICE_SECRET_FILE": str(secret),
     }
     service = ServiceProcess("user", "services.user", env, tmp_path / "user.log")
     service.start()

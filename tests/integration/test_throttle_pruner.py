@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from services.runtime.server import ServiceHost
-from services.runtime.unit_of_work import UnitOfWork
+from services.runtime.unit_of_work import DatabaseUnitOfWork
 from services.user import repository
 from services.user.domain import ThrottleState
 from services.user.tables import login_throttle
@@ -15,7 +15,7 @@ from services.user.throttle_pruner import ThrottlePruner
 
 async def test_prune_keeps_live_windows_and_locks(user_host: tuple[ServiceHost, int]) -> None:
     runtime = user_host[0].runtime
-    uow = UnitOfWork(runtime.engine, runtime.relay)
+    uow = DatabaseUnitOfWork(runtime.engine, runtime.relay, lambda conn: conn)
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
     states = {
@@ -28,9 +28,9 @@ async def test_prune_keeps_live_windows_and_locks(user_host: tuple[ServiceHost, 
         ),
         f"{tag}:recent": ThrottleState(2, now - timedelta(minutes=5), None),
     }
-    async with uow.transaction() as conn:
+    async with uow.transaction() as tx:
         for key, state in states.items():
-            await repository.save_throttle(conn, key, state)
+            await repository.save_throttle(tx.repos, key, state)
     assert await ThrottlePruner(uow, timedelta(hours=1), clock=lambda: now).prune() >= 2
     async with uow.read() as conn:
         rows = await conn.execute(

@@ -1,18 +1,17 @@
+import base64
+import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from services.runtime.config import ConfigError, Environment, RuntimeSettings
 from services.runtime.errors import InvalidArgument
-from services.runtime.pagination import (
-    MAX_PAGE_SIZE,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-)
+from services.runtime.pagination import MAX_PAGE_SIZE, Cursor, PageTokens, page_size
 from services.runtime.tracing import configure_tracing
 
-KEYS = frozenset({"createdAt", "id"})
+TOKENS = PageTokens(b"k" * 32)
 
 
 def test_page_size_defaults_caps_and_refuses_negatives() -> None:
@@ -23,28 +22,54 @@ def test_page_size_defaults_caps_and_refuses_negatives() -> None:
         page_size(-1)
 
 
-def test_page_tokens_round_trip_and_garbage_is_refused() -> None:
-    cursor = {"createdAt": "2026-01-01T00:00:00+00:00", "id": "x"}
-    assert decode_page_token(encode_page_token(cursor), KEYS) == cursor
-    assert decode_page_token("", KEYS) is None
-    for garbage in ("%%%", "bm90IGpzb24", encode_page_token({"other": 1})):
-        with pytest.raises(InvalidArgument):
-            decode_page_token(garbage, KEYS)
+def test_page_tokens_round_trip() -> None:
+    cursor = Cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4())
+    assert TOKENS.decode(TOKENS.encode(cursor)) == cursor
+    assert TOKENS.decode("") is None
+
+
+def test_forged_or_garbled_page_tokens_are_refused() -> None:
+    genuine = TOKENS.encode(Cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4()))
+    # The shapes that used to reach the database: a wrong type, an out-of-range time.
+    forged = [
+        base64.urlsafe_b64encode(b"\0" * 16 + json.dumps(payload).encode()).decode()
+        for payload in (["2026-01-01T00:00:00+00:00", 123], ["0001-01-01T00:00:00+14:00", "x"])
+    ]
+    other_key = PageTokens(b"o" * 32).encode(Cursor(datetime.now(UTC), uuid.uuid4()))
+    for garbage in ("%%%", "bm90IGpzb24", genuine[:-2], other_key, "A" * 6000, *forged):
+        with pytest.raises(InvalidArgument) as refused:
+            TOKENS.decode(garbage)
+        assert garbage not in refused.value.message
+
+
+def test_a_page_has_a_next_token_only_when_more_rows_came_back() -> None:
+    rows = [Cursor(datetime(2026, 1, day, tzinfo=UTC), uuid.uuid4()) for day in range(1, 4)]
+    items, token = TOKENS.page(rows, 2, lambda row: row)
+    assert items == rows[:2]
+    assert TOKENS.decode(token) == rows[1]
+    assert TOKENS.page(rows, 3, lambda row: row) == (rows, "")
 
 
 def test_settings_are_read_with_types(tmp_path: Path) -> None:
     jwks = tmp_path / "jwks.json"
     jwks.write_text("{}")
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40 + "\n")
     env = Environment(
         {
             "WARMHOUSE_DATABASE_URL": "postgresql+asyncpg://x/y",
             "WARMHOUSE_JWKS_FILE": str(jwks),
+            "WARMHOUSE_SERVICE_SECRET_FILE": str(secret),
+            "WARMHOUSE_TRUSTED_PROXIES": "127.0.0.2, 10.0.0.0/8",
             "WARMHOUSE_ACCESS_TOKEN_TTL_SECONDS": "120",
         }
     )
     settings = RuntimeSettings.from_environment(env)
     assert settings.access_token_ttl_seconds == 120
     assert settings.jwks_file == jwks
+    assert settings.service_secret == b"s" * 40
+    assert [str(network) for network in settings.trusted_proxies] == ["127.0.0.2/32", "10.0.0.0/8"]
+    assert settings.derived_key("a") != settings.derived_key("b")
 
 
 @pytest.mark.parametrize(
