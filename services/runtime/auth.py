@@ -7,7 +7,7 @@ service's events; see `revocation.py`.
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +60,39 @@ def set_current_caller(caller: Caller | None) -> None:
 
 
 class RevokedTokens:
-    """Sessions whose access tokens must stop working before they expire."""
+    """Sessions whose access tokens must stop working before they expire.
 
-    def __init__(self) -> None:
-        self._sessions: set[str] = set()
+    A session is remembered only as long as a token issued before its
+    revocation could still be valid: the access-token lifetime, plus leeway.
+    """
+
+    def __init__(
+        self, remember_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._remember_seconds = remember_seconds
+        self._clock = clock
+        # Insertion order is revocation order, so the oldest entries come first.
+        self._forget_at: dict[str, float] = {}
 
     def revoke_session(self, session_id: str) -> None:
-        self._sessions.add(session_id)
+        now = self._clock()
+        self._forget_at.pop(session_id, None)
+        self._forget_at[session_id] = now + self._remember_seconds
+        self._forget_expired(now)
+
+    def _forget_expired(self, now: float) -> None:
+        for session_id, forget_at in list(self._forget_at.items()):
+            if forget_at > now:
+                break
+            del self._forget_at[session_id]
 
     def is_revoked(self, caller: Caller) -> bool:
-        return caller.session_id in self._sessions
+        return caller.session_id in self._forget_at
+
+    @property
+    def remembered(self) -> int:
+        """How many sessions are remembered as revoked right now."""
+        return len(self._forget_at)
 
 
 class TokenVerifier:

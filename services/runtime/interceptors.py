@@ -6,18 +6,20 @@ authenticates first and maps whatever the RPC raises to a status.
 """
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from services.runtime.auth import TokenVerifier, set_current_caller
+from services.runtime.authentication import Authenticator, Authenticators
 from services.runtime.errors import DomainError
 from services.runtime.logs import current_trace_id
+from services.runtime.service import Access
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +31,26 @@ ALWAYS_PUBLIC_PREFIXES = (
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler,
-    details: grpc.HandlerCallDetails,
-    before: Callable[[grpc.aio.ServicerContext], Awaitable[None]],
+    handler: grpc.RpcMethodHandler, method: str, authenticate: Authenticator
 ) -> grpc.RpcMethodHandler:
-    """Return `handler` with `before(context)` run first and errors mapped."""
+    """Return `handler` with `authenticate(context)` run first and errors mapped."""
 
     async def guard(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            await before(context)
+            authenticate(context)
             return await call()
         except Exception as error:  # noqa: BLE001 - mapped and re-raised below
-            await _abort(context, details.method, error)
+            await _abort(context, method, error)
 
     async def stream_guard(
         context: grpc.aio.ServicerContext, start: Callable[[], AsyncIterator[Any]]
     ) -> AsyncIterator[Any]:
         try:
-            await before(context)
+            authenticate(context)
             async for response in start():
                 yield response
         except Exception as error:  # noqa: BLE001 - mapped and re-raised below
-            await _abort(context, details.method, error)
+            await _abort(context, method, error)
 
     # grpc.aio awaits a behaviour only if it is a coroutine (or async
     # generator) function, so each shape gets a real `async def`.
@@ -111,11 +111,30 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exceptio
     await context.abort_with_status(rpc_status.to_status(status))
 
 
+# SQLSTATE classes that mean "the database cannot serve right now", not "the
+# request was wrong": connection exceptions, insufficient resources (too many
+# clients, disk full) and operator intervention (shutting down, starting up).
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    for candidate in (error, getattr(error, "orig", None), error.__cause__):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def _is_outage(error: Exception) -> bool:
     """The database or the network failed, not the request: worth a retry."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(error, OperationalError | InterfaceError | ConnectionError)
+    sqlstate = _sqlstate(error)
+    if sqlstate is not None:
+        return sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES
+    return isinstance(
+        error, OperationalError | InterfaceError | ConnectionError | asyncpg.InterfaceError
+    )
 
 
 def _status(
@@ -129,30 +148,33 @@ def _status(
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Requires a valid access token on every RPC not declared public, and maps
-    every error the RPC raises to a status."""
+    """Authenticates every RPC as its method's access level demands, and maps
+    every error the RPC raises to a status.
 
-    def __init__(self, verifier: TokenVerifier, public_methods: Collection[str]) -> None:
-        self._verifier = verifier
-        self._public_methods = frozenset(public_methods)
+    The wrapped handler of a method is built once and reused for every call.
+    """
 
-    def _is_public(self, method: str) -> bool:
-        return method in self._public_methods or method.startswith(ALWAYS_PUBLIC_PREFIXES)
+    def __init__(self, access_of: Callable[[str], Access], authenticators: Authenticators) -> None:
+        self._access_of = access_of
+        self._authenticators = authenticators
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def _access(self, method: str) -> Access:
+        return (
+            Access.PUBLIC if method.startswith(ALWAYS_PUBLIC_PREFIXES) else self._access_of(method)
+        )
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        public = self._is_public(handler_call_details.method)
-
-        async def authenticate(context: grpc.aio.ServicerContext) -> None:
-            caller = None
-            if not public:
-                caller = self._verifier.verify_authorization(context.invocation_metadata() or ())
-            set_current_caller(caller)
-
-        return _wrap(handler, handler_call_details, authenticate)
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            authenticate = self._authenticators.for_access(self._access(method))
+            wrapped = self._wrapped[method] = _wrap(handler, method, authenticate)
+        return wrapped

@@ -81,7 +81,8 @@ async def pull_batches(
         raise_if_stopping()
         try:
             messages = await pull.fetch(batch_size, timeout=1.0)
-        except nats.errors.TimeoutError:
+        # nats-py raises its own TimeoutError or asyncio's; both are the builtin.
+        except TimeoutError:
             idle += 1
             if idle % liveness_every == 0:
                 await pull.consumer_info()

@@ -29,8 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime import db, messaging
 from services.runtime.auth import RevokedTokens, TokenVerifier
+from services.runtime.authentication import Authenticators
 from services.runtime.config import ConfigError, Environment, RuntimeSettings
 from services.runtime.interceptors import GuardInterceptor
+from services.runtime.internal_auth import ServiceCredentials
 from services.runtime.logs import configure_logging
 from services.runtime.outbox import OutboxRelay
 from services.runtime.pagination import PageTokens
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STOP_TASKS_SECONDS = 5.0
+# Token leeway plus clock skew between the issuer and us.
+REVOCATION_MARGIN_SECONDS = 60
 
 
 class Worker(Protocol):
@@ -63,6 +67,8 @@ class Runtime:
     revoked: RevokedTokens
     page_tokens: PageTokens
     client_addresses: ClientAddresses
+    # This service's credential for calling others (and checking theirs).
+    credentials: ServiceCredentials
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,8 @@ class ServiceHost:
         jetstream = nats_client.jetstream()
         for service in {definition.description.name, REVOCATIONS_FROM, *definition.consumes_from}:
             await messaging.ensure_stream(jetstream, messaging.stream_config(service))
-        revoked = RevokedTokens()
+        # Long enough that every token issued before a revocation has expired.
+        revoked = RevokedTokens(settings.access_token_ttl_seconds + REVOCATION_MARGIN_SECONDS)
         revocations = RevocationFeed(jetstream, revoked, settings.access_token_ttl_seconds)
         # Replaying revocations starts before serving, so it is done moments after.
         self._tasks = [asyncio.create_task(revocations.run(), name="revocations")]
@@ -141,15 +148,19 @@ class ServiceHost:
             revoked,
             PageTokens(settings.derived_key(f"page-tokens:{definition.description.name}")),
             ClientAddresses(settings.trusted_proxies),
+            ServiceCredentials(
+                settings.derived_key("service-credentials"), definition.description.name
+            ),
         )
         return self._runtime
 
     async def _build_server(self, runtime: Runtime) -> grpc.aio.Server:
         verifier = TokenVerifier.from_file(runtime.settings.jwks_file, runtime.revoked)
+        authenticators = Authenticators(verifier, runtime.credentials)
         server = grpc.aio.server(
             interceptors=[
                 aio_server_interceptor(),  # type: ignore[no-untyped-call]
-                GuardInterceptor(verifier, self._definition.description.public_methods),
+                GuardInterceptor(self._definition.description.access, authenticators),
             ]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

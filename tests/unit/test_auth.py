@@ -5,7 +5,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from services.runtime.auth import RevokedTokens, TokenVerifier
+from services.runtime.auth import Caller, RevokedTokens, TokenVerifier
 from services.runtime.errors import Unauthenticated
 from services.user.signing_keys import ensure_signing_key, load_private_key
 from services.user.tokens import TokenIssuer
@@ -26,7 +26,7 @@ def issuer(keys: Keys) -> TokenIssuer:
 
 
 def verifier(keys: Keys, revoked: RevokedTokens | None = None) -> TokenVerifier:
-    return TokenVerifier.from_file(keys[1], revoked or RevokedTokens())
+    return TokenVerifier.from_file(keys[1], revoked or RevokedTokens(remember_seconds=300))
 
 
 def reason(error: pytest.ExceptionInfo[Unauthenticated]) -> str:
@@ -95,7 +95,7 @@ def test_expired_and_tampered_tokens_are_refused(keys: Keys, issuer: TokenIssuer
 
 
 def test_only_revoked_sessions_are_refused(keys: Keys, issuer: TokenIssuer) -> None:
-    revoked = RevokedTokens()
+    revoked = RevokedTokens(remember_seconds=300)
     check = verifier(keys, revoked)
     first, second = issuer.access_token("u1", "USER", "s1"), issuer.access_token("u2", "USER", "s2")
     revoked.revoke_session("s1")
@@ -103,6 +103,20 @@ def test_only_revoked_sessions_are_refused(keys: Keys, issuer: TokenIssuer) -> N
         check.verify(first)
     assert reason(refused) == "TOKEN_REVOKED"
     assert check.verify(second).user_id == "u2"
+
+
+def test_revoked_sessions_are_forgotten_once_their_tokens_have_expired() -> None:
+    now = [1000.0]
+    revoked = RevokedTokens(remember_seconds=300, clock=lambda: now[0])
+    revoked.revoke_session("old")
+    now[0] += 200
+    revoked.revoke_session("newer")
+    now[0] += 101  # "old" is past its 300 s, "newer" is not
+    revoked.revoke_session("newest")
+    assert revoked.remembered == 2
+    caller = Caller(user_id="u", role="USER", session_id="newer")
+    assert revoked.is_revoked(caller)
+    assert not revoked.is_revoked(Caller(user_id="u", role="USER", session_id="old"))
 
 
 @pytest.mark.parametrize(
@@ -117,7 +131,7 @@ def test_a_missing_or_malformed_authorization_header_is_refused(
 
 
 def test_a_cached_token_is_still_checked_for_revocation(keys: Keys, issuer: TokenIssuer) -> None:
-    revoked = RevokedTokens()
+    revoked = RevokedTokens(remember_seconds=300)
     check = verifier(keys, revoked)
     token = issuer.access_token("u1", "USER", "s1")
     assert check.verify(token).user_id == "u1"
@@ -128,7 +142,9 @@ def test_a_cached_token_is_still_checked_for_revocation(keys: Keys, issuer: Toke
 
 
 def test_a_cached_token_stops_working_when_it_expires(keys: Keys, issuer: TokenIssuer) -> None:
-    check = TokenVerifier(json.loads(keys[1].read_text()), RevokedTokens(), leeway=0)
+    check = TokenVerifier(
+        json.loads(keys[1].read_text()), RevokedTokens(remember_seconds=300), leeway=0
+    )
     now = int(time.time())
     token = jwt.encode(
         {

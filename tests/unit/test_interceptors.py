@@ -4,30 +4,51 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from services.runtime.auth import RevokedTokens, TokenVerifier, current_caller
+from services.runtime.authentication import Authenticators
 from services.runtime.errors import AlreadyExists, NotFound, PermissionDenied, Throttled
 from services.runtime.interceptors import GuardInterceptor
+from services.runtime.internal_auth import (
+    SERVICE_TOKEN_HEADER,
+    ServiceCredentials,
+    current_service,
+)
+from services.runtime.service import ServiceDescription, method_paths
 from services.user.signing_keys import ensure_signing_key, load_private_key
 from services.user.tokens import TokenIssuer
 from tests.grpc_errors import error_reason
 
 SERVICE = "warmhouse.test.v1.ProbeService"
+PROBE = ServiceDescription(
+    name="probe",
+    grpc_services=(SERVICE,),
+    public_methods=method_paths(SERVICE, "Fail", "FailStreaming"),
+    internal_methods=method_paths(SERVICE, "WhichService"),
+)
+MESH_KEY = b"m" * 32
 FAILURES: dict[str, Exception] = {
     "exists": AlreadyExists("EMAIL_TAKEN", "taken"),
     "missing": NotFound("NO_SUCH_THING", "gone"),
     "denied": PermissionDenied("NOT_OWNER", "not yours"),
     "throttled": Throttled("SLOW_DOWN", "later"),
     "database": OperationalError("SELECT 1", {}, ConnectionRefusedError("db down")),
+    "crowded": asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+    "restarting": asyncpg.CannotConnectNowError("the database system is starting up"),
     "bug": RuntimeError("password=hunter2 leaked in a stack trace"),
 }
 
 
 async def who_am_i(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return current_caller().user_id.encode()
+
+
+async def which_service(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return current_service().encode()
 
 
 async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -42,11 +63,12 @@ async def fail_streaming(request: bytes, context: grpc.aio.ServicerContext) -> A
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, TokenIssuer]]:
     ensure_signing_key(tmp_path / "key.pem", tmp_path / "jwks.json")
-    verifier = TokenVerifier.from_file(tmp_path / "jwks.json", RevokedTokens())
-    public = {f"/{SERVICE}/Fail", f"/{SERVICE}/FailStreaming"}
-    server = grpc.aio.server(interceptors=[GuardInterceptor(verifier, public)])
+    verifier = TokenVerifier.from_file(tmp_path / "jwks.json", RevokedTokens(remember_seconds=300))
+    authenticators = Authenticators(verifier, ServiceCredentials(MESH_KEY, "probe"))
+    server = grpc.aio.server(interceptors=[GuardInterceptor(PROBE.access, authenticators)])
     handlers = {
         "WhoAmI": grpc.unary_unary_rpc_method_handler(who_am_i),
+        "WhichService": grpc.unary_unary_rpc_method_handler(which_service),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "FailStreaming": grpc.unary_stream_rpc_method_handler(fail_streaming),
     }
@@ -71,6 +93,27 @@ async def test_private_methods_need_a_token_and_see_the_caller(
     assert await who_am_i(b"", metadata=(("authorization", f"Bearer {token}"),)) == b"user-7"
 
 
+async def test_internal_methods_take_only_a_service_credential(
+    server: tuple[grpc.aio.Channel, TokenIssuer],
+) -> None:
+    channel, issuer = server
+    which_service = channel.unary_unary(f"/{SERVICE}/WhichService")
+    user_token = issuer.access_token("user-7", "ADMIN", "session-1")
+    forged = ServiceCredentials(b"x" * 32, "billing").token()
+    refusals = [
+        (),
+        (("authorization", f"Bearer {user_token}"),),
+        ((SERVICE_TOKEN_HEADER, forged),),
+        ((SERVICE_TOKEN_HEADER, "a" * 6000),),
+    ]
+    for metadata in refusals:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await which_service(b"", metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    genuine = ServiceCredentials(MESH_KEY, "billing").token()
+    assert await which_service(b"", metadata=((SERVICE_TOKEN_HEADER, genuine),)) == b"billing"
+
+
 @pytest.mark.parametrize(
     ("failure", "code", "reason"),
     [
@@ -79,6 +122,8 @@ async def test_private_methods_need_a_token_and_see_the_caller(
         ("denied", grpc.StatusCode.PERMISSION_DENIED, "NOT_OWNER"),
         ("throttled", grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_DOWN"),
         ("database", grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"),
+        ("crowded", grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"),
+        ("restarting", grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"),
         ("bug", grpc.StatusCode.INTERNAL, "INTERNAL"),
     ],
 )

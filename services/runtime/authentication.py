@@ -1,0 +1,77 @@
+"""Who is calling: one authenticator per access level, chosen per method.
+
+The guard interceptor picks the authenticator for a method once, from the
+service's description, and runs it at the start of every call. Each one
+reads the call's metadata and records the caller in context variables that
+handlers (and outgoing calls to other services) read.
+"""
+
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+
+import grpc
+
+from services.runtime.auth import TokenVerifier, set_current_caller
+from services.runtime.errors import Unauthenticated
+from services.runtime.internal_auth import (
+    SERVICE_TOKEN_HEADER,
+    ServiceCredentials,
+    set_current_service,
+)
+from services.runtime.service import Access
+
+Authenticator = Callable[[grpc.aio.ServicerContext], None]
+Metadata = Iterable[tuple[str, str | bytes]]
+
+# The end user's "authorization" value on the call being served, so that a
+# call this service makes to another on the user's behalf can forward it.
+_user_authorization: ContextVar[str | None] = ContextVar("warmhouse_user_auth", default=None)
+
+
+def forwarded_authorization() -> str | None:
+    return _user_authorization.get()
+
+
+def _header(metadata: Metadata, name: str) -> str | None:
+    for key, value in metadata:
+        if key == name and isinstance(value, str):
+            return value
+    return None
+
+
+class Authenticators:
+    def __init__(self, verifier: TokenVerifier, credentials: ServiceCredentials) -> None:
+        self._verifier = verifier
+        self._credentials = credentials
+
+    def for_access(self, access: Access) -> Authenticator:
+        return {
+            Access.PUBLIC: self._public,
+            Access.USER: self._user,
+            Access.INTERNAL: self._internal,
+        }[access]
+
+    def _public(self, context: grpc.aio.ServicerContext) -> None:
+        set_current_caller(None)
+        set_current_service(None)
+        _user_authorization.set(None)
+
+    def _user(self, context: grpc.aio.ServicerContext) -> None:
+        metadata = context.invocation_metadata() or ()
+        set_current_caller(self._verifier.verify_authorization(metadata))
+        set_current_service(None)
+        _user_authorization.set(_header(metadata, "authorization"))
+
+    def _internal(self, context: grpc.aio.ServicerContext) -> None:
+        metadata = tuple(context.invocation_metadata() or ())
+        token = _header(metadata, SERVICE_TOKEN_HEADER)
+        if token is None:
+            raise Unauthenticated(
+                "SERVICE_CREDENTIAL_REQUIRED", "only WarmHouse services may call this"
+            )
+        set_current_service(self._credentials.verify(token))
+        # A service acting for a user forwards the user's token; it is checked too.
+        authorization = _header(metadata, "authorization")
+        caller = self._verifier.verify_authorization(metadata) if authorization else None
+        set_current_caller(caller)
+        _user_authorization.set(authorization)
