@@ -1,7 +1,7 @@
 """Typed domain errors, mapped in one place to gRPC status codes.
 
-Handlers raise these; `ErrorInterceptor` turns them into a status with a
-`google.rpc.ErrorInfo` reason (so REST clients get the matching HTTP status
+Handlers raise these; the guard interceptor (`interceptors.py`) turns them into
+a status with a `google.rpc.ErrorInfo` reason (so REST clients get the matching HTTP status
 through Envoy). Anything else is logged with its trace id and becomes INTERNAL
 without internals leaking to the caller.
 """
@@ -49,5 +49,8 @@ class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
+class Conflict(DomainError):
+    """The request contradicts another one (e.g. an idempotency key reused
+    with other parameters): HTTP 409."""
+
+    code = grpc.StatusCode.ABORTED

@@ -20,6 +20,7 @@ from services.runtime.authentication import Authenticator, Authenticators
 from services.runtime.errors import DomainError
 from services.runtime.logs import current_trace_id
 from services.runtime.service import Access
+from services.runtime.tracing import record_status, server_span
 
 log = logging.getLogger(__name__)
 
@@ -33,36 +34,23 @@ ALWAYS_PUBLIC_PREFIXES = (
 def _wrap(
     handler: grpc.RpcMethodHandler, method: str, authenticate: Authenticator
 ) -> grpc.RpcMethodHandler:
-    """Return `handler` with `authenticate(context)` run first and errors mapped."""
-
-    async def guard(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            authenticate(context)
-            return await call()
-        except Exception as error:  # noqa: BLE001 - mapped and re-raised below
-            await _abort(context, method, error)
-
-    async def stream_guard(
-        context: grpc.aio.ServicerContext, start: Callable[[], AsyncIterator[Any]]
-    ) -> AsyncIterator[Any]:
-        try:
-            authenticate(context)
-            async for response in start():
-                yield response
-        except Exception as error:  # noqa: BLE001 - mapped and re-raised below
-            await _abort(context, method, error)
-
-    # grpc.aio awaits a behaviour only if it is a coroutine (or async
-    # generator) function, so each shape gets a real `async def`.
+    """Return `handler` traced, with `authenticate(context)` run first and errors mapped."""
     kwargs = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
+    # grpc.aio awaits a behaviour only if it is a coroutine (or async
+    # generator) function, so each shape gets a real `async def`.
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            return await guard(context, lambda: inner(request, context))
+            with server_span(method, context):
+                try:
+                    authenticate(context)
+                    return await inner(request, context)
+                except Exception as error:  # noqa: BLE001 - mapped and re-raised below
+                    await _abort(context, method, error)
 
         make = (
             grpc.unary_unary_rpc_method_handler
@@ -75,8 +63,13 @@ def _wrap(
     async def stream_response(
         request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
-        async for response in stream_guard(context, lambda: inner_stream(request, context)):
-            yield response
+        with server_span(method, context):
+            try:
+                authenticate(context)
+                async for response in inner_stream(request, context):
+                    yield response
+            except Exception as error:  # noqa: BLE001 - mapped and re-raised below
+                await _abort(context, method, error)
 
     make = (
         grpc.unary_stream_rpc_method_handler
@@ -91,6 +84,14 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exceptio
         raise error
     if isinstance(error, DomainError):
         status = _status(error.code, error.message, error.reason, error.metadata)
+    elif isinstance(error, asyncpg.UniqueViolationError):
+        # A constraint no repository turned into a domain error of its own.
+        status = _status(
+            grpc.StatusCode.ALREADY_EXISTS,
+            "it already exists",
+            "ALREADY_EXISTS",
+            {"constraint": error.constraint_name or ""},
+        )
     elif _is_outage(error):
         log.warning("dependency unavailable in %s: %s", method, error)
         status = _status(
@@ -108,6 +109,7 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exceptio
             "INTERNAL",
             {"traceId": trace_id},
         )
+    record_status(status.code)
     await context.abort_with_status(rpc_status.to_status(status))
 
 

@@ -58,12 +58,15 @@ async def connect(url: str, name: str, attempts: int = 30) -> NatsClient:
     raise AssertionError("unreachable")
 
 
-async def ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream, or bring an existing one to this configuration."""
+async def ensure_stream(jetstream: JetStreamContext, config: StreamConfig, *, owned: bool) -> None:
+    """Make sure the stream exists. Only its owner (the publishing service)
+    brings an existing stream to this configuration; a consumer that starts
+    first may create it, but never rewrites a stream it does not own."""
     try:
         await jetstream.add_stream(config)
     except nats.js.errors.BadRequestError:
-        await jetstream.update_stream(config)
+        if owned:
+            await jetstream.update_stream(config)
 
 
 async def pull_batches(

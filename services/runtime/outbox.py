@@ -37,7 +37,6 @@ from services.runtime.loops import raise_if_stopping
 from services.runtime.tracing import inject_headers
 
 log = logging.getLogger(__name__)
-EVENT_TYPE_HEADER = "WarmHouse-Event-Type"
 MSG_ID_HEADER = "Nats-Msg-Id"
 _PRUNE_EVERY_SECONDS = 600.0
 
@@ -60,7 +59,7 @@ def subject_of(event: Message) -> str:
 
 async def add_event(conn: AsyncConnection, event: Message) -> uuid.UUID:
     event_id = uuid.uuid4()
-    headers = inject_headers() | {EVENT_TYPE_HEADER: subject_of(event)}
+    headers = inject_headers()
     await conn.execute(
         outbox.insert().values(
             event_id=event_id,

@@ -24,7 +24,6 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime import db, messaging
@@ -131,8 +130,10 @@ class ServiceHost:
             settings.nats_url, f"warmhouse-{definition.description.name}"
         )
         jetstream = nats_client.jetstream()
-        for service in {definition.description.name, REVOCATIONS_FROM, *definition.consumes_from}:
-            await messaging.ensure_stream(jetstream, messaging.stream_config(service))
+        own = definition.description.name
+        for service in sorted({own, REVOCATIONS_FROM, *definition.consumes_from}):
+            config = messaging.stream_config(service)
+            await messaging.ensure_stream(jetstream, config, owned=service == own)
         # Long enough that every token issued before a revocation has expired.
         revoked = RevokedTokens(settings.access_token_ttl_seconds + REVOCATION_MARGIN_SECONDS)
         revocations = RevocationFeed(jetstream, revoked, settings.access_token_ttl_seconds)
@@ -159,7 +160,6 @@ class ServiceHost:
         authenticators = Authenticators(verifier, runtime.credentials)
         server = grpc.aio.server(
             interceptors=[
-                aio_server_interceptor(),  # type: ignore[no-untyped-call]
                 GuardInterceptor(self._definition.description.access, authenticators),
             ]
         )
