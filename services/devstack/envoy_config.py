@@ -31,15 +31,25 @@ MAX_DOWNSTREAM_CONNECTIONS = 10_000
 ROUTE_TIMEOUT = "15s"
 CONNECT_TIMEOUT = "2s"
 HEALTH_CHECK_INTERVAL = "1s"
+# The credential services present to each other in gRPC metadata. No client may
+# send one through the edge, so Envoy strips it from every request it routes.
+# TODO(lead): use services.runtime.internal_auth.SERVICE_TOKEN_HEADER once it exists.
+SERVICE_TOKEN_HEADER = "x-warmhouse-service-token"
+# On every answer, the services' and Envoy's own: it is all per-user data
+# (tokens, profiles) that no cache may keep, and none of it is to be sniffed as HTML.
+RESPONSE_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 # The gRPC code Envoy's own error replies carry, so that they read like the
 # google.rpc.Status bodies the transcoder makes of the services' errors.
-# 413 maps as gRPC reports an oversized message: RESOURCE_EXHAUSTED.
+# 413 maps as gRPC reports an oversized message: RESOURCE_EXHAUSTED; 415 is a
+# malformed request like any other 400.
 GRPC_CODE_BY_HTTP_STATUS = {
     400: 3,  # INVALID_ARGUMENT
     401: 16,  # UNAUTHENTICATED
     403: 7,  # PERMISSION_DENIED
     404: 5,  # NOT_FOUND
     413: 8,  # RESOURCE_EXHAUSTED
+    415: 3,  # INVALID_ARGUMENT
     429: 8,  # RESOURCE_EXHAUSTED
     500: 13,  # INTERNAL
     502: 14,  # UNAVAILABLE
@@ -47,6 +57,8 @@ GRPC_CODE_BY_HTTP_STATUS = {
     504: 4,  # DEADLINE_EXCEEDED
 }
 GRPC_UNKNOWN = 2
+# Envoy's own wording where it would not tell a client what to do.
+LOCAL_REPLY_MESSAGES = {429: "too many requests: retry after the seconds in Retry-After"}
 # The REST call as the client sent it (the transcoder rewrites method and path),
 # then the RPC it became and how it ended.
 ACCESS_LOG_FORMAT = (
@@ -68,6 +80,35 @@ class SocketAddress:
 
 
 @dataclass(frozen=True)
+class TokenBucket:
+    """`per_second` requests a second on average, `burst` at once after a quiet spell."""
+
+    per_second: int
+    burst: int
+
+
+# Anonymous calls that write: registration and login each cost ~120 ms of CPU
+# (argon2id), so 2 cores hash ~16 a second. 20 lets them run flat out; more
+# would only queue until they time out, delaying everyone's.
+PUBLIC_WRITE_RATE = TokenBucket(per_second=20, burst=40)
+# Anonymous reads (the signing keys) are cheap; the bucket only stops a flood.
+PUBLIC_READ_RATE = TokenBucket(per_second=200, burst=400)
+
+
+@dataclass(frozen=True)
+class PublicRateLimits:
+    """Envoy's token buckets for the public RPCs, one per RPC and Envoy process.
+
+    A public RPC whose REST routes are all GETs is a read; any other is a write.
+    Every client shares a bucket: the limit protects the services' CPU, while
+    the User service throttles failed logins per client and per account.
+    """
+
+    writes: TokenBucket = PUBLIC_WRITE_RATE
+    reads: TokenBucket = PUBLIC_READ_RATE
+
+
+@dataclass(frozen=True)
 class EnvoySettings:
     listener: SocketAddress
     admin: SocketAddress
@@ -75,6 +116,7 @@ class EnvoySettings:
     upstreams: Mapping[str, SocketAddress]
     descriptor_set: PurePath
     jwks_file: PurePath
+    public_rate_limits: PublicRateLimits = PublicRateLimits()
 
 
 def kubernetes_settings() -> EnvoySettings:
@@ -137,12 +179,19 @@ def _listener(settings: EnvoySettings, services: Sequence[ServiceDescription]) -
                 },
             }
         ],
+        # No "server: envoy" banner on Envoy's answers, nor a service's on its own.
+        "server_header_transformation": "PASS_THROUGH",
         "local_reply_config": _local_reply_config(),
-        "route_config": _route_config(services),
+        "route_config": _route_config(settings, services),
         "http_filters": [
+            # First, so that every answer passes it on its way out, Envoy's own too.
+            _response_headers_filter(),
             _health_check_filter(services),
+            _json_body_filter(),
             _jwt_filter(settings, services),
             _transcoder_filter(settings, services),
+            # After transcoding, so that it sees the RPC's route (/<pkg>.<Service>/<Method>).
+            _rate_limit_filter(),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {
@@ -164,6 +213,88 @@ def _listener(settings: EnvoySettings, services: Sequence[ServiceDescription]) -
                 ]
             }
         ],
+    }
+
+
+def _response_headers_filter() -> dict[str, Any]:
+    """RESPONSE_HEADERS on every answer, and no upstream's `server` header."""
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3"
+            ".HeaderMutation",
+            "mutations": {
+                "response_mutations": [
+                    *(
+                        {
+                            "append": {
+                                "header": {"key": name, "value": value},
+                                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                            }
+                        }
+                        for name, value in RESPONSE_HEADERS.items()
+                    ),
+                    {"remove": "server"},
+                ]
+            },
+        },
+    }
+
+
+# 415 for a body that is neither JSON (in UTF-8: JSON has no other charset) nor
+# gRPC (gRPC clients); media types compare lowercased, without spaces.
+JSON_BODY_SCRIPT = """
+local BODY_METHODS = {POST = true, PUT = true, PATCH = true}
+local ACCEPTED = {
+  ["application/json"] = true,
+  ["application/json;charset=utf-8"] = true,
+  ["application/grpc"] = true,
+}
+
+function envoy_on_request(request)
+  local headers = request:headers()
+  if not BODY_METHODS[headers:get(":method")] then
+    return
+  end
+  local media_type = string.gsub(string.lower(headers:get("content-type") or ""), "%s", "")
+  if ACCEPTED[media_type] or string.find(media_type, "^application/grpc%+") then
+    return
+  end
+  local body = request:body()
+  if body == nil or body:length() == 0 then
+    return
+  end
+  request:respond({[":status"] = "415"}, "Content-Type must be application/json")
+end
+"""
+
+
+def _json_body_filter() -> dict[str, Any]:
+    """415 for a request body that is not JSON.
+
+    Browsers send text/plain, form and multipart bodies to another site without
+    asking it first (a CORS "simple request"), so accepting them would let any
+    web page post registrations or logins from its visitors' browsers. A POST
+    without a body (logout) needs no content type.
+    """
+    return {
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": JSON_BODY_SCRIPT},
+        },
+    }
+
+
+def _rate_limit_filter() -> dict[str, Any]:
+    """Token buckets on the routes that configure one (the public RPCs'); off elsewhere."""
+    return {
+        "name": RATE_LIMIT_FILTER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3"
+            ".LocalRateLimit",
+            "stat_prefix": "public",
+        },
     }
 
 
@@ -267,7 +398,10 @@ def _transcoder_filter(
             # gRPC errors become JSON google.rpc.Status bodies with their details.
             "convert_grpc_status": True,
             # A path or query parameter no RPC declares is a client error (404,
-            # 400), not a call with the parameter silently dropped.
+            # 400), not a call with the parameter silently dropped. Unknown members
+            # of a JSON body, by contrast, are dropped: grpc-httpjson-transcoding
+            # always parses with ignore_unknown_fields, and Envoy has no option to
+            # refuse them.
             "request_validation_options": {
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,
@@ -277,45 +411,110 @@ def _transcoder_filter(
     }
 
 
-def _route_config(services: Sequence[ServiceDescription]) -> dict[str, Any]:
-    # Routes see the path after transcoding: /<package>.<Service>/<Method>.
-    service_routes = [
-        {
-            "match": {"prefix": f"/{grpc_service}/"},
-            "route": {
-                "cluster": spec.name,
-                "timeout": ROUTE_TIMEOUT,
-                # Safe for any method: the service never saw the request (e.g.
-                # a replica that stopped accepting during a rolling restart).
-                "retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 2},
-            },
-        }
-        for spec in services
-        for grpc_service in spec.grpc_services
-    ]
-    not_found = {
-        "match": {"prefix": "/"},
-        "direct_response": {"status": 404, "body": {"inline_string": "no such endpoint"}},
-    }
+def _route_config(
+    settings: EnvoySettings, services: Sequence[ServiceDescription]
+) -> dict[str, Any]:
+    # Routes see the path after transcoding: /<package>.<Service>/<Method>, or
+    # the path a gRPC client sent; the first match wins, so an RPC's own route
+    # comes before its service's.
+    routes: list[dict[str, Any]] = []
+    for spec in services:
+        # Only other services may call these, with their credential: the edge
+        # answers as for a path that does not exist, REST or gRPC alike.
+        routes += [_not_found({"path": method}) for method in sorted(spec.internal_methods)]
+        routes += [
+            _public_method_route(spec, method, settings.public_rate_limits)
+            for method in sorted(spec.public_methods)
+        ]
+        routes += [
+            {"match": {"prefix": f"/{grpc_service}/"}, "route": _route_action(spec)}
+            for grpc_service in spec.grpc_services
+        ]
     return {
         "name": "rest",
         "virtual_hosts": [
-            {"name": "warmhouse", "domains": ["*"], "routes": [*service_routes, not_found]}
+            {
+                "name": "warmhouse",
+                "domains": ["*"],
+                # Only a service may present a service credential, and never via the edge.
+                "request_headers_to_remove": [SERVICE_TOKEN_HEADER],
+                "routes": [*routes, _not_found({"prefix": "/"})],
+            }
         ],
+    }
+
+
+def _route_action(spec: ServiceDescription) -> dict[str, Any]:
+    return {
+        "cluster": spec.name,
+        "timeout": ROUTE_TIMEOUT,
+        # Safe for any method: the service never saw the request (e.g.
+        # a replica that stopped accepting during a rolling restart).
+        "retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 2},
+    }
+
+
+def _not_found(match: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "match": match,
+        "direct_response": {"status": 404, "body": {"inline_string": "no such endpoint"}},
+    }
+
+
+def _public_method_route(
+    spec: ServiceDescription, method: str, limits: PublicRateLimits
+) -> dict[str, Any]:
+    """The service's route, with a token bucket of its own for this public RPC."""
+    verbs = {verb for verb, _ in http_routes(method)}
+    bucket = limits.reads if verbs == {"GET"} else limits.writes
+    return {
+        "match": {"path": method},
+        "route": _route_action(spec),
+        "typed_per_filter_config": {RATE_LIMIT_FILTER: _token_bucket(method, bucket)},
+    }
+
+
+def _token_bucket(method: str, bucket: TokenBucket) -> dict[str, Any]:
+    always = {"numerator": 100, "denominator": "HUNDRED"}
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3"
+        ".LocalRateLimit",
+        # e.g. public_warmhouse_user_v1_UserService_Login.rate_limited
+        "stat_prefix": "public" + re.sub(r"[^A-Za-z0-9]", "_", method),
+        "token_bucket": {
+            "max_tokens": bucket.burst,
+            "tokens_per_fill": bucket.per_second,
+            "fill_interval": "1s",
+        },
+        "filter_enabled": {"default_value": always, "runtime_key": "warmhouse.rate_limit.enabled"},
+        "filter_enforced": {
+            "default_value": always,
+            "runtime_key": "warmhouse.rate_limit.enforced",
+        },
+        # A 429 says when to try again.
+        "enable_retry_after_header": True,
+        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
     }
 
 
 def _local_reply_config() -> dict[str, Any]:
     """Envoy's own error replies (401, 404, 413, 503, ...) as google.rpc.Status-like JSON."""
-    by_status = [
-        {"filter": _status_filter("EQ", status), "body_format_override": _status_body(code)}
-        for status, code in GRPC_CODE_BY_HTTP_STATUS.items()
-    ]
+    by_status = [_status_mapper(status, code) for status, code in GRPC_CODE_BY_HTTP_STATUS.items()]
     any_other_error = {
         "filter": _status_filter("GE", 400),
         "body_format_override": _status_body(GRPC_UNKNOWN),
     }
     return {"mappers": [*by_status, any_other_error]}
+
+
+def _status_mapper(status: int, grpc_code: int) -> dict[str, Any]:
+    mapper: dict[str, Any] = {
+        "filter": _status_filter("EQ", status),
+        "body_format_override": _status_body(grpc_code),
+    }
+    if status in LOCAL_REPLY_MESSAGES:
+        mapper["body"] = {"inline_string": LOCAL_REPLY_MESSAGES[status]}
+    return mapper
 
 
 def _status_filter(op: str, status: int) -> dict[str, Any]:
