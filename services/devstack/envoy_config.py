@@ -22,6 +22,7 @@ from google.protobuf import descriptor_pool
 
 from services.registry import SERVICES
 from services.runtime.auth import AUDIENCE, ISSUER
+from services.runtime.internal_auth import SERVICE_TOKEN_HEADER
 from services.runtime.service import ServiceDescription
 
 JWT_PROVIDER = "warmhouse"
@@ -33,8 +34,6 @@ CONNECT_TIMEOUT = "2s"
 HEALTH_CHECK_INTERVAL = "1s"
 # The credential services present to each other in gRPC metadata. No client may
 # send one through the edge, so Envoy strips it from every request it routes.
-# TODO(lead): use services.runtime.internal_auth.SERVICE_TOKEN_HEADER once it exists.
-SERVICE_TOKEN_HEADER = "x-warmhouse-service-token"
 # On every answer, the services' and Envoy's own: it is all per-user data
 # (tokens, profiles) that no cache may keep, and none of it is to be sniffed as HTML.
 RESPONSE_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
@@ -117,6 +116,9 @@ class EnvoySettings:
     descriptor_set: PurePath
     jwks_file: PurePath
     public_rate_limits: PublicRateLimits = PublicRateLimits()
+    # The address Envoy's connections to services leave from, when it must be
+    # told apart from other local clients (services trust its x-forwarded-for).
+    upstream_source: str | None = None
 
 
 def kubernetes_settings() -> EnvoySettings:
@@ -151,7 +153,10 @@ def render(
         },
         "static_resources": {
             "listeners": [_listener(settings, services)],
-            "clusters": [_cluster(spec, settings.upstreams[spec.name]) for spec in services],
+            "clusters": [
+                _cluster(spec, settings.upstreams[spec.name], settings.upstream_source)
+                for spec in services
+            ],
         },
     }
 
@@ -528,8 +533,16 @@ def _status_body(grpc_code: int) -> dict[str, Any]:
     return {"json_format": {"code": grpc_code, "message": "%LOCAL_REPLY_BODY%", "details": []}}
 
 
-def _cluster(spec: ServiceDescription, address: SocketAddress) -> dict[str, Any]:
+def _cluster(
+    spec: ServiceDescription, address: SocketAddress, source: str | None
+) -> dict[str, Any]:
+    bind = (
+        {}
+        if source is None
+        else {"upstream_bind_config": {"source_address": {"address": source, "port_value": 0}}}
+    )
     return {
+        **bind,
         "name": spec.name,
         "type": "STATIC" if _is_ip(address.host) else "STRICT_DNS",
         "connect_timeout": CONNECT_TIMEOUT,

@@ -13,7 +13,12 @@ from types import TracebackType
 
 from services.devstack.checkout import DESCRIPTOR_SET
 from services.devstack.child_process import ChildProcess
-from services.devstack.envoy_config import EnvoySettings, SocketAddress, render
+from services.devstack.envoy_config import (
+    EnvoySettings,
+    PublicRateLimits,
+    SocketAddress,
+    render,
+)
 from services.devstack.envoy_process import EnvoyProcess
 from services.devstack.layout import DataLayout
 from services.devstack.nats_process import NatsProcess
@@ -27,7 +32,8 @@ from services.user.signing_keys import ensure_signing_key
 
 # Envoy's upstream connections leave from here, so services can tell Envoy
 # (whose x-forwarded-for they believe) from a local client calling directly.
-ENVOY_SOURCE_ADDRESS = LOOPBACK
+ENVOY_SOURCE_ADDRESS = "127.0.0.2"
+DEFAULT_RATE_LIMITS = PublicRateLimits()
 
 
 class Stack:
@@ -43,6 +49,7 @@ class Stack:
         http_port: int,
         extra_env: Mapping[str, str] | None = None,
         services: Sequence[ServiceDescription] = SERVICES,
+        rate_limits: PublicRateLimits = DEFAULT_RATE_LIMITS,
     ) -> None:
         self.layout = DataLayout(data_dir.resolve())
         self.http_port = http_port
@@ -50,6 +57,7 @@ class Stack:
         self.nats = NatsProcess(self.layout.nats)
         self._specs = tuple(services)
         self._extra_env = dict(extra_env or {})
+        self._rate_limits = rate_limits
         self.services = {
             spec.name: ServiceProcess(
                 spec.name,
@@ -148,6 +156,8 @@ class Stack:
             },
             descriptor_set=DESCRIPTOR_SET,
             jwks_file=self.layout.jwks_file,
+            public_rate_limits=self._rate_limits,
+            upstream_source=ENVOY_SOURCE_ADDRESS,
         )
         config_file = self.envoy.config_file
         config_file.parent.mkdir(parents=True, exist_ok=True)
