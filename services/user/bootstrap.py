@@ -13,12 +13,13 @@ from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 from services.user.description import DESCRIPTION
-from services.user.domain import LoginThrottling
+from services.user.domain import REGISTRATIONS_PER_CLIENT, LoginThrottling, ThrottlePolicy
 from services.user.grpc_api import UserService
-from services.user.handlers import UserHandlers
+from services.user.handlers import UserHandlers, UserPolicies
+from services.user.pruning import Pruner
+from services.user.repository import sql_repositories
 from services.user.signing_keys import load_private_key
-from services.user.throttle_pruner import ThrottlePruner
-from services.user.tokens import TokenIssuer
+from services.user.tokens import DeviceTokens, TokenIssuer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,17 @@ class UserSettings:
     refresh_ttl: timedelta
     first_admin: FirstAdmin | None
     throttling: LoginThrottling
+    session_max_lifetime: timedelta = timedelta(days=90)
+    registrations: ThrottlePolicy = REGISTRATIONS_PER_CLIENT
+
+    @property
+    def policies(self) -> UserPolicies:
+        return UserPolicies(
+            refresh_ttl=self.refresh_ttl,
+            session_max_lifetime=self.session_max_lifetime,
+            login=self.throttling,
+            registrations=self.registrations,
+        )
 
     @classmethod
     def from_environment(cls, env: Environment) -> "UserSettings":
@@ -57,6 +69,14 @@ class UserSettings:
                     max_failures=env.integer("WARMHOUSE_LOGIN_MAX_FAILURES_PER_CLIENT", 30, 1),
                 )
             ),
+            session_max_lifetime=timedelta(
+                seconds=env.integer("WARMHOUSE_SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600, 60)
+            ),
+            registrations=replace(
+                REGISTRATIONS_PER_CLIENT,
+                # Per hour; raise it where many people share one address.
+                max_failures=env.integer("WARMHOUSE_REGISTRATIONS_PER_CLIENT", 10, 1),
+            ),
         )
 
 
@@ -66,9 +86,14 @@ def definition(settings: UserSettings) -> ServiceDefinition:
             load_private_key(settings.private_key_file),
             runtime.settings.access_token_ttl_seconds,
         )
-        uow = DatabaseUnitOfWork(runtime.engine, runtime.relay, lambda conn: conn)
+        uow = DatabaseUnitOfWork(runtime.engine, runtime.relay, sql_repositories)
         handlers = UserHandlers(
-            uow, issuer, settings.refresh_ttl, settings.throttling, runtime.page_tokens
+            uow,
+            issuer,
+            DeviceTokens(runtime.settings.derived_key("device-tokens")),
+            runtime.page_tokens,
+            settings.policies,
+            revoke_locally=runtime.revoked.revoke_session,
         )
         admin = settings.first_admin
         if admin and await handlers.ensure_admin(admin.email, admin.password, admin.phone or ""):
@@ -76,7 +101,8 @@ def definition(settings: UserSettings) -> ServiceDefinition:
         user_pb2_grpc.add_UserServiceServicer_to_server(
             UserService(handlers, runtime.client_addresses), server
         )
-        return (ThrottlePruner(uow, settings.throttling.longest_window),)
+        throttle_window = max(settings.throttling.longest_window, settings.registrations.window)
+        return (Pruner(uow, throttle_window, settings.refresh_ttl).job(),)
 
     return ServiceDefinition(
         description=DESCRIPTION,

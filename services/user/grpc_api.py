@@ -4,11 +4,21 @@ import grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.runtime.auth import current_caller
+from services.runtime.errors import InvalidArgument
 from services.runtime.request import ClientAddresses
 from services.runtime.timestamps import timestamp
 from services.user.domain import ProfileChange
 from services.user.handlers import Session, UserHandlers
-from services.user.repository import UserRecord
+from services.user.ports import UserRecord
+
+_ROLES: dict[int, str] = {user_pb2.USER: "USER", user_pb2.ADMIN: "ADMIN"}
+
+
+def _role_name(value: int) -> str:
+    """An enum from the wire may hold any number: only USER and ADMIN are roles."""
+    if value not in _ROLES:
+        raise InvalidArgument("INVALID_ROLE", "role must be USER or ADMIN", field="role")
+    return _ROLES[value]
 
 
 def _user_message(user: UserRecord) -> user_pb2.User:
@@ -42,7 +52,7 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.CreateUserResponse:
         user = await self._handlers.register(
-            request.email, request.password, request.phone, role="USER"
+            request.email, request.password, request.phone, self._client_addresses.of(context)
         )
         return user_pb2.CreateUserResponse(user_id=str(user.id), role=user_pb2.USER)
 
@@ -50,9 +60,16 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.LoginResponse:
         session = await self._handlers.login(
-            request.auth_method, request.email, request.password, self._client_addresses.of(context)
+            request.auth_method,
+            request.email,
+            request.password,
+            self._client_addresses.of(context),
+            request.device_token,
         )
-        return user_pb2.LoginResponse(**_session_fields(session))  # type: ignore[arg-type]
+        return user_pb2.LoginResponse(
+            **_session_fields(session),  # type: ignore[arg-type]
+            device_token=session.device_token,
+        )
 
     async def RefreshSession(
         self, request: user_pb2.RefreshSessionRequest, context: grpc.aio.ServicerContext
@@ -93,8 +110,11 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         change = ProfileChange(
             email=request.email if request.HasField("email") else None,
             phone=request.phone if request.HasField("phone") else None,
-            role=user_pb2.Role.Name(request.role) if request.HasField("role") else None,
+            role=_role_name(request.role) if request.HasField("role") else None,
             is_active=request.is_active if request.HasField("is_active") else None,
+            current_password=(
+                request.current_password if request.HasField("current_password") else None
+            ),
         )
         user = await self._handlers.update_user(current_caller(), request.user_id, change)
         return user_pb2.UpdateUserResponse(user=_user_message(user))

@@ -36,3 +36,11 @@ login_throttle = Table(
     Column("window_started_at", DateTime(timezone=True), nullable=False),
     Column("locked_until", DateTime(timezone=True)),
 )
+
+retired_refresh_tokens = Table(
+    "retired_refresh_tokens",
+    metadata,
+    Column("token", Text, primary_key=True),
+    Column("session_id", Uuid, nullable=False),
+    Column("retired_at", DateTime(timezone=True), nullable=False),
+)

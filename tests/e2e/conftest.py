@@ -24,9 +24,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # Envoy sees every local test client at one address: the per-client
         # ceiling would otherwise be a budget shared by the whole suite.
         "WARMHOUSE_LOGIN_MAX_FAILURES_PER_CLIENT": "10000",
+        "WARMHOUSE_REGISTRATIONS_PER_CLIENT": "100000",
     }
-    with Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=env) as running:
-        yield running
+    stack = Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=env)
+    try:
+        with stack as running:
+            yield running
+    finally:
+        # As root PostgreSQL's files live outside the private tmp dir.
+        stack.postgres.remove_data()
 
 
 @pytest.fixture(scope="session")

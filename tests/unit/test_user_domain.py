@@ -3,9 +3,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.runtime.auth import Caller
-from services.runtime.errors import InvalidArgument, PermissionDenied
+from services.runtime.errors import InvalidArgument, PermissionDenied, Throttled
 from services.user import domain
-from services.user.domain import ProfileChange, ThrottlePolicy
+from services.user.domain import ProfileChange, ThrottlePolicy, ThrottleState
 
 USER = Caller(user_id="u1", role="USER", session_id="s1")
 ADMIN = Caller(user_id="a1", role="ADMIN", session_id="s2")
@@ -23,7 +23,22 @@ def test_emails_are_normalized(raw: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "plain", "a@b", "@example.com", "a b@example.com", "a@@example.com"]
+    "bad",
+    [
+        "",
+        "plain",
+        "a@b",
+        "@example.com",
+        "a b@example.com",
+        "a@@example.com",
+        "a..b@example.com",
+        ".a@example.com",
+        "a@-example-.com",
+        "a@example..com",
+        "a@localhost",
+        "ann@example.invalid",
+        '"quoted"@example.com',
+    ],
 )
 def test_malformed_emails_are_refused(bad: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
@@ -37,16 +52,44 @@ def test_e164_phones_are_accepted(good: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["5551234567", "+0123456789", "+1-555-123-4567", "+1555", "+1234567890123456"]
+    ("bad", "reason"),
+    [
+        ("5551234567", "INVALID_PHONE"),
+        ("+0123456789", "INVALID_PHONE"),
+        ("+1-555-123-4567", "INVALID_PHONE"),
+        ("+1555", "INVALID_PHONE"),
+        ("+1234567890123456", "FIELD_TOO_LONG"),
+        ("+1555\x001234", "INVALID_CHARACTERS"),
+    ],
 )
-def test_non_e164_phones_are_refused(bad: str) -> None:
+def test_non_e164_phones_are_refused(bad: str, reason: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         domain.validate_phone(bad)
-    assert refused.value.reason == "INVALID_PHONE"
+    assert refused.value.reason == reason
 
 
 @pytest.mark.parametrize(
-    "weak", ["short", "x" * 129, "password123", "QWERTY123", "annabelle@example.com", "annabelle"]
+    "weak",
+    [
+        "short",
+        "password123",
+        "QWERTY123",
+        "annabelle@example.com",
+        "AnnaBelle",
+        "        ",
+        "\t\t\t\t\t\t\t\t\t",
+        "aaaaaaaa",
+        "x" * 128,
+        "abababab",
+        "aaaa bbbb",
+        "12345678",
+        "abcdefgh",
+        "87654321",
+        "qwertyui",
+        "lkjhgfdsa",
+        "12341234",
+        "abcdabcdabcd",
+    ],
 )
 def test_weak_passwords_are_refused(weak: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
@@ -54,9 +97,34 @@ def test_weak_passwords_are_refused(weak: str) -> None:
     assert refused.value.reason == "WEAK_PASSWORD"
 
 
-def test_a_long_unusual_password_is_accepted() -> None:
-    domain.validate_password("correct horse battery staple", "ann@example.com")
-    domain.validate_password("x" * 128, "ann@example.com")
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("x" * 129, "FIELD_TOO_LONG"),
+        ("x" * 3000, "FIELD_TOO_LONG"),
+        ("pass\x00word!", "INVALID_CHARACTERS"),
+    ],
+)
+def test_passwords_are_bounded_without_echoing_them(password: str, reason: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        domain.validate_password(password, "ann@example.com")
+    assert refused.value.reason == reason
+    assert password not in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        "correct horse battery staple",
+        "bench-Radiator-7391",
+        "Tr0ub4dor&3",
+        "zz top rocks",
+        "ünïcødé pässwörd",
+        "".join(chr(0x41 + n % 26) + str(n % 7) for n in range(64)),
+    ],
+)
+def test_unusual_passwords_of_any_composition_are_accepted(good: str) -> None:
+    domain.validate_password(good, "ann@example.com")
 
 
 def test_users_change_only_their_own_profile() -> None:
@@ -82,19 +150,70 @@ POLICY = ThrottlePolicy(max_failures=3, window=timedelta(minutes=10), lockout=ti
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def fail(state: ThrottleState | None, at: datetime) -> ThrottleState:
+    """One attempt counted, checked and failed."""
+    counted = domain.begin_attempt(state, at, POLICY)
+    assert counted is not None
+    return domain.after_failure(counted, at, POLICY)
+
+
 def test_throttle_locks_after_max_failures_and_the_lock_ends() -> None:
     state = None
     for minute in range(3):
         assert not domain.is_locked(state, T0 + timedelta(minutes=minute))
-        state = domain.after_failure(state, T0 + timedelta(minutes=minute), POLICY)
+        state = fail(state, T0 + timedelta(minutes=minute))
     assert domain.is_locked(state, T0 + timedelta(minutes=3))
     assert not domain.is_locked(state, T0 + timedelta(minutes=2 + 5, seconds=1))
 
 
+def test_throttle_counts_an_attempt_before_it_is_checked() -> None:
+    state = None
+    for _ in range(3):
+        state = domain.begin_attempt(state, T0, POLICY)
+        assert state is not None
+    # Three attempts in flight: a fourth may not even be checked.
+    assert domain.begin_attempt(state, T0, POLICY) is None
+    # One of them succeeds: only its own count is forgiven.
+    assert state is not None
+    forgiven = domain.after_success(state)
+    assert forgiven.failures == 2
+    assert domain.begin_attempt(forgiven, T0, POLICY) is not None
+
+
+def test_the_failure_that_reaches_the_limit_locks_and_none_clears_the_lock() -> None:
+    state = None
+    for _ in range(3):
+        state = domain.begin_attempt(state, T0, POLICY)
+    locked = domain.after_failure(state, T0, POLICY)
+    assert domain.is_locked(locked, T0 + timedelta(minutes=4))
+    # Failures of attempts counted before the lock, arriving after its window.
+    later = T0 + timedelta(minutes=4, seconds=59)
+    assert domain.after_failure(locked, later, POLICY) == locked
+    assert domain.begin_attempt(locked, later, POLICY) is None
+    assert domain.begin_attempt(locked, T0 + timedelta(minutes=5), POLICY) is not None
+
+
+def test_a_refused_attempt_counts_on_no_key() -> None:
+    other = ThrottlePolicy(10, timedelta(minutes=10), timedelta(minutes=5))
+    full = ThrottleState(3, T0, None)
+    fresh = ThrottleState(0, T0, None)
+    with pytest.raises(Throttled) as refused:
+        domain.count_attempt(
+            {"a": full, "b": fresh}, {"a": POLICY, "b": other}, T0, "TOO_MANY", "no"
+        )
+    assert refused.value.metadata["retryAfterSeconds"] == "600"
+
+
+def test_throttle_keys_are_bounded_whatever_they_name() -> None:
+    keys = domain.LoginThrottling().keys("a" * 3000 + "@example.com", "203.0.113.9")
+    assert all(len(key) <= 100 for key in keys)
+    assert len(set(keys)) == 3
+
+
 def test_throttle_window_expiry_forgets_old_failures() -> None:
-    state = domain.after_failure(None, T0, POLICY)
-    state = domain.after_failure(state, T0 + timedelta(minutes=1), POLICY)
-    state = domain.after_failure(state, T0 + timedelta(minutes=11), POLICY)
+    state = fail(None, T0)
+    state = fail(state, T0 + timedelta(minutes=1))
+    state = fail(state, T0 + timedelta(minutes=11))
     assert state.failures == 1
     assert not domain.is_locked(state, T0 + timedelta(minutes=11))
 

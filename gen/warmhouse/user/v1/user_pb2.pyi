@@ -151,20 +151,27 @@ class LoginRequest(_message.Message):
     AUTH_METHOD_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    DEVICE_TOKEN_FIELD_NUMBER: _builtins.int
     auth_method: Global___AuthMethod.ValueType
     """EMAIL when unspecified; the only method implemented so far."""
     email: _builtins.str
     password: _builtins.str
+    device_token: _builtins.str
+    """The device_token of an earlier successful login on this device, if any.
+    With a valid one the login is limited only by that token's own failure
+    count, so strangers guessing the password cannot lock this device out.
+    """
     def __init__(
         self,
         *,
         auth_method: Global___AuthMethod.ValueType = ...,
         email: _builtins.str = ...,
         password: _builtins.str = ...,
+        device_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "email", b"email", "password", b"password"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "device_token", b"device_token", "email", b"email", "password", b"password"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -179,6 +186,7 @@ class LoginResponse(_message.Message):
     EXPIRES_IN_FIELD_NUMBER: _builtins.int
     TOKEN_TYPE_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_TOKEN_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
     refresh_token: _builtins.str
     expires_in: _builtins.int
@@ -186,6 +194,10 @@ class LoginResponse(_message.Message):
     token_type: _builtins.str
     """Always "Bearer"."""
     user_id: _builtins.str
+    device_token: _builtins.str
+    """Identifies this device to later logins of the same user (see
+    LoginRequest.device_token); keep it, e.g. in a persistent cookie.
+    """
     def __init__(
         self,
         *,
@@ -194,10 +206,11 @@ class LoginResponse(_message.Message):
         expires_in: _builtins.int = ...,
         token_type: _builtins.str = ...,
         user_id: _builtins.str = ...,
+        device_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "refresh_token", b"refresh_token", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "device_token", b"device_token", "expires_in", b"expires_in", "refresh_token", b"refresh_token", "token_type", b"token_type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -453,6 +466,7 @@ class UpdateUserRequest(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     IS_ACTIVE_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     phone: _builtins.str
@@ -460,6 +474,10 @@ class UpdateUserRequest(_message.Message):
     """ADMIN only."""
     is_active: _builtins.bool
     """ADMIN only; false is what DeleteUser does."""
+    current_password: _builtins.str
+    """Required to change one's own email; an ADMIN changing another user's
+    email needs none. A changed email ends the user's other sessions.
+    """
     def __init__(
         self,
         *,
@@ -468,11 +486,14 @@ class UpdateUserRequest(_message.Message):
         phone: _builtins.str | None = ...,
         role: Global___Role.ValueType | None = ...,
         is_active: _builtins.bool | None = ...,
+        current_password: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_is_active", b"_is_active", "_phone", b"_phone", "_role", b"_role", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "_email", b"_email", "_is_active", b"_is_active", "_phone", b"_phone", "_role", b"_role", "current_password", b"current_password", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_is_active", b"_is_active", "_phone", b"_phone", "_role", b"_role", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "_email", b"_email", "_is_active", b"_is_active", "_phone", b"_phone", "_role", b"_role", "current_password", b"current_password", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__current_password: _TypeAlias = _typing.Literal["current_password"]  # noqa: Y015
+    _WhichOneofArgType__current_password: _TypeAlias = _typing.Literal["_current_password", b"_current_password"]  # noqa: Y015
     _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
     _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
     _WhichOneofReturnType__is_active: _TypeAlias = _typing.Literal["is_active"]  # noqa: Y015
@@ -481,6 +502,8 @@ class UpdateUserRequest(_message.Message):
     _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
     _WhichOneofReturnType__role: _TypeAlias = _typing.Literal["role"]  # noqa: Y015
     _WhichOneofArgType__role: _TypeAlias = _typing.Literal["_role", b"_role"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_password) -> _WhichOneofReturnType__current_password | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
     @_typing.overload
@@ -642,8 +665,9 @@ Global___UserDeactivated: _TypeAlias = UserDeactivated  # noqa: Y015
 
 @_typing.final
 class SessionRevoked(_message.Message):
-    """A session ended (logout, rotation or deactivation): access tokens carrying
-    its id stop working everywhere.
+    """A session ended (logout, deactivation, a role or email change, or reuse of a
+    rotated-out refresh token): access tokens carrying its id stop working
+    everywhere.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
