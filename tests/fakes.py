@@ -6,16 +6,23 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from services.runtime.errors import Conflict
+from services.runtime.idempotency import IdempotencyKey
 from services.runtime.unit_of_work import Transaction
 
 R = TypeVar("R")
+# An idempotency key's request (serialized) and the response it got.
+Served = dict[IdempotencyKey, tuple[bytes, bytes]]
 
 
 class _RecordedTransaction(Generic[R]):
-    def __init__(self, repos: R) -> None:
+    def __init__(self, repos: R, served: Served) -> None:
         self._repos = repos
+        self._served = served
+        self._claimed: dict[IdempotencyKey, bytes] = {}
         self.events: list[Message] = []
         self.committed_actions: list[Callable[[], None]] = []
+        self.remembered: Served = {}
 
     @property
     def repos(self) -> R:
@@ -27,6 +34,19 @@ class _RecordedTransaction(Generic[R]):
     def after_commit(self, action: Callable[[], None]) -> None:
         self.committed_actions.append(action)
 
+    async def claim(self, key: IdempotencyKey, request: Message) -> bytes | None:
+        serialized = request.SerializeToString(deterministic=True)
+        stored = self._served.get(key)
+        if stored is None:
+            self._claimed[key] = serialized
+            return None
+        if stored[0] != serialized:
+            raise Conflict("IDEMPOTENCY_KEY_REUSED", "key used for a different request")
+        return stored[1]
+
+    async def remember(self, key: IdempotencyKey, response: Message) -> None:
+        self.remembered[key] = (self._claimed[key], response.SerializeToString())
+
 
 class FakeUnitOfWork(Generic[R]):
     """Hands out in-memory repositories and records the events of committed
@@ -37,13 +57,15 @@ class FakeUnitOfWork(Generic[R]):
         self.repos = repos
         self.events: list[Message] = []
         self.commits = 0
+        self.served: Served = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction[R]]:
-        transaction = _RecordedTransaction(self.repos)
+        transaction = _RecordedTransaction(self.repos, self.served)
         yield transaction
         self.commits += 1
         self.events.extend(transaction.events)
+        self.served.update(transaction.remembered)
         for action in transaction.committed_actions:
             action()
 

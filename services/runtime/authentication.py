@@ -9,10 +9,9 @@ handlers (and outgoing calls to other services) read.
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 
-import grpc
-
 from services.runtime.auth import TokenVerifier, set_current_caller
 from services.runtime.errors import Unauthenticated
+from services.runtime.grpc_types import ServicerContext
 from services.runtime.internal_auth import (
     SERVICE_TOKEN_HEADER,
     ServiceCredentials,
@@ -20,7 +19,7 @@ from services.runtime.internal_auth import (
 )
 from services.runtime.service import Access
 
-Authenticator = Callable[[grpc.aio.ServicerContext], None]
+Authenticator = Callable[[ServicerContext], None]
 Metadata = Iterable[tuple[str, str | bytes]]
 
 # The end user's "authorization" value on the call being served, so that a
@@ -51,18 +50,18 @@ class Authenticators:
             Access.INTERNAL: self._internal,
         }[access]
 
-    def _public(self, context: grpc.aio.ServicerContext) -> None:
+    def _public(self, context: ServicerContext) -> None:
         set_current_caller(None)
         set_current_service(None)
         _user_authorization.set(None)
 
-    def _user(self, context: grpc.aio.ServicerContext) -> None:
+    def _user(self, context: ServicerContext) -> None:
         metadata = context.invocation_metadata() or ()
         set_current_caller(self._verifier.verify_authorization(metadata))
         set_current_service(None)
         _user_authorization.set(_header(metadata, "authorization"))
 
-    def _internal(self, context: grpc.aio.ServicerContext) -> None:
+    def _internal(self, context: ServicerContext) -> None:
         metadata = tuple(context.invocation_metadata() or ())
         token = _header(metadata, SERVICE_TOKEN_HEADER)
         if token is None:

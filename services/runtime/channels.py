@@ -9,7 +9,7 @@ request never left the client.
 """
 
 import json
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterable, Callable, Collection, Iterable
 from typing import Any
 
 import grpc
@@ -38,10 +38,10 @@ def _service_config(idempotent_methods: Collection[str]) -> str:
 
 
 class _CallerIdentity(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
 ):
     """Adds the service credential, the forwarded user token and a deadline."""
 
@@ -74,7 +74,7 @@ class _CallerIdentity(
         self,
         continuation: Callable[..., Any],
         client_call_details: Any,
-        request_iterator: AsyncIterator[Any],
+        request_iterator: AsyncIterable[Any] | Iterable[Any],
     ) -> Any:
         return await continuation(self._details(client_call_details), request_iterator)
 
@@ -82,7 +82,7 @@ class _CallerIdentity(
         self,
         continuation: Callable[..., Any],
         client_call_details: Any,
-        request_iterator: AsyncIterator[Any],
+        request_iterator: AsyncIterable[Any] | Iterable[Any],
     ) -> Any:
         return await continuation(self._details(client_call_details), request_iterator)
 

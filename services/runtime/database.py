@@ -65,8 +65,16 @@ class Query:
         return arguments
 
 
+def _is_closed(raw: asyncpg.Connection) -> bool:
+    try:
+        return bool(raw.is_closed())
+    except asyncpg.InterfaceError:
+        # The pool already took back a connection that closed under us.
+        return True
+
+
 def _is_dead(error: BaseException, raw: asyncpg.Connection) -> bool:
-    return raw.is_closed() or isinstance(
+    return _is_closed(raw) or isinstance(
         error, ConnectionError | asyncpg.ConnectionDoesNotExistError | asyncpg.AdminShutdownError
     )
 
@@ -171,7 +179,7 @@ class Database:
         for replacement at once rather than found out one call at a time.
         """
         log.info("database connection lost; reconnecting")
-        self._pool.expire_connections()
+        await self._pool.expire_connections()
         await self._pool.release(raw)
         fresh: asyncpg.Connection = await self._pool.acquire()
         return fresh
@@ -204,7 +212,7 @@ class Database:
             try:
                 yield connection
             except BaseException:
-                if not connection.raw.is_closed():
+                if not _is_closed(connection.raw):
                     await connection.raw.execute("ROLLBACK")
                 raise
             await connection.raw.execute("COMMIT")

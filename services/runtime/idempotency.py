@@ -14,12 +14,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-import grpc
 from google.protobuf.message import Message
 from sqlalchemy import text
 
 from services.runtime.database import Connection, Database, Query
 from services.runtime.errors import Conflict, InvalidArgument
+from services.runtime.grpc_types import ServicerContext
 
 RETENTION = timedelta(hours=24)
 HEADER = "idempotency-key"
@@ -56,7 +56,7 @@ class IdempotencyKey:
 
 
 def key_of(
-    context: grpc.aio.ServicerContext, request_id: str, caller: str, method: str
+    context: ServicerContext, request_id: str, caller: str, method: str
 ) -> IdempotencyKey | None:
     """The request's idempotency key (its `request_id`, else the header), if any."""
     key = request_id

@@ -7,7 +7,7 @@ authenticates first and maps whatever the RPC raises to a status.
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import grpc
@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.runtime.authentication import Authenticator, Authenticators
 from services.runtime.errors import DomainError
+from services.runtime.grpc_types import MethodHandler, ServicerContext
 from services.runtime.logs import current_trace_id
 from services.runtime.service import Access
 from services.runtime.tracing import record_status, server_span
@@ -31,9 +32,11 @@ ALWAYS_PUBLIC_PREFIXES = (
 )
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler, method: str, authenticate: Authenticator
-) -> grpc.RpcMethodHandler:
+UnaryBehaviour = Callable[[Any, ServicerContext], Awaitable[Any]]
+StreamBehaviour = Callable[[Any, ServicerContext], AsyncIterator[Any]]
+
+
+def _wrap(handler: MethodHandler, method: str, authenticate: Authenticator) -> MethodHandler:
     """Return `handler` traced, with `authenticate(context)` run first and errors mapped."""
     kwargs = {
         "request_deserializer": handler.request_deserializer,
@@ -42,9 +45,10 @@ def _wrap(
     # grpc.aio awaits a behaviour only if it is a coroutine (or async
     # generator) function, so each shape gets a real `async def`.
     if handler.unary_unary or handler.stream_unary:
-        inner = handler.unary_unary or handler.stream_unary
+        # grpc's stubs type behaviours as synchronous; on a grpc.aio server they are async.
+        inner = cast(UnaryBehaviour, handler.unary_unary or handler.stream_unary)
 
-        async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary_response(request: Any, context: ServicerContext) -> Any:
             with server_span(method, context):
                 try:
                     authenticate(context)
@@ -58,11 +62,9 @@ def _wrap(
             else grpc.stream_unary_rpc_method_handler
         )
         return make(unary_response, **kwargs)
-    inner_stream = handler.unary_stream or handler.stream_stream
+    inner_stream = cast(StreamBehaviour, handler.unary_stream or handler.stream_stream)
 
-    async def stream_response(
-        request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    async def stream_response(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
         with server_span(method, context):
             try:
                 authenticate(context)
@@ -79,7 +81,7 @@ def _wrap(
     return make(stream_response, **kwargs)
 
 
-async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+async def _abort(context: ServicerContext, method: str, error: Exception) -> None:
     if isinstance(error, grpc.aio.AbortError):
         raise error
     if isinstance(error, DomainError):
@@ -149,7 +151,7 @@ def _status(
     return status_pb2.Status(code=numeric_code, message=message, details=[detail])
 
 
-class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class GuardInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates every RPC as its method's access level demands, and maps
     every error the RPC raises to a status.
 
@@ -159,7 +161,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, access_of: Callable[[str], Access], authenticators: Authenticators) -> None:
         self._access_of = access_of
         self._authenticators = authenticators
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, MethodHandler] = {}
 
     def _access(self, method: str) -> Access:
         return (
@@ -168,9 +170,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> MethodHandler | None:
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None:

@@ -16,8 +16,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from opentelemetry import trace
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.runtime.database import Connection, Database, Query
 from services.runtime.loops import keep_running, raise_if_stopping
 from services.runtime.outbox import MSG_ID_HEADER
 from services.runtime.tracing import extract_context
@@ -100,7 +100,7 @@ class EventContext:
     subject: str
 
 
-Handler = Callable[[AsyncConnection, EventT, EventContext], Awaitable[None]]
+Handler = Callable[[Connection, EventT, EventContext], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,12 @@ class EventConsumer(Generic[EventT]):
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         jetstream: JetStreamContext,
         subscription: Subscription[EventT],
         batch_size: int = 32,
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._jetstream = jetstream
         self._subscription = subscription
         self._batch_size = batch_size
@@ -155,9 +155,9 @@ class EventConsumer(Generic[EventT]):
         ):
             try:
                 event = sub.event_type.FromString(message.data)
-                async with self._engine.begin() as conn:
-                    if await _first_time(conn, sub.durable, context.event_id):
-                        await sub.handle(conn, event, context)
+                async with self._database.transaction() as connection:
+                    if await _first_time(connection, sub.durable, context.event_id):
+                        await sub.handle(connection, event, context)
             except Exception:
                 log.exception("event %s failed; will be redelivered", context.event_id)
                 await message.nak(delay=2.0)
@@ -165,14 +165,16 @@ class EventConsumer(Generic[EventT]):
             await message.ack()
 
 
-async def _first_time(conn: AsyncConnection, consumer: str, event_id: str) -> bool:
+_RECORD_PROCESSED = Query(
+    text(
+        "INSERT INTO processed_events (consumer, event_id) VALUES (:consumer, :event_id)"
+        " ON CONFLICT DO NOTHING RETURNING 1"
+    )
+)
+
+
+async def _first_time(connection: Connection, consumer: str, event_id: str) -> bool:
     if not event_id:
         raise ValueError("event without a Nats-Msg-Id header cannot be de-duplicated")
-    inserted = await conn.execute(
-        text(
-            "INSERT INTO processed_events (consumer, event_id) VALUES (:c, :e)"
-            " ON CONFLICT DO NOTHING RETURNING 1"
-        ),
-        {"c": consumer, "e": event_id},
-    )
-    return inserted.first() is not None
+    inserted = await connection.fetchval(_RECORD_PROCESSED, consumer=consumer, event_id=event_id)
+    return inserted is not None

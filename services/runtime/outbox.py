@@ -25,14 +25,14 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     func,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.runtime.database import Connection, Database, Query
 from services.runtime.loops import raise_if_stopping
 from services.runtime.tracing import inject_headers
 
@@ -50,6 +50,25 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
 )
+_ADD = Query(
+    outbox.insert().values(
+        event_id=bindparam("event_id"),
+        subject=bindparam("subject"),
+        payload=bindparam("payload"),
+        headers=bindparam("headers"),
+    )
+)
+_PENDING = Query(
+    select(outbox.c.event_id, outbox.c.subject, outbox.c.payload, outbox.c.headers)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.created_at)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
+)
+_MARK_PUBLISHED = Query(
+    text("UPDATE outbox SET published_at = now() WHERE event_id = ANY(:event_ids)")
+)
+_PRUNE = Query(text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :age)"))
 
 
 def subject_of(event: Message) -> str:
@@ -57,16 +76,14 @@ def subject_of(event: Message) -> str:
     return str(event.DESCRIPTOR.full_name)
 
 
-async def add_event(conn: AsyncConnection, event: Message) -> uuid.UUID:
+async def add_event(connection: Connection, event: Message) -> uuid.UUID:
     event_id = uuid.uuid4()
-    headers = inject_headers()
-    await conn.execute(
-        outbox.insert().values(
-            event_id=event_id,
-            subject=subject_of(event),
-            payload=event.SerializeToString(),
-            headers=headers,
-        )
+    await connection.execute(
+        _ADD,
+        event_id=event_id,
+        subject=subject_of(event),
+        payload=event.SerializeToString(),
+        headers=inject_headers(),
     )
     return event_id
 
@@ -76,13 +93,13 @@ class OutboxRelay:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         jetstream: JetStreamContext,
         batch_size: int = 100,
         poll_seconds: float = 1.0,
         retention: timedelta = timedelta(days=7),
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._jetstream = jetstream
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
@@ -121,43 +138,28 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were published."""
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(outbox.c.event_id, outbox.c.subject, outbox.c.payload, outbox.c.headers)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.created_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        async with self._database.transaction() as connection:
+            rows = await connection.fetch(_PENDING, batch=self._batch_size)
             published: list[uuid.UUID] = []
             failure: Exception | None = None
             for row in rows:
                 try:
                     await self._jetstream.publish(
-                        row.subject,
-                        row.payload,
+                        row["subject"],
+                        row["payload"],
                         timeout=5.0,
-                        headers=dict(row.headers) | {MSG_ID_HEADER: str(row.event_id)},
+                        headers=dict(row["headers"]) | {MSG_ID_HEADER: str(row["event_id"])},
                     )
                 except Exception as error:  # noqa: BLE001 - commit what went out, then raise
                     failure = error
                     break
-                published.append(row.event_id)
+                published.append(row["event_id"])
             if published:
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.event_id.in_(published))
-                    .values(published_at=func.now())
-                )
+                await connection.execute(_MARK_PUBLISHED, event_ids=published)
         if failure is not None:
             raise failure
         return len(published)
 
     async def prune_published(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)"),
-                {"s": self._retention.total_seconds()},
-            )
+        async with self._database.connection() as connection:
+            await connection.execute(_PRUNE, age=self._retention.total_seconds())

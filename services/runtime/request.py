@@ -4,9 +4,8 @@ import ipaddress
 import uuid
 from collections.abc import Iterable, Sequence
 
-import grpc
-
 from services.runtime.errors import InvalidArgument
+from services.runtime.grpc_types import ServicerContext
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Longer than any real chain of proxies; an attacker's padding is not parsed.
@@ -47,7 +46,7 @@ class ClientAddresses:
             return False
         return any(ip in network for network in self._trusted)
 
-    def of(self, context: grpc.aio.ServicerContext) -> str:
+    def of(self, context: ServicerContext) -> str:
         peer = _peer_ip(str(context.peer()))
         if not self._is_trusted(peer):
             return peer

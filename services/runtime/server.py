@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +25,9 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime import db, messaging
+from services.runtime import database as db
+from services.runtime import idempotency, messaging
 from services.runtime.auth import RevokedTokens, TokenVerifier
 from services.runtime.authentication import Authenticators
 from services.runtime.config import ConfigError, Environment, RuntimeSettings
@@ -35,6 +36,7 @@ from services.runtime.internal_auth import ServiceCredentials
 from services.runtime.logs import configure_logging
 from services.runtime.outbox import OutboxRelay
 from services.runtime.pagination import PageTokens
+from services.runtime.periodic import PeriodicJob
 from services.runtime.request import ClientAddresses
 from services.runtime.revocation import REVOCATIONS_FROM, RevocationFeed
 from services.runtime.service import ServiceDescription
@@ -46,6 +48,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STOP_TASKS_SECONDS = 5.0
 # Token leeway plus clock skew between the issuer and us.
 REVOCATION_MARGIN_SECONDS = 60
+IDEMPOTENCY_PRUNE_EVERY = timedelta(hours=1)
 
 
 class Worker(Protocol):
@@ -59,7 +62,7 @@ class Runtime:
     """What a service's wiring receives: the shared, started infrastructure."""
 
     settings: RuntimeSettings
-    engine: AsyncEngine
+    database: db.Database
     nats: NatsClient
     jetstream: JetStreamContext
     relay: OutboxRelay
@@ -107,14 +110,21 @@ class ServiceHost:
         """Start serving; return the bound port."""
         runtime = await self._connect()
         server = await self._build_server(runtime)
-        workers = await self._definition.attach(server, runtime)
+        workers = [
+            *await self._definition.attach(server, runtime),
+            PeriodicJob(
+                "idempotency-key-pruner",
+                IDEMPOTENCY_PRUNE_EVERY,
+                lambda: idempotency.prune(runtime.database),
+            ),
+        ]
         port: int = server.add_insecure_port(self._settings.grpc_address)
         await server.start()
         self._server = server
         self._tasks += [
             asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
             asyncio.create_task(self._watch_health(), name="health"),
-            *(asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in workers),
+            *(asyncio.create_task(worker.run(), name=_name_of(worker)) for worker in workers),
         ]
         await self._report_health()
         log.info("serving", extra={"address": self._settings.grpc_address, "port": port})
@@ -123,9 +133,9 @@ class ServiceHost:
     async def _connect(self) -> Runtime:
         """Migrate the database, reach the broker, start following revocations."""
         definition, settings = self._definition, self._settings
-        engine = db.create_engine(settings.database_url)
-        await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
-        await db.apply_migrations(engine, definition.description.name, definition.migrations)
+        database = await db.Database.connect(settings.database_url)
+        await db.apply_migrations(database, "runtime", db.RUNTIME_MIGRATIONS)
+        await db.apply_migrations(database, definition.description.name, definition.migrations)
         nats_client = await messaging.connect(
             settings.nats_url, f"warmhouse-{definition.description.name}"
         )
@@ -139,10 +149,10 @@ class ServiceHost:
         revocations = RevocationFeed(jetstream, revoked, settings.access_token_ttl_seconds)
         # Replaying revocations starts before serving, so it is done moments after.
         self._tasks = [asyncio.create_task(revocations.run(), name="revocations")]
-        relay = OutboxRelay(engine, jetstream)
+        relay = OutboxRelay(database, jetstream)
         self._runtime = Runtime(
             settings,
-            engine,
+            database,
             nats_client,
             jetstream,
             relay,
@@ -173,7 +183,7 @@ class ServiceHost:
 
     async def _report_health(self) -> None:
         runtime = self.runtime
-        healthy = runtime.nats.is_connected and await db.is_reachable(runtime.engine)
+        healthy = runtime.nats.is_connected and await runtime.database.is_reachable()
         status = SERVING if healthy else NOT_SERVING
         for name in ("", *self._definition.description.grpc_services):
             await self._health.set(name, status)
@@ -202,8 +212,13 @@ class ServiceHost:
         if self._runtime is not None:
             with contextlib.suppress(Exception):
                 await self._runtime.nats.drain()
-            await self._runtime.engine.dispose()
+            await self._runtime.database.close()
         log.info("stopped")
+
+
+def _name_of(worker: Worker) -> str:
+    name = getattr(worker, "name", None)
+    return name if isinstance(name, str) else type(worker).__name__
 
 
 async def serve_until_signalled(host: ServiceHost) -> None:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 
 from services.runtime.config import ConfigError
+from services.runtime.grpc_types import ServicerContext
 
 
 def _exporter(name: str) -> SpanExporter | None:
@@ -74,7 +75,7 @@ _SERVER_ERRORS = frozenset(
 
 
 @contextmanager
-def server_span(method: str, context: grpc.aio.ServicerContext) -> Iterator[trace.Span]:
+def server_span(method: str, context: ServicerContext) -> Iterator[trace.Span]:
     """The span of one served RPC, a child of the caller's when it sent one."""
     parent = None
     for name, value in context.invocation_metadata() or ():

@@ -86,7 +86,7 @@ def definition(settings: UserSettings) -> ServiceDefinition:
             load_private_key(settings.private_key_file),
             runtime.settings.access_token_ttl_seconds,
         )
-        uow = DatabaseUnitOfWork(runtime.engine, runtime.relay, sql_repositories)
+        uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
         handlers = UserHandlers(
             uow,
             issuer,

@@ -1,6 +1,6 @@
 """The User service's tables (schema in migrations/), for SQLAlchemy Core."""
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, Table, Text, Uuid
+from sqlalchemy import Boolean, Column, DateTime, MetaData, Table, Text, Uuid
 
 metadata = MetaData()
 
@@ -26,21 +26,4 @@ sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expired_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
-)
-
-login_throttle = Table(
-    "login_throttle",
-    metadata,
-    Column("key", Text, primary_key=True),
-    Column("failures", Integer, nullable=False),
-    Column("window_started_at", DateTime(timezone=True), nullable=False),
-    Column("locked_until", DateTime(timezone=True)),
-)
-
-retired_refresh_tokens = Table(
-    "retired_refresh_tokens",
-    metadata,
-    Column("token", Text, primary_key=True),
-    Column("session_id", Uuid, nullable=False),
-    Column("retired_at", DateTime(timezone=True), nullable=False),
 )

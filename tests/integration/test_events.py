@@ -1,6 +1,7 @@
 """The outbox, the relay and idempotent consumers against real Postgres and JetStream."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,41 +13,59 @@ from nats.js.api import ConsumerConfig
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from warmhouse.user.v1 import user_pb2
 
 from services.devstack.nats_process import NatsProcess
-from services.runtime import db, messaging
+from services.runtime import database as db
+from services.runtime import messaging
+from services.runtime.database import Connection, Database, Query
 from services.runtime.messaging import EventConsumer, EventContext, Subscription
 from services.runtime.outbox import MSG_ID_HEADER, OutboxRelay, add_event
+from tests.polling import eventually
 
 STREAM = messaging.stream_config("user")
 STREAM_NAME = str(STREAM.name)
+UNPUBLISHED = Query(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url)
+async def engine(database_url: str) -> AsyncIterator[Database]:
+    engine = await Database.connect(database_url)
     await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS)
     yield engine
-    await engine.dispose()
+    await engine.close()
+
+
+@contextlib.asynccontextmanager
+async def connected(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    client = await messaging.connect(nats_url, "test")
+    jetstream = client.jetstream()
+    await messaging.ensure_stream(jetstream, STREAM, owned=True)
+    try:
+        yield jetstream
+    finally:
+        await client.close()
 
 
 @pytest.fixture
 async def jetstream(nats_server: NatsProcess) -> AsyncIterator[JetStreamContext]:
-    client = await messaging.connect(nats_server.url, "test")
-    jetstream = client.jetstream()
-    await messaging.ensure_stream(jetstream, STREAM)
-    yield jetstream
-    await client.close()
+    async with connected(nats_server.url) as jetstream:
+        yield jetstream
+
+
+@pytest.fixture
+async def private_jetstream(private_nats: NatsProcess) -> AsyncIterator[JetStreamContext]:
+    """JetStream on this test's own broker, which the test may stop and restart."""
+    async with connected(private_nats.url) as jetstream:
+        yield jetstream
 
 
 def registered(email: str) -> user_pb2.UserRegistered:
     return user_pb2.UserRegistered(user_id=str(uuid.uuid4()), email=email, role=user_pb2.USER)
 
 
-async def write_event(engine: AsyncEngine, event: user_pb2.UserRegistered) -> str:
-    async with engine.begin() as conn:
+async def write_event(engine: Database, event: user_pb2.UserRegistered) -> str:
+    async with engine.transaction() as conn:
         return str(await add_event(conn, event))
 
 
@@ -68,14 +87,13 @@ async def stored_with_id(jetstream: JetStreamContext, event_id: str) -> list[byt
     return found
 
 
-async def unpublished(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        result = await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
-        return int(result.scalar_one())
+async def unpublished(engine: Database) -> int:
+    async with engine.connection() as conn:
+        return int(await conn.fetchval(UNPUBLISHED))
 
 
 async def test_an_event_written_before_a_restart_is_published_after_it(
-    engine: AsyncEngine, jetstream: JetStreamContext
+    engine: Database, jetstream: JetStreamContext
 ) -> None:
     # The service committed the change and its event, then died before relaying.
     event = registered("before-crash@example.com")
@@ -89,24 +107,26 @@ async def test_an_event_written_before_a_restart_is_published_after_it(
 
 
 async def test_a_broker_restart_loses_and_duplicates_nothing(
-    engine: AsyncEngine, jetstream: JetStreamContext, nats_server: NatsProcess
+    engine: Database, private_jetstream: JetStreamContext, private_nats: NatsProcess
 ) -> None:
+    jetstream = private_jetstream
     relay = OutboxRelay(engine, jetstream, poll_seconds=0.1)
     running = asyncio.create_task(relay.run())
+
+    async def all_published() -> bool:
+        return await unpublished(engine) == 0
+
     try:
-        nats_server.stop()
+        private_nats.stop()
         event_id = await write_event(engine, registered("during-outage@example.com"))
         relay.wake()
+        # Deliberate: ten relay polls' time in which nothing may be marked published.
         await asyncio.sleep(1.0)
         assert await unpublished(engine) == 1, (
             "nothing can be acknowledged while the broker is down"
         )
-        nats_server.start()
-        for _ in range(150):
-            if await unpublished(engine) == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert await unpublished(engine) == 0
+        private_nats.start()
+        await eventually(all_published, within=15, what="the relay publishing after the restart")
     finally:
         running.cancel()
     # A retried publish carries the same Nats-Msg-Id, so JetStream stores it once.
@@ -129,17 +149,18 @@ async def test_republishing_an_event_id_is_deduplicated_by_the_broker(
 
 
 async def test_a_redelivered_event_has_no_second_effect(
-    engine: AsyncEngine, jetstream: JetStreamContext
+    engine: Database, jetstream: JetStreamContext
 ) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE welcome_emails (user_id text, event_id text)"))
+    async with engine.transaction() as conn:
+        await conn.execute(Query(text("CREATE TABLE welcome_emails (user_id text, event_id text)")))
 
     async def send_welcome(
-        conn: AsyncConnection, event: user_pb2.UserRegistered, context: EventContext
+        conn: Connection, event: user_pb2.UserRegistered, context: EventContext
     ) -> None:
         await conn.execute(
-            text("INSERT INTO welcome_emails VALUES (:u, :e)"),
-            {"u": event.user_id, "e": context.event_id},
+            Query(text("INSERT INTO welcome_emails VALUES (:u, :e)")),
+            u=event.user_id,
+            e=context.event_id,
         )
 
     durable = f"test-{uuid.uuid4().hex[:8]}"
@@ -167,12 +188,17 @@ async def test_a_redelivered_event_has_no_second_effect(
         config=ConsumerConfig(ack_wait=1.0),
     )
 
+    async def delivery_of_the_event() -> Msg | None:
+        for message in await pull.fetch(100, timeout=1):
+            if user_pb2.UserRegistered.FromString(message.data) == event:
+                return message
+            await message.ack()
+        return None
+
     async def next_delivery() -> Msg:
-        while True:
-            for message in await pull.fetch(100, timeout=5):
-                if user_pb2.UserRegistered.FromString(message.data) == event:
-                    return message
-                await message.ack()
+        message = await eventually(delivery_of_the_event, what="a delivery of the event")
+        assert message is not None  # eventually() returns only what is truthy
+        return message
 
     first = await next_delivery()
 
@@ -184,21 +210,20 @@ async def test_a_redelivered_event_has_no_second_effect(
     redelivered = await next_delivery()  # JetStream redelivers after ack_wait
     assert redelivered.metadata.num_delivered == 2
     await consumer.process(redelivered)
-    async with engine.connect() as conn:
-        effects = (await conn.execute(text("SELECT user_id FROM welcome_emails"))).scalars().all()
+    async with engine.connection() as conn:
+        rows = await conn.fetch(Query(text("SELECT user_id FROM welcome_emails")))
+        effects = [row["user_id"] for row in rows]
     assert effects == [event.user_id]
 
 
-async def test_migrations_apply_once(engine: AsyncEngine) -> None:
+async def test_migrations_apply_once(engine: Database) -> None:
     assert await db.apply_migrations(engine, "runtime", db.RUNTIME_MIGRATIONS) == []
 
 
 async def test_a_consumers_span_joins_the_producers_trace(
-    engine: AsyncEngine, jetstream: JetStreamContext, spans: InMemorySpanExporter
+    engine: Database, jetstream: JetStreamContext, spans: InMemorySpanExporter
 ) -> None:
-    async def ignore(
-        conn: AsyncConnection, event: user_pb2.UserRegistered, _: EventContext
-    ) -> None:
+    async def ignore(conn: Connection, event: user_pb2.UserRegistered, _: EventContext) -> None:
         return None
 
     durable = f"trace-{uuid.uuid4().hex[:8]}"
@@ -223,15 +248,14 @@ async def test_a_consumers_span_joins_the_producers_trace(
 
 
 async def test_a_consumer_keeps_consuming_after_a_broker_restart(
-    engine: AsyncEngine, jetstream: JetStreamContext, nats_server: NatsProcess
+    engine: Database, private_jetstream: JetStreamContext, private_nats: NatsProcess
 ) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE seen (email text)"))
+    jetstream = private_jetstream
+    async with engine.transaction() as conn:
+        await conn.execute(Query(text("CREATE TABLE seen (email text)")))
 
-    async def remember(
-        conn: AsyncConnection, event: user_pb2.UserRegistered, _: EventContext
-    ) -> None:
-        await conn.execute(text("INSERT INTO seen VALUES (:e)"), {"e": event.email})
+    async def remember(conn: Connection, event: user_pb2.UserRegistered, _: EventContext) -> None:
+        await conn.execute(Query(text("INSERT INTO seen VALUES (:e)")), e=event.email)
 
     subject = "warmhouse.user.v1.UserRegistered"
     consumer = EventConsumer(
@@ -249,32 +273,28 @@ async def test_a_consumer_keeps_consuming_after_a_broker_restart(
     async def publish_until_acknowledged(email: str) -> None:
         payload = registered(email).SerializeToString()
         headers = {MSG_ID_HEADER: str(uuid.uuid4())}
-        for _ in range(100):
-            try:
-                await jetstream.publish(subject, payload, headers=headers, timeout=1)
-                return
-            except nats.errors.Error:  # the client is still reconnecting
-                await asyncio.sleep(0.2)
-        raise AssertionError("the broker never came back")
+        # Errors (the client still reconnecting) are retried; one Nats-Msg-Id, one message.
+        await eventually(
+            lambda: jetstream.publish(subject, payload, headers=headers, timeout=1),
+            within=20,
+            interval=0.2,
+            what=f"JetStream acknowledging {email}",
+        )
 
     async def seen(email: str) -> bool:
-        for _ in range(200):
-            async with engine.connect() as conn:
-                found = await conn.execute(
-                    text("SELECT 1 FROM seen WHERE email = :e"), {"e": email}
-                )
-                if found.first():
-                    return True
-            await asyncio.sleep(0.1)
-        return False
+        async with engine.connection() as conn:
+            found = await conn.fetchval(Query(text("SELECT 1 FROM seen WHERE email = :e")), e=email)
+            return found is not None
 
     running = asyncio.create_task(consumer.run())
     try:
         await publish_until_acknowledged("before-restart@example.com")
-        assert await seen("before-restart@example.com")
-        nats_server.stop()
-        nats_server.start()
+        await eventually(lambda: seen("before-restart@example.com"), within=20, what="consuming")
+        private_nats.stop()
+        private_nats.start()
         await publish_until_acknowledged("after-restart@example.com")
-        assert await seen("after-restart@example.com")
+        await eventually(
+            lambda: seen("after-restart@example.com"), within=20, what="consuming after restart"
+        )
     finally:
         running.cancel()

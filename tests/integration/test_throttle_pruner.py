@@ -17,7 +17,7 @@ from tests.polling import eventually
 
 def unit_of_work(host: ServiceHost) -> DatabaseUnitOfWork[UserRepositories]:
     runtime = host.runtime
-    return DatabaseUnitOfWork(runtime.engine, runtime.relay, sql_repositories)
+    return DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
 
 
 async def test_prune_keeps_live_windows_and_locks(user_host: tuple[ServiceHost, int]) -> None:
