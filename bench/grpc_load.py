@@ -1,35 +1,170 @@
-"""Load on the User service's GetUser straight over gRPC, skipping Envoy."""
+"""Load straight over gRPC on the probe host (`bench/probe_host.py`), skipping Envoy.
+
+Every phase runs `concurrency` closed-loop workers sharing one grpc.aio
+channel (one HTTP/2 connection), the same for the real RPCs (GetUser,
+CreateUser) and for the baselines they are compared with (Echo, RawRead,
+RawWrite), so the client's own cost is alike in all of them.
+"""
+
+import ipaddress
+import secrets
 
 import grpc
-from warmhouse.user.v1.user_pb2 import GetUserRequest
+from warmhouse.user.v1.user_pb2 import CreateUserRequest, GetUserRequest, LoginRequest
 from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
-from bench.account import Account
+from bench.account import PASSWORD, Account, SetupError
 from bench.closed_loop import REQUEST_TIMEOUT_SECONDS, Budget, Call, run_closed_loop
 from bench.figures import LoadFigures
+from bench.probe_api import ECHO, RAW_READ, RAW_WRITE, STUBBED_HASHES
+
+ECHO_PAYLOAD = b"warmhouse-bench-echo"
 
 
-async def get_user_direct(
-    address: str, account: Account, concurrency: int, budget: Budget
-) -> LoadFigures:
-    """`concurrency` closed-loop workers sharing one grpc.aio channel (one HTTP/2 connection)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        await channel.channel_ready()
-        call = _get_user(UserServiceStub(channel), account)
-        return await run_closed_loop([call] * concurrency, budget)
+def new_client() -> tuple[tuple[str, str], ...]:
+    """Metadata naming a client address of its own, as Envoy would forward it.
+
+    The probe host believes x-forwarded-for from the bench (127.0.0.1), as the
+    stack's services believe Envoy's. Registrations are throttled per client
+    address: from one address they would all update one counter row, which real
+    sign-ups, from many addresses, never do.
+    """
+    address = ipaddress.IPv4Address((10 << 24) | secrets.randbelow(1 << 24))
+    return (("x-forwarded-for", str(address)),)
 
 
-def _get_user(stub: UserServiceStub, account: Account) -> Call:
-    request = GetUserRequest(user_id=account.user_id)
-    metadata = (("authorization", account.authorization),)
+def new_user_request(label: str) -> CreateUserRequest:
+    """A valid CreateUserRequest with an email no other call of this run uses."""
+    return CreateUserRequest(
+        email=f"bench-{label}-{secrets.token_hex(8)}@example.com",
+        password=PASSWORD,
+        phone=f"+1555{secrets.randbelow(10**7):07d}",
+    )
 
-    async def call() -> str | None:
+
+class DirectLoad:
+    """The direct-gRPC phases, all on one channel to the probe host."""
+
+    def __init__(self, channel: grpc.aio.Channel, concurrency: int) -> None:
+        self._channel = channel
+        self._users = UserServiceStub(channel)
+        self.concurrency = concurrency
+        self.description = f"grpc.aio in Python on uvloop, {concurrency} workers on one channel"
+
+    async def register_and_log_in(self) -> Account:
+        """A user of the probe host's own database, with an access token for it."""
         try:
-            reply = await stub.GetUser(request, metadata=metadata, timeout=REQUEST_TIMEOUT_SECONDS)
+            request = new_user_request("owner")
+            created = await self._users.CreateUser(request, timeout=REQUEST_TIMEOUT_SECONDS)
+            session = await self._users.Login(
+                LoginRequest(email=request.email, password=request.password),
+                timeout=REQUEST_TIMEOUT_SECONDS,
+            )
         except grpc.aio.AioRpcError as error:
-            return f"gRPC {error.code().name}: {error.details()}"
-        if reply.user.user_id != account.user_id:
-            return f"GetUser answered with user {reply.user.user_id!r}"
-        return None
+            raise SetupError(
+                f"registering on the probe host failed: {error.code().name}: {error.details()}"
+            ) from None
+        if session.user_id != created.user_id:
+            raise SetupError(f"probe host login answered for another user: {session.user_id!r}")
+        return Account(user_id=created.user_id, access_token=session.access_token)
 
-    return call
+    async def stubbed_hashes(self) -> int:
+        """How often the probe host's stubbed password hash has run."""
+        reply = await self._channel.unary_unary(STUBBED_HASHES)(
+            b"", timeout=REQUEST_TIMEOUT_SECONDS
+        )
+        return int(reply.decode())
+
+    async def echo(self, budget: Budget) -> LoadFigures:
+        return await self._run(self._echo(), budget)
+
+    async def raw_read(self, account: Account, budget: Budget) -> LoadFigures:
+        return await self._run(self._raw_read(account), budget)
+
+    async def get_user(self, account: Account, budget: Budget) -> LoadFigures:
+        return await self._run(self._get_user(account), budget)
+
+    async def raw_write(self, budget: Budget) -> LoadFigures:
+        return await self._run(self._raw_write(), budget)
+
+    async def create_user(self, budget: Budget) -> LoadFigures:
+        return await self._run(self._create_user(), budget)
+
+    async def _run(self, call: Call, budget: Budget) -> LoadFigures:
+        return await run_closed_loop([call] * self.concurrency, budget)
+
+    def _echo(self) -> Call:
+        echo = self._channel.unary_unary(ECHO)
+
+        async def call() -> str | None:
+            try:
+                reply = await echo(ECHO_PAYLOAD, timeout=REQUEST_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as error:
+                return _failed(error)
+            return None if reply == ECHO_PAYLOAD else f"Echo answered {reply[:100]!r}"
+
+        return call
+
+    def _raw_read(self, account: Account) -> Call:
+        raw_read = self._channel.unary_unary(RAW_READ)
+        request = account.user_id.encode()
+        metadata = (("authorization", account.authorization),)
+
+        async def call() -> str | None:
+            try:
+                reply = await raw_read(request, metadata=metadata, timeout=REQUEST_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as error:
+                return _failed(error)
+            return None if reply.startswith(request) else f"RawRead answered {reply[:100]!r}"
+
+        return call
+
+    def _get_user(self, account: Account) -> Call:
+        request = GetUserRequest(user_id=account.user_id)
+        metadata = (("authorization", account.authorization),)
+
+        async def call() -> str | None:
+            try:
+                reply = await self._users.GetUser(
+                    request, metadata=metadata, timeout=REQUEST_TIMEOUT_SECONDS
+                )
+            except grpc.aio.AioRpcError as error:
+                return _failed(error)
+            if reply.user.user_id != account.user_id:
+                return f"GetUser answered with user {reply.user.user_id!r}"
+            return None
+
+        return call
+
+    def _raw_write(self) -> Call:
+        raw_write = self._channel.unary_unary(RAW_WRITE)
+
+        async def call() -> str | None:
+            # Serialized here as the stub serializes CreateUser's: the same client work.
+            request = new_user_request("raw").SerializeToString()
+            try:
+                reply = await raw_write(
+                    request, metadata=new_client(), timeout=REQUEST_TIMEOUT_SECONDS
+                )
+            except grpc.aio.AioRpcError as error:
+                return _failed(error)
+            return None if reply else "RawWrite answered no user id"
+
+        return call
+
+    def _create_user(self) -> Call:
+        async def call() -> str | None:
+            request = new_user_request("load")
+            try:
+                reply = await self._users.CreateUser(
+                    request, metadata=new_client(), timeout=REQUEST_TIMEOUT_SECONDS
+                )
+            except grpc.aio.AioRpcError as error:
+                return _failed(error)
+            return None if reply.user_id else "CreateUser answered no user id"
+
+        return call
+
+
+def _failed(error: grpc.aio.AioRpcError) -> str:
+    return f"gRPC {error.code().name}: {error.details()}"
