@@ -6,6 +6,8 @@ CreateUser) and for the baselines they are compared with (Echo, RawRead,
 RawWrite), so the client's own cost is alike in all of them.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import secrets
 
@@ -70,9 +72,7 @@ class DirectLoad:
 
     async def stubbed_hashes(self) -> int:
         """How often the probe host's stubbed password hash has run."""
-        reply = await self._channel.unary_unary(STUBBED_HASHES)(
-            b"", timeout=REQUEST_TIMEOUT_SECONDS
-        )
+        reply = await _raw(self._channel, STUBBED_HASHES)(b"", timeout=REQUEST_TIMEOUT_SECONDS)
         return int(reply.decode())
 
     async def echo(self, budget: Budget) -> LoadFigures:
@@ -94,7 +94,7 @@ class DirectLoad:
         return await run_closed_loop([call] * self.concurrency, budget)
 
     def _echo(self) -> Call:
-        echo = self._channel.unary_unary(ECHO)
+        echo = _raw(self._channel, ECHO)
 
         async def call() -> str | None:
             try:
@@ -106,7 +106,7 @@ class DirectLoad:
         return call
 
     def _raw_read(self, account: Account) -> Call:
-        raw_read = self._channel.unary_unary(RAW_READ)
+        raw_read = _raw(self._channel, RAW_READ)
         request = account.user_id.encode()
         metadata = (("authorization", account.authorization),)
 
@@ -137,7 +137,7 @@ class DirectLoad:
         return call
 
     def _raw_write(self) -> Call:
-        raw_write = self._channel.unary_unary(RAW_WRITE)
+        raw_write = _raw(self._channel, RAW_WRITE)
 
         async def call() -> str | None:
             # Serialized here as the stub serializes CreateUser's: the same client work.
@@ -168,3 +168,8 @@ class DirectLoad:
 
 def _failed(error: grpc.aio.AioRpcError) -> str:
     return f"gRPC {error.code().name}: {error.details()}"
+
+
+def _raw(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """A probe method: raw bytes each way (the probe service has no proto)."""
+    return channel.unary_unary(method)

@@ -22,6 +22,8 @@ then measures registration without argon2, and Login, which still verifies for
 real, accepts the bench's password for every user created here.
 """
 
+from __future__ import annotations
+
 import asyncio
 import importlib
 import inspect
@@ -39,6 +41,7 @@ from warmhouse.user.v1 import user_pb2
 from bench.account import PASSWORD
 from bench.probe_api import ECHO, PROBE_SERVICE, PUBLIC_METHODS, RAW_READ, RAW_WRITE, STUBBED_HASHES
 from services.runtime.config import ConfigError, Environment, RuntimeSettings
+from services.runtime.grpc_types import ServicerContext
 from services.runtime.server import Runtime, ServiceDefinition, Worker, run
 from services.user.bootstrap import build
 
@@ -125,7 +128,7 @@ class Probes:
         self._stub = stub
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        methods = {
+        methods: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
             path.rsplit("/", 1)[1]: grpc.unary_unary_rpc_method_handler(behaviour)
             for path, behaviour in (
                 (ECHO, self.echo),
@@ -136,17 +139,17 @@ class Probes:
         }
         return grpc.method_handlers_generic_handler(PROBE_SERVICE, methods)
 
-    async def echo(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def echo(self, request: bytes, context: ServicerContext) -> bytes:
         return request
 
-    async def raw_read(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def raw_read(self, request: bytes, context: ServicerContext) -> bytes:
         user_id = uuid.UUID(request.decode())
         row = await self._pool.fetchrow(SELECT_USER, user_id)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no user {user_id}")
         return FIELD_SEPARATOR.join(str(value) for value in row.values()).encode()
 
-    async def raw_write(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def raw_write(self, request: bytes, context: ServicerContext) -> bytes:
         create = user_pb2.CreateUserRequest.FromString(request)
         user_id, now = uuid.uuid4(), datetime.now(UTC)
         email = create.email.strip().lower()
@@ -178,7 +181,7 @@ class Probes:
             )
         return str(user_id).encode()
 
-    async def stubbed_hashes(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def stubbed_hashes(self, request: bytes, context: ServicerContext) -> bytes:
         return str(self._stub.calls).encode()
 
 

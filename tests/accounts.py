@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 import grpc
 import pytest
 from warmhouse.user.v1 import user_pb2
-from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
+from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub
 
 from tests.grpc_errors import error_reason
 
@@ -36,7 +36,7 @@ async def refused(call: Awaitable[object], code: grpc.StatusCode) -> str:
     return error_reason(failure.value)
 
 
-async def register(users: UserServiceStub, email: str | None = None) -> tuple[str, str]:
+async def register(users: UserServiceAsyncStub, email: str | None = None) -> tuple[str, str]:
     """A new account; (user id, email as registered)."""
     email = email or new_email()
     created = await users.CreateUser(
@@ -46,7 +46,7 @@ async def register(users: UserServiceStub, email: str | None = None) -> tuple[st
 
 
 async def login(
-    users: UserServiceStub,
+    users: UserServiceAsyncStub,
     email: str,
     password: str = PASSWORD,
     *,
@@ -60,6 +60,6 @@ async def login(
     return response
 
 
-async def token_of(users: UserServiceStub, email: str, password: str = PASSWORD) -> Metadata:
+async def token_of(users: UserServiceAsyncStub, email: str, password: str = PASSWORD) -> Metadata:
     """Log in; the metadata that authenticates calls as that user."""
     return bearer((await login(users, email, password)).access_token)

@@ -1,10 +1,10 @@
 """UserService over gRPC: proto in → handler → proto out."""
 
-import grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.runtime.auth import current_caller
 from services.runtime.errors import InvalidArgument
+from services.runtime.grpc_types import ServicerContext
 from services.runtime.request import ClientAddresses
 from services.runtime.timestamps import timestamp
 from services.user.domain import ProfileChange
@@ -49,7 +49,7 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         self._client_addresses = client_addresses
 
     async def CreateUser(
-        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.CreateUserRequest, context: ServicerContext
     ) -> user_pb2.CreateUserResponse:
         user = await self._handlers.register(
             request.email, request.password, request.phone, self._client_addresses.of(context)
@@ -57,7 +57,7 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         return user_pb2.CreateUserResponse(user_id=str(user.id), role=user_pb2.USER)
 
     async def Login(
-        self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.LoginRequest, context: ServicerContext
     ) -> user_pb2.LoginResponse:
         session = await self._handlers.login(
             request.auth_method,
@@ -72,30 +72,30 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         )
 
     async def RefreshSession(
-        self, request: user_pb2.RefreshSessionRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.RefreshSessionRequest, context: ServicerContext
     ) -> user_pb2.RefreshSessionResponse:
         session = await self._handlers.refresh(request.refresh_token)
         return user_pb2.RefreshSessionResponse(**_session_fields(session))  # type: ignore[arg-type]
 
     async def Logout(
-        self, request: user_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.LogoutRequest, context: ServicerContext
     ) -> user_pb2.LogoutResponse:
         await self._handlers.logout(current_caller())
         return user_pb2.LogoutResponse()
 
     async def GetJwks(
-        self, request: user_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.GetJwksRequest, context: ServicerContext
     ) -> user_pb2.GetJwksResponse:
         return user_pb2.GetJwksResponse(keys=[user_pb2.Jwk(**key) for key in self._handlers.jwks])
 
     async def GetUser(
-        self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.GetUserRequest, context: ServicerContext
     ) -> user_pb2.GetUserResponse:
         user = await self._handlers.get_user(current_caller(), request.user_id)
         return user_pb2.GetUserResponse(user=_user_message(user))
 
     async def ListUsers(
-        self, request: user_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.ListUsersRequest, context: ServicerContext
     ) -> user_pb2.ListUsersResponse:
         users, next_token = await self._handlers.list_users(
             current_caller(), request.page_size, request.page_token
@@ -105,7 +105,7 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         )
 
     async def UpdateUser(
-        self, request: user_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.UpdateUserRequest, context: ServicerContext
     ) -> user_pb2.UpdateUserResponse:
         change = ProfileChange(
             email=request.email if request.HasField("email") else None,
@@ -120,7 +120,7 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         return user_pb2.UpdateUserResponse(user=_user_message(user))
 
     async def DeleteUser(
-        self, request: user_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.DeleteUserRequest, context: ServicerContext
     ) -> user_pb2.DeleteUserResponse:
         await self._handlers.deactivate_user(current_caller(), request.user_id)
         return user_pb2.DeleteUserResponse()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.devstack.envoy_config import SERVICE_TOKEN_HEADER
+from services.runtime.internal_auth import SERVICE_TOKEN_HEADER
 from tests.e2e.rest import Rest
 
 PASSWORD = "correct horse battery staple"

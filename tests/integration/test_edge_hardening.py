@@ -23,7 +23,6 @@ from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 from services.devstack.checkout import DESCRIPTOR_SET
 from services.devstack.envoy_config import (
     RESPONSE_HEADERS,
-    SERVICE_TOKEN_HEADER,
     EnvoySettings,
     PublicRateLimits,
     SocketAddress,
@@ -32,6 +31,7 @@ from services.devstack.envoy_config import (
 )
 from services.devstack.envoy_process import EnvoyProcess
 from services.devstack.ports import LOOPBACK, free_port
+from services.runtime.internal_auth import SERVICE_TOKEN_HEADER
 from services.runtime.service import method_paths
 from services.user.description import DESCRIPTION, USER_SERVICE
 from services.user.signing_keys import ensure_signing_key, load_private_key
@@ -53,7 +53,12 @@ class FakeUserService(user_pb2_grpc.UserServiceServicer):
         self.calls: list[tuple[str, Message, dict[str, str]]] = []
 
     def _record(self, method: str, request: Message, context: grpc.ServicerContext) -> None:
-        self.calls.append((method, request, dict(context.invocation_metadata())))
+        metadata = {
+            key: value
+            for key, value in context.invocation_metadata() or ()
+            if isinstance(value, str)
+        }
+        self.calls.append((method, request, metadata))
         # A banner the edge must not pass on.
         context.send_initial_metadata((("server", UPSTREAM_SERVER_HEADER),))
 

@@ -20,9 +20,11 @@ from services.devstack.postgres_process import PostgresProcess
 from services.devstack.service_process import ServiceProcess
 from services.runtime import database as db
 from services.runtime.config import RuntimeSettings
+from services.runtime.grpc_types import ServicerContext
 from services.runtime.outbox import MSG_ID_HEADER, add_event, subject_of
 from services.runtime.server import Runtime, ServiceHost, Worker
 from services.user.bootstrap import UserSettings, definition
+from tests import raw_grpc
 from tests.integration.conftest import fresh_database
 from tests.polling import eventually
 
@@ -34,7 +36,7 @@ async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
 ) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def hold(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def hold(request: bytes, context: ServicerContext) -> bytes:
         entered.set()
         await release.wait()
         return b"finished"
@@ -42,7 +44,7 @@ async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
     user = definition(user_settings)
 
     async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
-        slow = grpc.unary_unary_rpc_method_handler(hold)
+        slow = raw_grpc.handler(hold)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("warmhouse.test.v1.SlowService", {"Hold": slow}),)
         )
@@ -60,7 +62,7 @@ async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
         health = health_pb2_grpc.HealthStub(channel)
         serving = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert serving.status == health_pb2.HealthCheckResponse.SERVING
-        in_flight = channel.unary_unary(HOLD)(b"")
+        in_flight = raw_grpc.unary(channel, HOLD)(b"")
         await entered.wait()
         stopping = asyncio.create_task(host.stop())
         # Deliberate: time in which stop() could wrongly finish with the call held.
@@ -70,7 +72,7 @@ async def test_stop_drains_in_flight_calls_then_refuses_new_ones(
         assert await in_flight == b"finished"
         await stopping
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await channel.unary_unary(HOLD)(b"", timeout=2)
+            await raw_grpc.unary(channel, HOLD)(b"", timeout=2)
         assert refused.value.code() in (
             grpc.StatusCode.UNAVAILABLE,
             grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -9,7 +9,7 @@ from datetime import timedelta
 import grpc
 import pytest
 from warmhouse.user.v1 import user_pb2
-from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
+from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub, UserServiceStub
 
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
@@ -88,12 +88,12 @@ async def trusting_channel(
 
 
 @pytest.fixture
-def users(direct_channel: grpc.aio.Channel) -> UserServiceStub:
+def users(direct_channel: grpc.aio.Channel) -> UserServiceAsyncStub:
     return UserServiceStub(direct_channel)
 
 
 @pytest.fixture
-def proxied(trusting_channel: grpc.aio.Channel) -> UserServiceStub:
+def proxied(trusting_channel: grpc.aio.Channel) -> UserServiceAsyncStub:
     return UserServiceStub(trusting_channel)
 
 
@@ -102,7 +102,7 @@ def client_address() -> str:
     return f"198.18.{uuid.uuid4().int % 256}.{uuid.uuid4().int % 254 + 1}"
 
 
-async def register_via_proxy(users: UserServiceStub) -> str:
+async def register_via_proxy(users: UserServiceAsyncStub) -> str:
     """An account on the trusting host, registered from an address of its own."""
     email = new_email()
     await users.CreateUser(
@@ -113,10 +113,10 @@ async def register_via_proxy(users: UserServiceStub) -> str:
 
 
 def wrong_guess(
-    users: UserServiceStub, email: str, n: int = 0, metadata: Metadata = ()
+    users: UserServiceAsyncStub, email: str, n: int = 0, metadata: Metadata = ()
 ) -> Awaitable[user_pb2.LoginResponse]:
     request = user_pb2.LoginRequest(email=email, password=f"wrong guess {n}")
-    return users.Login(request, metadata=metadata)  # type: ignore[no-any-return]
+    return users.Login(request, metadata=metadata)
 
 
 async def status_of(call: Awaitable[object]) -> grpc.StatusCode:
@@ -127,7 +127,7 @@ async def status_of(call: Awaitable[object]) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-async def test_register_login_and_read_own_profile(users: UserServiceStub) -> None:
+async def test_register_login_and_read_own_profile(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     session = await login(users, email.upper())
     assert session.user_id == user_id
@@ -161,13 +161,13 @@ async def test_register_login_and_read_own_profile(users: UserServiceStub) -> No
     ],
 )
 async def test_registration_refuses_bad_input(
-    users: UserServiceStub, email: str, password: str, phone: str, reason: str
+    users: UserServiceAsyncStub, email: str, password: str, phone: str, reason: str
 ) -> None:
     call = users.CreateUser(user_pb2.CreateUserRequest(email=email, password=password, phone=phone))
     assert await refused(call, grpc.StatusCode.INVALID_ARGUMENT) == reason
 
 
-async def test_an_email_registers_once_whatever_its_case(users: UserServiceStub) -> None:
+async def test_an_email_registers_once_whatever_its_case(users: UserServiceAsyncStub) -> None:
     _, email = await register(users)
     call = users.CreateUser(
         user_pb2.CreateUserRequest(email=email.swapcase(), password=PASSWORD, phone=PHONE)
@@ -175,13 +175,13 @@ async def test_an_email_registers_once_whatever_its_case(users: UserServiceStub)
     assert await refused(call, grpc.StatusCode.ALREADY_EXISTS) == "EMAIL_TAKEN"
 
 
-async def test_registrations_are_throttled_per_client(proxied: UserServiceStub) -> None:
+async def test_registrations_are_throttled_per_client(proxied: UserServiceAsyncStub) -> None:
     """Ten an hour from one address; another address is not affected."""
     spammer, neighbour = forwarded_for(client_address()), forwarded_for(client_address())
 
     def create(metadata: Metadata) -> Awaitable[user_pb2.CreateUserResponse]:
         request = user_pb2.CreateUserRequest(email=new_email(), password=PASSWORD, phone=PHONE)
-        return proxied.CreateUser(request, metadata=metadata)  # type: ignore[no-any-return]
+        return proxied.CreateUser(request, metadata=metadata)
 
     statuses = await asyncio.gather(*(status_of(create(spammer)) for _ in range(12)))
     assert sorted(statuses, key=str) == sorted(
@@ -193,7 +193,7 @@ async def test_registrations_are_throttled_per_client(proxied: UserServiceStub) 
     assert (await create(neighbour)).user_id
 
 
-async def test_wrong_email_and_wrong_password_look_the_same(users: UserServiceStub) -> None:
+async def test_wrong_email_and_wrong_password_look_the_same(users: UserServiceAsyncStub) -> None:
     _, email = await register(users)
     with pytest.raises(grpc.aio.AioRpcError) as wrong_password:
         await login(users, email, "not the password at all")
@@ -206,7 +206,7 @@ async def test_wrong_email_and_wrong_password_look_the_same(users: UserServiceSt
 
 
 async def test_concurrent_wrong_guesses_get_at_most_the_limit_of_password_checks(
-    users: UserServiceStub,
+    users: UserServiceAsyncStub,
 ) -> None:
     """Each attempt is counted before its password is checked: a burst cannot
     all be checked before the first failure is recorded."""
@@ -223,7 +223,7 @@ async def test_concurrent_wrong_guesses_get_at_most_the_limit_of_password_checks
 
 
 async def test_the_right_password_amid_a_burst_of_guesses_does_not_get_in(
-    users: UserServiceStub,
+    users: UserServiceAsyncStub,
 ) -> None:
     _, email = await register(users)
     burst = [asyncio.ensure_future(status_of(wrong_guess(users, email, n))) for n in range(29)]
@@ -241,7 +241,7 @@ async def test_the_right_password_amid_a_burst_of_guesses_does_not_get_in(
 
 
 async def test_forged_forwarded_for_from_an_untrusted_peer_is_ignored(
-    users: UserServiceStub,
+    users: UserServiceAsyncStub,
 ) -> None:
     """A caller that is not a trusted proxy is known by its own address,
     whatever x-forwarded-for it writes: varying it buys no more guesses."""
@@ -254,7 +254,7 @@ async def test_forged_forwarded_for_from_an_untrusted_peer_is_ignored(
 
 
 async def test_behind_a_trusted_proxy_failures_lock_that_client_only(
-    proxied: UserServiceStub,
+    proxied: UserServiceAsyncStub,
 ) -> None:
     email = await register_via_proxy(proxied)
     attacker = forwarded_for(client_address())
@@ -269,7 +269,7 @@ async def test_behind_a_trusted_proxy_failures_lock_that_client_only(
     assert owner.access_token
 
 
-async def test_a_stranger_cannot_lock_the_owners_device_out(proxied: UserServiceStub) -> None:
+async def test_a_stranger_cannot_lock_the_owners_device_out(proxied: UserServiceAsyncStub) -> None:
     email = await register_via_proxy(proxied)
     device_token = (
         await login(proxied, email, metadata=forwarded_for(client_address()))
@@ -294,7 +294,7 @@ async def test_a_stranger_cannot_lock_the_owners_device_out(proxied: UserService
 
 
 async def test_oversized_and_nul_input_is_refused_not_a_server_error(
-    proxied: UserServiceStub,
+    proxied: UserServiceAsyncStub,
 ) -> None:
     email = await register_via_proxy(proxied)
     for request in (
@@ -311,7 +311,7 @@ async def test_oversized_and_nul_input_is_refused_not_a_server_error(
     assert await refused(call, grpc.StatusCode.UNAUTHENTICATED) == "INVALID_CREDENTIALS"
 
 
-async def test_calls_without_a_valid_token_are_refused(users: UserServiceStub) -> None:
+async def test_calls_without_a_valid_token_are_refused(users: UserServiceAsyncStub) -> None:
     user_id, _ = await register(users)
     request = user_pb2.GetUserRequest(user_id=user_id)
     assert await refused(users.GetUser(request), grpc.StatusCode.UNAUTHENTICATED) == "TOKEN_MISSING"
@@ -319,7 +319,7 @@ async def test_calls_without_a_valid_token_are_refused(users: UserServiceStub) -
     assert await refused(garbage, grpc.StatusCode.UNAUTHENTICATED) == "TOKEN_INVALID"
 
 
-async def test_users_reach_only_their_own_profile(users: UserServiceStub) -> None:
+async def test_users_reach_only_their_own_profile(users: UserServiceAsyncStub) -> None:
     _, my_email = await register(users)
     theirs, _ = await register(users)
     token = await token_of(users, my_email)
@@ -336,7 +336,7 @@ async def test_users_reach_only_their_own_profile(users: UserServiceStub) -> Non
     assert untouched.user.is_active, "a refused deactivation must change nothing"
 
 
-async def test_admins_read_change_and_list_anyone(users: UserServiceStub) -> None:
+async def test_admins_read_change_and_list_anyone(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     admin = await token_of(users, ADMIN.email, ADMIN.password)
     read = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=admin)
@@ -368,7 +368,7 @@ async def test_admins_read_change_and_list_anyone(users: UserServiceStub) -> Non
         assert await refused(call, grpc.StatusCode.INVALID_ARGUMENT) == "INVALID_ROLE"
 
 
-async def test_users_update_their_profile_but_not_their_role(users: UserServiceStub) -> None:
+async def test_users_update_their_profile_but_not_their_role(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     token = await token_of(users, email)
     updated = await users.UpdateUser(
@@ -389,7 +389,7 @@ async def test_users_update_their_profile_but_not_their_role(users: UserServiceS
 
 
 async def test_a_demoted_admin_is_refused_at_once_and_cannot_promote_itself(
-    users: UserServiceStub,
+    users: UserServiceAsyncStub,
 ) -> None:
     user_id, email = await register(users)
     root = await token_of(users, ADMIN.email, ADMIN.password)
@@ -413,7 +413,7 @@ async def test_a_demoted_admin_is_refused_at_once_and_cannot_promote_itself(
     assert read.user.role == user_pb2.USER
 
 
-async def test_refresh_rotates_the_refresh_token(users: UserServiceStub) -> None:
+async def test_refresh_rotates_the_refresh_token(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     first = await login(users, email)
     rotated = await users.RefreshSession(
@@ -427,7 +427,7 @@ async def test_refresh_rotates_the_refresh_token(users: UserServiceStub) -> None
     assert profile.user.user_id == user_id
 
 
-async def test_a_reused_refresh_token_ends_the_whole_session(users: UserServiceStub) -> None:
+async def test_a_reused_refresh_token_ends_the_whole_session(users: UserServiceAsyncStub) -> None:
     """Someone replays a rotated-out refresh token: the session ends for the
     thief and the owner alike, its access tokens at once."""
     user_id, email = await register(users)
@@ -447,7 +447,7 @@ async def test_a_reused_refresh_token_ends_the_whole_session(users: UserServiceS
     assert await refused(read, grpc.StatusCode.UNAUTHENTICATED) == "TOKEN_REVOKED"
 
 
-async def test_logout_refuses_the_token_at_once_every_time(users: UserServiceStub) -> None:
+async def test_logout_refuses_the_token_at_once_every_time(users: UserServiceAsyncStub) -> None:
     """No window between logout and refusal at the issuing service."""
     user_id, email = await register(users)
     request = user_pb2.GetUserRequest(user_id=user_id)
@@ -459,7 +459,7 @@ async def test_logout_refuses_the_token_at_once_every_time(users: UserServiceStu
         ) == ("TOKEN_REVOKED")
 
 
-async def test_logout_ends_one_session_only(users: UserServiceStub) -> None:
+async def test_logout_ends_one_session_only(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     session = await login(users, email)
     other_session = await login(users, email)
@@ -475,7 +475,7 @@ async def test_logout_ends_one_session_only(users: UserServiceStub) -> None:
 
 
 async def test_changing_the_email_takes_the_password_and_ends_other_sessions(
-    users: UserServiceStub,
+    users: UserServiceAsyncStub,
 ) -> None:
     user_id, email = await register(users)
     mine = await token_of(users, email)
@@ -508,7 +508,7 @@ async def test_changing_the_email_takes_the_password_and_ends_other_sessions(
     assert await refused(users.GetUser(request, metadata=mine), grpc.StatusCode.UNAUTHENTICATED)
 
 
-async def test_deactivation_ends_login_and_existing_tokens(users: UserServiceStub) -> None:
+async def test_deactivation_ends_login_and_existing_tokens(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     session = await login(users, email)
     await users.DeleteUser(
@@ -526,20 +526,20 @@ async def test_deactivation_ends_login_and_existing_tokens(users: UserServiceStu
     assert not kept.user.is_active
 
 
-async def test_unsupported_auth_methods_are_a_client_error(users: UserServiceStub) -> None:
+async def test_unsupported_auth_methods_are_a_client_error(users: UserServiceAsyncStub) -> None:
     call = users.Login(
         user_pb2.LoginRequest(auth_method=user_pb2.SMS, email="a@example.com", password="x")
     )
     assert await refused(call, grpc.StatusCode.INVALID_ARGUMENT) == "AUTH_METHOD_NOT_SUPPORTED"
 
 
-async def test_the_jwks_is_public(users: UserServiceStub) -> None:
+async def test_the_jwks_is_public(users: UserServiceAsyncStub) -> None:
     jwks = await users.GetJwks(user_pb2.GetJwksRequest())
     assert [key.alg for key in jwks.keys] == ["ES256"]
     assert jwks.keys[0].kid
 
 
-async def test_an_admin_change_and_deactivation_apply_together(users: UserServiceStub) -> None:
+async def test_an_admin_change_and_deactivation_apply_together(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     session = await login(users, email)
     admin = await token_of(users, ADMIN.email, ADMIN.password)
@@ -564,7 +564,9 @@ async def test_an_admin_change_and_deactivation_apply_together(users: UserServic
     assert profile.user.is_active
 
 
-async def test_an_update_that_changes_nothing_keeps_the_update_time(users: UserServiceStub) -> None:
+async def test_an_update_that_changes_nothing_keeps_the_update_time(
+    users: UserServiceAsyncStub,
+) -> None:
     user_id, email = await register(users)
     token = await token_of(users, email)
     before = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=token)

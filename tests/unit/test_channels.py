@@ -10,11 +10,13 @@ import pytest
 from services.runtime.auth import RevokedTokens, TokenVerifier, current_caller
 from services.runtime.authentication import Authenticators
 from services.runtime.channels import open_channel
+from services.runtime.grpc_types import ServicerContext
 from services.runtime.interceptors import GuardInterceptor
 from services.runtime.internal_auth import ServiceCredentials, current_service
 from services.runtime.service import ServiceDescription, method_paths
 from services.user.signing_keys import ensure_signing_key, load_private_key
 from services.user.tokens import TokenIssuer
+from tests import raw_grpc
 
 CALLEE = "warmhouse.test.v1.CalleeService"
 CALLER = "warmhouse.test.v1.CallerService"
@@ -33,23 +35,23 @@ class Mesh:
         self.flaky_attempts = 0
         self.channel: grpc.aio.Channel | None = None
 
-    async def who_calls(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def who_calls(self, request: bytes, context: ServicerContext) -> bytes:
         user = current_caller().user_id if request == b"as-user" else "-"
         return f"{current_service()}/{user}".encode()
 
-    async def slow(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def slow(self, request: bytes, context: ServicerContext) -> bytes:
         await asyncio.sleep(5)  # longer than the channel's default deadline
         return b"late"
 
-    async def flaky(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def flaky(self, request: bytes, context: ServicerContext) -> bytes:
         self.flaky_attempts += 1
         if self.flaky_attempts == 1:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         return b"ok"
 
-    async def relay(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def relay(self, request: bytes, context: ServicerContext) -> bytes:
         assert self.channel is not None
-        reply: bytes = await self.channel.unary_unary(f"/{CALLEE}/WhoCalls")(b"as-user")
+        reply: bytes = await raw_grpc.unary(self.channel, f"/{CALLEE}/WhoCalls")(b"as-user")
         return reply
 
 
@@ -61,11 +63,11 @@ async def mesh(tmp_path: Path) -> AsyncIterator[tuple[Mesh, grpc.aio.Channel, To
     server = grpc.aio.server(interceptors=[GuardInterceptor(DESCRIPTION.access, authenticators)])
     state = Mesh()
     callee = {
-        "WhoCalls": grpc.unary_unary_rpc_method_handler(state.who_calls),
-        "Slow": grpc.unary_unary_rpc_method_handler(state.slow),
-        "Flaky": grpc.unary_unary_rpc_method_handler(state.flaky),
+        "WhoCalls": raw_grpc.handler(state.who_calls),
+        "Slow": raw_grpc.handler(state.slow),
+        "Flaky": raw_grpc.handler(state.flaky),
     }
-    caller = {"Relay": grpc.unary_unary_rpc_method_handler(state.relay)}
+    caller = {"Relay": raw_grpc.handler(state.relay)}
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(CALLEE, callee),
@@ -91,7 +93,7 @@ async def test_a_call_carries_the_calling_service(
     mesh: tuple[Mesh, grpc.aio.Channel, TokenIssuer],
 ) -> None:
     _, channel, _ = mesh
-    assert await channel.unary_unary(f"/{CALLEE}/WhoCalls")(b"") == b"billing/-"
+    assert await raw_grpc.unary(channel, f"/{CALLEE}/WhoCalls")(b"") == b"billing/-"
 
 
 async def test_a_call_made_for_a_user_forwards_the_users_token(
@@ -99,7 +101,7 @@ async def test_a_call_made_for_a_user_forwards_the_users_token(
 ) -> None:
     _, channel, issuer = mesh
     token = issuer.access_token("user-42", "USER", "s-1")
-    relay = channel.unary_unary(f"/{CALLER}/Relay")
+    relay = raw_grpc.unary(channel, f"/{CALLER}/Relay")
     reply = await relay(b"", metadata=(("authorization", f"Bearer {token}"),))
     assert reply == b"billing/user-42"
 
@@ -109,7 +111,7 @@ async def test_calls_get_a_default_deadline(
 ) -> None:
     _, channel, _ = mesh
     with pytest.raises(grpc.aio.AioRpcError) as late:
-        await channel.unary_unary(f"/{CALLEE}/Slow")(b"")
+        await raw_grpc.unary(channel, f"/{CALLEE}/Slow")(b"")
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
@@ -117,5 +119,5 @@ async def test_idempotent_calls_are_retried_when_unavailable(
     mesh: tuple[Mesh, grpc.aio.Channel, TokenIssuer],
 ) -> None:
     state, channel, _ = mesh
-    assert await channel.unary_unary(f"/{CALLEE}/Flaky")(b"") == b"ok"
+    assert await raw_grpc.unary(channel, f"/{CALLEE}/Flaky")(b"") == b"ok"
     assert state.flaky_attempts == 2

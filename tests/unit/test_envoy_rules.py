@@ -4,13 +4,13 @@ import dataclasses
 from typing import Any
 
 from services.devstack.envoy_config import (
-    SERVICE_TOKEN_HEADER,
     PublicRateLimits,
     TokenBucket,
     http_routes,
     kubernetes_settings,
     render,
 )
+from services.runtime.internal_auth import SERVICE_TOKEN_HEADER
 from services.runtime.service import ServiceDescription, method_paths
 
 

@@ -1,7 +1,7 @@
 """The guard around every RPC: authentication and error mapping, on a real server."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from services.runtime.auth import RevokedTokens, TokenVerifier, current_caller
 from services.runtime.authentication import Authenticators
 from services.runtime.errors import AlreadyExists, NotFound, PermissionDenied, Throttled
+from services.runtime.grpc_types import ServicerContext
 from services.runtime.interceptors import GuardInterceptor
 from services.runtime.internal_auth import (
     SERVICE_TOKEN_HEADER,
@@ -21,6 +22,7 @@ from services.runtime.internal_auth import (
 from services.runtime.service import ServiceDescription, method_paths
 from services.user.signing_keys import ensure_signing_key, load_private_key
 from services.user.tokens import TokenIssuer
+from tests import raw_grpc
 from tests.grpc_errors import error_reason
 
 SERVICE = "warmhouse.test.v1.ProbeService"
@@ -43,19 +45,19 @@ FAILURES: dict[str, Exception] = {
 }
 
 
-async def who_am_i(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def who_am_i(request: bytes, context: ServicerContext) -> bytes:
     return current_caller().user_id.encode()
 
 
-async def which_service(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def which_service(request: bytes, context: ServicerContext) -> bytes:
     return current_service().encode()
 
 
-async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def fail(request: bytes, context: ServicerContext) -> bytes:
     raise FAILURES[request.decode()]
 
 
-async def fail_streaming(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+async def fail_streaming(request: bytes, context: ServicerContext) -> AsyncIterator[bytes]:
     yield b"first"
     raise FAILURES[request.decode()]
 
@@ -67,10 +69,10 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, TokenI
     authenticators = Authenticators(verifier, ServiceCredentials(MESH_KEY, "probe"))
     server = grpc.aio.server(interceptors=[GuardInterceptor(PROBE.access, authenticators)])
     handlers = {
-        "WhoAmI": grpc.unary_unary_rpc_method_handler(who_am_i),
-        "WhichService": grpc.unary_unary_rpc_method_handler(which_service),
-        "Fail": grpc.unary_unary_rpc_method_handler(fail),
-        "FailStreaming": grpc.unary_stream_rpc_method_handler(fail_streaming),
+        "WhoAmI": raw_grpc.handler(who_am_i),
+        "WhichService": raw_grpc.handler(which_service),
+        "Fail": raw_grpc.handler(fail),
+        "FailStreaming": raw_grpc.stream_handler(fail_streaming),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -85,7 +87,7 @@ async def test_private_methods_need_a_token_and_see_the_caller(
     server: tuple[grpc.aio.Channel, TokenIssuer],
 ) -> None:
     channel, issuer = server
-    who_am_i = channel.unary_unary(f"/{SERVICE}/WhoAmI")
+    who_am_i = raw_grpc.unary(channel, f"/{SERVICE}/WhoAmI")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await who_am_i(b"")
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -97,7 +99,7 @@ async def test_internal_methods_take_only_a_service_credential(
     server: tuple[grpc.aio.Channel, TokenIssuer],
 ) -> None:
     channel, issuer = server
-    which_service = channel.unary_unary(f"/{SERVICE}/WhichService")
+    which_service = raw_grpc.unary(channel, f"/{SERVICE}/WhichService")
     user_token = issuer.access_token("user-7", "ADMIN", "session-1")
     forged = ServiceCredentials(b"x" * 32, "billing").token()
     refusals = [
@@ -132,15 +134,15 @@ async def test_errors_map_to_statuses_with_a_reason(
 ) -> None:
     channel, _ = server
     with pytest.raises(grpc.aio.AioRpcError) as unary:
-        await channel.unary_unary(f"/{SERVICE}/Fail")(failure.encode())
+        await raw_grpc.unary(channel, f"/{SERVICE}/Fail")(failure.encode())
     with pytest.raises(grpc.aio.AioRpcError) as streaming:
-        await drain(channel.unary_stream(f"/{SERVICE}/FailStreaming")(failure.encode()))
+        await drain(raw_grpc.unary_stream(channel, f"/{SERVICE}/FailStreaming")(failure.encode()))
     for failed in (unary.value, streaming.value):
         assert failed.code() == code
         assert error_reason(failed) == reason
 
 
-async def drain(responses: AsyncIterator[bytes]) -> None:
+async def drain(responses: AsyncIterable[bytes]) -> None:
     async for _ in responses:
         pass
 
@@ -150,7 +152,7 @@ async def test_an_unexpected_error_is_logged_but_not_leaked(
 ) -> None:
     channel, _ = server
     with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as failed:
-        await channel.unary_unary(f"/{SERVICE}/Fail")(b"bug")
+        await raw_grpc.unary(channel, f"/{SERVICE}/Fail")(b"bug")
     assert "hunter2" not in (failed.value.details() or "")
     assert "internal error" in (failed.value.details() or "")
     assert any("hunter2" in (record.exc_text or "") or record.exc_info for record in caplog.records)

@@ -28,7 +28,7 @@ ADDRESSES = ClientAddresses(parse_networks("127.0.0.2"))
 
 
 def address_of(peer: str, forwarded_for: str | None = None) -> str:
-    return ADDRESSES.of(FakeContext(peer, forwarded_for))
+    return ADDRESSES.of(FakeContext(peer, forwarded_for))  # type: ignore[arg-type]
 
 
 def test_the_last_forwarded_address_counts_only_from_a_trusted_proxy() -> None:
