@@ -45,10 +45,6 @@ class Throttled(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class FailedPrecondition(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
 class Conflict(DomainError):
     """The request contradicts another one (e.g. an idempotency key reused
     with other parameters): HTTP 409."""
