@@ -48,10 +48,11 @@ buf-breaking: $(BUF)  ## compare the protos with main's (no-op on main itself)
 	  $(BUF) breaking gen/warmhouse.binpb --against .build/main.binpb --config buf.yaml; \
 	else echo "buf-breaking: main has no descriptor set yet, nothing to compare"; fi
 
-lint: $(BIN)/.installed gen-check buf-lint buf-breaking  ## ruff, mypy, buf lint/breaking, gen/ freshness
+lint: $(BIN)/.installed gen-check buf-lint buf-breaking  ## ruff, mypy, import boundaries, buf lint/breaking, gen/ freshness
 	$(BIN)/ruff check services tests bench
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy services tests bench
+	$(PY) -m services.devtools.import_boundaries services
 
 test-unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit

@@ -9,8 +9,10 @@ probes, with its own database. All at 16 in flight, in interleaved rounds:
 - Echo: a public RPC that does no work, on the probe host;
 - RawRead: GetUser's row by one raw asyncpg fetchrow, behind the token check;
 - GetUser direct gRPC, and GET /users/{id} through Envoy (to the stack);
-- RawWrite: CreateUser's two INSERTs (users, outbox) in one raw asyncpg transaction;
-- CreateUser direct gRPC with the argon2 hash stubbed (in the probe host only);
+- RawWrite: a registration's two INSERTs (users, outbox) in one raw asyncpg transaction;
+- Write: the same two rows through the User service's unit of work and repository;
+- CreateUser direct gRPC with the argon2 hash stubbed (in the probe host only),
+  which also counts the attempt in a registration-throttle transaction;
 
 then registration through Envoy with argon2id, and argon2id hashes in-process.
 Prints a table; with WARMHOUSE_BENCH_SAVE set, also writes
@@ -163,6 +165,12 @@ async def _measure(
             ),
             Plan("RawWrite: 2 INSERTs, 1 asyncpg tx", "raw_write", CONCURRENCY, direct.raw_write),
             Plan(
+                "Write: users row + outbox row via the unit of work",
+                "write",
+                CONCURRENCY,
+                direct.write,
+            ),
+            Plan(
                 "CreateUser direct, hash stubbed",
                 "direct_create_user",
                 CONCURRENCY,
@@ -175,6 +183,7 @@ async def _measure(
             get_user,
             envoy_get_user,
             raw_write,
+            write,
             create_user,
         ) = await measure_interleaved(plans, ROUNDS, WARMUP, MEASURE, _progress)
         stubbed = await direct.stubbed_hashes()
@@ -213,6 +222,7 @@ async def _measure(
         get_user=get_user,
         envoy_get_user=envoy_get_user,
         raw_write=raw_write,
+        write=write,
         create_user=create_user,
         registration=registration,
         hashing=hashing,

@@ -2,8 +2,9 @@
 
 Every phase runs `concurrency` closed-loop workers sharing one grpc.aio
 channel (one HTTP/2 connection), the same for the real RPCs (GetUser,
-CreateUser) and for the baselines they are compared with (Echo, RawRead,
-RawWrite), so the client's own cost is alike in all of them.
+CreateUser), for the write path (Write) and for the baselines they are
+compared with (Echo, RawRead, RawWrite), so the client's own cost is alike in
+all of them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 from bench.account import PASSWORD, Account, SetupError
 from bench.closed_loop import REQUEST_TIMEOUT_SECONDS, Budget, Call, run_closed_loop
 from bench.figures import LoadFigures
-from bench.probe_api import ECHO, RAW_READ, RAW_WRITE, STUBBED_HASHES
+from bench.probe_api import ECHO, RAW_READ, RAW_WRITE, STUBBED_HASHES, WRITE
 
 ECHO_PAYLOAD = b"warmhouse-bench-echo"
 
@@ -85,7 +86,10 @@ class DirectLoad:
         return await self._run(self._get_user(account), budget)
 
     async def raw_write(self, budget: Budget) -> LoadFigures:
-        return await self._run(self._raw_write(), budget)
+        return await self._run(self._create_raw(RAW_WRITE, "raw"), budget)
+
+    async def write(self, budget: Budget) -> LoadFigures:
+        return await self._run(self._create_raw(WRITE, "write"), budget)
 
     async def create_user(self, budget: Budget) -> LoadFigures:
         return await self._run(self._create_user(), budget)
@@ -136,19 +140,21 @@ class DirectLoad:
 
         return call
 
-    def _raw_write(self) -> Call:
-        raw_write = _raw(self._channel, RAW_WRITE)
+    def _create_raw(self, method: str, label: str) -> Call:
+        """RawWrite or Write: a new user from a serialized CreateUserRequest."""
+        create = _raw(self._channel, method)
+        name = method.rsplit("/", 1)[1]
 
         async def call() -> str | None:
             # Serialized here as the stub serializes CreateUser's: the same client work.
-            request = new_user_request("raw").SerializeToString()
+            request = new_user_request(label).SerializeToString()
             try:
-                reply = await raw_write(
+                reply = await create(
                     request, metadata=new_client(), timeout=REQUEST_TIMEOUT_SECONDS
                 )
             except grpc.aio.AioRpcError as error:
                 return _failed(error)
-            return None if reply else "RawWrite answered no user id"
+            return None if reply else f"{name} answered no user id"
 
         return call
 

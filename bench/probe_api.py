@@ -18,7 +18,9 @@ ECHO = _path("Echo")
 RAW_READ = _path("RawRead")
 # Public; request: a serialized CreateUserRequest; answer: the new user's id (UTF-8).
 RAW_WRITE = _path("RawWrite")
+# Public; as RawWrite, but through the User service's unit of work and repository.
+WRITE = _path("Write")
 # Public; answer: how many times the stubbed password hash was called (decimal, UTF-8).
 STUBBED_HASHES = _path("StubbedHashes")
 
-PUBLIC_METHODS = frozenset({ECHO, RAW_WRITE, STUBBED_HASHES})
+PUBLIC_METHODS = frozenset({ECHO, RAW_WRITE, WRITE, STUBBED_HASHES})

@@ -11,8 +11,13 @@ direct-gRPC figure of a run is served by this one process:
 - Echo: the floor of any RPC on this runtime (public, does no work).
 - RawRead: the row GetUser reads, by one asyncpg `fetchrow` on a pool of the
   probe's own, behind the same access-token check as GetUser.
-- RawWrite: what CreateUser stores, a users row and an outbox row, in one raw
-  asyncpg transaction (no validation, no SQLAlchemy).
+- RawWrite: what a registration stores, a users row and an outbox row (a
+  UserRegistered), in one raw asyncpg transaction (no validation, no SQLAlchemy).
+- Write: the same two rows through the service's real write path: the User
+  service's unit of work (`DatabaseUnitOfWork` on the runtime's database and
+  outbox relay) and repository, with the record built and validated as
+  `UserHandlers.register` builds it, but with the stubbed hash and without
+  the registration throttle's transaction that CreateUser also runs.
 - StubbedHashes: how often the stubbed password hash ran, so the bench can
   tell that CreateUser really skipped argon2.
 
@@ -39,11 +44,26 @@ import grpc
 from warmhouse.user.v1 import user_pb2
 
 from bench.account import PASSWORD
-from bench.probe_api import ECHO, PROBE_SERVICE, PUBLIC_METHODS, RAW_READ, RAW_WRITE, STUBBED_HASHES
-from services.runtime.config import ConfigError, Environment, RuntimeSettings
+from bench.probe_api import (
+    ECHO,
+    PROBE_SERVICE,
+    PUBLIC_METHODS,
+    RAW_READ,
+    RAW_WRITE,
+    STUBBED_HASHES,
+    WRITE,
+)
+from services.runtime.clock import utc_now
+from services.runtime.config import Environment, RuntimeSettings
+from services.runtime.database import asyncpg_dsn
 from services.runtime.grpc_types import ServicerContext
 from services.runtime.server import Runtime, ServiceDefinition, Worker, run
+from services.runtime.timestamps import timestamp
+from services.runtime.unit_of_work import DatabaseUnitOfWork
+from services.user import domain
 from services.user.bootstrap import build
+from services.user.ports import UserRecord, UserRepositories
+from services.user.repository import sql_repositories
 
 # The password hasher the User service's handlers use: its `hash` method is
 # replaced on the class, so every instance, wherever built, uses the stub.
@@ -112,19 +132,14 @@ def stub_password_hash() -> StubbedHash:
     return stub
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    """The runtime's SQLAlchemy URL (postgresql+asyncpg://...) as asyncpg wants it."""
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    if not dsn.startswith("postgresql://"):
-        raise ProbeSetupError(f"expected a postgresql+asyncpg:// database URL, got {database_url}")
-    return dsn
-
-
 class Probes:
     """The handlers of ProbeService: raw bytes in, raw bytes out."""
 
-    def __init__(self, pool: asyncpg.Pool, stub: StubbedHash) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, uow: DatabaseUnitOfWork[UserRepositories], stub: StubbedHash
+    ) -> None:
         self._pool = pool
+        self._uow = uow
         self._stub = stub
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -134,6 +149,7 @@ class Probes:
                 (ECHO, self.echo),
                 (RAW_READ, self.raw_read),
                 (RAW_WRITE, self.raw_write),
+                (WRITE, self.write),
                 (STUBBED_HASHES, self.stubbed_hashes),
             )
         }
@@ -181,6 +197,37 @@ class Probes:
             )
         return str(user_id).encode()
 
+    async def write(self, request: bytes, context: ServicerContext) -> bytes:
+        create = user_pb2.CreateUserRequest.FromString(request)
+        email, phone = domain.valid_account(
+            create.email, create.password, create.phone, domain.ROLE_USER
+        )
+        # As UserHandlers._create builds and stores it, but with the precomputed
+        # hash taken directly: StubbedHashes counts CreateUser's calls only.
+        now = utc_now()
+        user = UserRecord(
+            id=uuid.uuid4(),
+            email=email,
+            phone=phone,
+            password_hash=self._stub.encoded,
+            role=domain.ROLE_USER,
+            is_active=True,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._uow.transaction() as tx:
+            await tx.repos.users.add(user)
+            await tx.add_event(
+                user_pb2.UserRegistered(
+                    user_id=str(user.id),
+                    email=email,
+                    phone=phone,
+                    role=user_pb2.Role.Value(domain.ROLE_USER),
+                    occur_time=timestamp(now),
+                )
+            )
+        return str(user.id).encode()
+
     async def stubbed_hashes(self, request: bytes, context: ServicerContext) -> bytes:
         return str(self._stub.calls).encode()
 
@@ -210,7 +257,9 @@ def with_probes(user: ServiceDefinition, stub: StubbedHash) -> ServiceDefinition
         pool = await asyncpg.create_pool(
             asyncpg_dsn(runtime.settings.database_url), min_size=POOL_SIZE, max_size=POOL_SIZE
         )
-        server.add_generic_rpc_handlers((Probes(pool, stub).generic_handler(),))
+        # The unit of work the User service's handlers get (services/user/bootstrap.py).
+        uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
+        server.add_generic_rpc_handlers((Probes(pool, uow, stub).generic_handler(),))
         return (*workers, PoolCloser(pool))
 
     description = replace(
@@ -229,11 +278,6 @@ def main() -> None:
 
     def build_with_probes(env: Environment) -> tuple[ServiceDefinition, RuntimeSettings]:
         user, settings = build(env)
-        try:
-            # Checked before serving: a bad URL must stop start-up, not the first RawRead.
-            asyncpg_dsn(settings.database_url)
-        except ProbeSetupError as error:
-            raise ConfigError(str(error)) from None
         return with_probes(user, stub), settings
 
     run(build_with_probes)

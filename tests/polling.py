@@ -4,9 +4,29 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    within: float = 10.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T: ...
+
+
+@overload
+async def eventually(
+    probe: Callable[[], T],
+    *,
+    within: float = 10.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T: ...
 
 
 async def eventually(

@@ -5,6 +5,7 @@ runs; WARMHOUSE_HTTP_PORT (default 8080) is where REST clients connect.
 Exits non-zero when start-up fails or any process of the stack dies.
 """
 
+import logging
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ WATCH_INTERVAL_SECONDS = 0.5
 def main() -> int:
     data_dir = Path(os.environ.get("WARMHOUSE_DATA_DIR") or DEFAULT_DATA_DIR)
     http_port = _http_port()
+    _print_notices()
     stack = Stack(data_dir, http_port)
     # Both stop the stack the same way, even when started with SIGINT ignored
     # (as shells do for background jobs).
@@ -57,6 +59,15 @@ def _http_port() -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         sys.exit(f"WARMHOUSE_HTTP_PORT must be a TCP port number, got {raw!r}")
     return int(raw)
+
+
+def _print_notices() -> None:
+    """The stack's own notices, e.g. where PostgreSQL keeps its data, as console lines."""
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    notices = logging.getLogger("services.devstack")
+    notices.addHandler(console)
+    notices.setLevel(logging.INFO)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

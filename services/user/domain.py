@@ -147,6 +147,18 @@ def validate_password(password: str, email: str) -> None:
         )
 
 
+def valid_account(email: str, password: str, phone: str, role: str) -> tuple[str, str]:
+    """A new account's email and phone as stored, once every field is checked."""
+    require_text(email, "email", EMAIL_MAX_LENGTH)
+    require_text(password, "password", PASSWORD_MAX_LENGTH)
+    require_text(phone, "phone", PHONE_MAX_LENGTH)
+    email = normalize_email(email)
+    # An administrator created from configuration may have no phone.
+    phone = validate_phone(phone) if phone or role == ROLE_USER else ""
+    validate_password(password, email)
+    return email, phone
+
+
 @dataclass(frozen=True)
 class ProfileChange:
     """The fields an UpdateUser call asks to change (None: leave as is)."""

@@ -110,19 +110,9 @@ class UserHandlers:
 
     # Registration
 
-    def _valid_account(self, email: str, password: str, phone: str, role: str) -> tuple[str, str]:
-        domain.require_text(email, "email", domain.EMAIL_MAX_LENGTH)
-        domain.require_text(password, "password", domain.PASSWORD_MAX_LENGTH)
-        domain.require_text(phone, "phone", domain.PHONE_MAX_LENGTH)
-        email = domain.normalize_email(email)
-        # An administrator created from configuration may have no phone.
-        phone = domain.validate_phone(phone) if phone or role == domain.ROLE_USER else ""
-        domain.validate_password(password, email)
-        return email, phone
-
     async def register(self, email: str, password: str, phone: str, client: str) -> UserRecord:
         """A new account with role USER; at most so many per client address."""
-        email, phone = self._valid_account(email, password, phone, domain.ROLE_USER)
+        email, phone = domain.valid_account(email, password, phone, domain.ROLE_USER)
         await self._count_attempt(
             {domain.registration_key(client): self._policies.registrations},
             "TOO_MANY_REGISTRATIONS",
@@ -132,7 +122,7 @@ class UserHandlers:
 
     async def ensure_admin(self, email: str, password: str, phone: str) -> bool:
         """Create the first administrator unless an account with that email exists."""
-        email, phone = self._valid_account(email, password, phone, domain.ROLE_ADMIN)
+        email, phone = domain.valid_account(email, password, phone, domain.ROLE_ADMIN)
         async with self._uow.read() as repos:
             if await repos.users.find_by_email(email):
                 return False

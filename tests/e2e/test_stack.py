@@ -29,5 +29,6 @@ def test_stopping_a_stack_leaves_no_process_behind(tmp_path: Path) -> None:
         assert all(is_alive(pid) for pid in everything)
     finally:
         stack.stop()
+        stack.postgres.remove_data()
 
     assert [pid for pid in everything if is_alive(pid)] == []

@@ -1,7 +1,7 @@
 """Services run in-process against the session's real PostgreSQL and NATS."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,6 +40,20 @@ def fresh_database(postgres: PostgresProcess) -> str:
 @pytest.fixture
 def database_url(postgres: PostgresProcess) -> str:
     return fresh_database(postgres)
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[NatsProcess]:
+    """A NATS server of this test's own, for tests that stop or restart their broker.
+
+    The session's `nats_server` is never stopped: every other test relies on it.
+    """
+    server = NatsProcess(tmp_path / "private-nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,15 @@
 """The local stack's process wrappers against the real servers."""
 
+import logging
+import os
+import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -13,9 +18,17 @@ import pytest
 
 from services.devstack.child_process import StartupError
 from services.devstack.nats_process import NatsProcess
-from services.devstack.postgres_process import PostgresProcess
+from services.devstack.postgres_process import (
+    INSTALL_CACHE,
+    PostgresProcess,
+    external_home,
+    remove_orphaned_data,
+)
 from services.devstack.service_process import ServiceProcess
+from tests.polling import wait_until
 from tests.processes import descendants, is_alive
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs postgres as another user")
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -34,8 +47,17 @@ async def test_create_database_is_idempotent(postgres: PostgresProcess) -> None:
         await connection.close()
 
 
-async def test_postgres_keeps_data_across_restart(tmp_path: Path) -> None:
+@pytest.fixture
+def scratch_postgres(tmp_path: Path) -> Iterator[PostgresProcess]:
+    """A PostgresProcess of this test's own, not started; stopped and deleted afterwards."""
     server = PostgresProcess(tmp_path)
+    yield server
+    server.stop()
+    server.remove_data()
+
+
+async def test_postgres_keeps_data_across_restart(scratch_postgres: PostgresProcess) -> None:
+    server = scratch_postgres
     server.start()
     try:
         server.create_database("kept")
@@ -80,8 +102,8 @@ async def test_jetstream_keeps_messages_and_accepts_publishes_after_restart(
         server.stop()
 
 
-def test_stopping_postgres_ends_it_and_every_backend(tmp_path: Path) -> None:
-    server = PostgresProcess(tmp_path)
+def test_stopping_postgres_ends_it_and_every_backend(scratch_postgres: PostgresProcess) -> None:
+    server = scratch_postgres
     server.start()
     postmaster = server.process.pid
     assert postmaster is not None
@@ -115,7 +137,7 @@ def test_a_killed_parent_takes_its_servers_with_it(tmp_path: Path) -> None:
         server = NatsProcess(Path(sys.argv[1]))
         server.start()
         print(server.process.pid, flush=True)
-        time.sleep(60)
+        time.sleep(60)  # alive, holding its server, until the test kills it
         """
     )
     parent = subprocess.Popen(
@@ -129,10 +151,7 @@ def test_a_killed_parent_takes_its_servers_with_it(tmp_path: Path) -> None:
         parent.kill()
         parent.wait()
 
-    deadline = time.monotonic() + 10
-    while is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not is_alive(pid)
+    wait_until(lambda: not is_alive(pid), what=f"nats-server (pid {pid}) ending")
 
 
 def test_start_failure_reports_the_log_tail(tmp_path: Path) -> None:
@@ -155,3 +174,84 @@ def test_service_that_cannot_start_reports_its_error(tmp_path: Path) -> None:
 
     with pytest.raises(StartupError, match=r"No module named services\.no_such_service"):
         service.start()
+
+
+def modes_from(directory: Path) -> dict[Path, int]:
+    """The permission bits of `directory` and of every directory above it."""
+    return {path: stat.S_IMODE(path.stat().st_mode) for path in (directory, *directory.parents)}
+
+
+@as_root
+async def test_postgres_under_a_private_directory_runs_and_changes_no_permissions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A checkout cloned by root into `mktemp -d` or /root: its system user cannot pass.
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    modes_before = modes_from(private)
+    server = PostgresProcess(private / "checkout" / ".warmhouse" / "postgres")
+    home = external_home(server.data_dir)
+    caplog.set_level(logging.INFO, "services.devstack")
+    try:
+        server.start()
+        server.create_database("private")
+        connection = await asyncpg.connect(asyncpg_dsn(server.url("private")))
+        assert await connection.fetchval("SELECT current_database()") == "private"
+        await connection.close()
+
+        assert server.data_dir.is_symlink()
+        assert server.real_data_dir == home / "pgdata"
+        assert str(server.real_data_dir) in caplog.text, "the console says where the data is"
+        postgres_binary = os.readlink(f"/proc/{server.process.pid}/exe")
+        assert postgres_binary.startswith(f"{INSTALL_CACHE}/"), "not from the private venv"
+    finally:
+        server.stop()
+        modes_after = modes_from(private)
+        server.remove_data()
+
+    assert modes_after == modes_before
+    assert not home.exists(), "the files kept outside the private tree are removed"
+    assert not server.data_dir.is_symlink()
+
+
+@as_root
+def test_postgres_under_a_reachable_directory_keeps_its_data_there() -> None:
+    # pytest's own tmp dirs are private; this one is ours and open.
+    reachable = Path(tempfile.mkdtemp(prefix="warmhouse-test-"))
+    reachable.chmod(0o755)
+    server = PostgresProcess(reachable / "postgres")
+    try:
+        server.start()
+        server.create_database("in_place")
+        assert server.real_data_dir == server.data_dir
+        assert not server.data_dir.is_symlink()
+        assert (server.data_dir / "PG_VERSION").is_file()
+        assert not external_home(server.data_dir).exists()
+    finally:
+        server.stop()
+        server.remove_data()
+        shutil.rmtree(reachable)
+
+
+@as_root
+def test_data_whose_link_is_gone_is_removed_and_linked_data_is_kept(tmp_path: Path) -> None:
+    # As when a test session is killed before its teardown, then pytest deletes its tmp dir.
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    orphaned, alive = PostgresProcess(private / "orphaned"), PostgresProcess(private / "alive")
+    try:
+        for server in (orphaned, alive):
+            server.start()
+            server.stop()
+        orphaned.data_dir.unlink()
+
+        removed = remove_orphaned_data(tmp_path)
+
+        assert removed == [external_home(orphaned.data_dir)]
+        assert not external_home(orphaned.data_dir).exists()
+        assert (alive.real_data_dir / "PG_VERSION").is_file()
+        assert remove_orphaned_data(tmp_path / "elsewhere") == []
+    finally:
+        alive.remove_data()
+        shutil.rmtree(external_home(orphaned.data_dir), ignore_errors=True)
