@@ -1,14 +1,19 @@
 """Accounts for tests over gRPC: register, log in, call with a token, expect a refusal."""
 
+from __future__ import annotations
+
 import uuid
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from warmhouse.user.v1 import user_pb2
-from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub
 
 from tests.grpc_errors import error_reason
+
+if TYPE_CHECKING:
+    from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub
 
 PASSWORD = "correct horse battery staple"
 PHONE = "+15551234567"

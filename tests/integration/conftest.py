@@ -1,6 +1,5 @@
 """Services run in-process against the session's real PostgreSQL and NATS."""
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from services.runtime.tracing import configure_tracing
 from services.user.bootstrap import FirstAdmin, UserSettings, definition
 from services.user.domain import LoginThrottling
 from services.user.signing_keys import ensure_signing_key
+from tests.integration.hosts import fresh_database, running_service
 
 ADMIN = FirstAdmin("root@example.com", "an admin passphrase", "+15550000000")
 
@@ -29,12 +29,6 @@ def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     private, jwks = directory / "jwt-signing.pem", directory / "jwks.json"
     ensure_signing_key(private, jwks)
     return private, jwks
-
-
-def fresh_database(postgres: PostgresProcess) -> str:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(name)
-    return postgres.url(name)
 
 
 @pytest.fixture
@@ -80,12 +74,10 @@ def user_settings(signing_keys: tuple[Path, Path]) -> UserSettings:
 
 @pytest.fixture(scope="session")
 async def user_host(
-    runtime_settings: RuntimeSettings, user_settings: UserSettings
+    runtime_settings: RuntimeSettings, user_settings: UserSettings, postgres: PostgresProcess
 ) -> AsyncIterator[tuple[ServiceHost, int]]:
-    host = ServiceHost(definition(user_settings), runtime_settings)
-    port = await host.start()
-    yield host, port
-    await host.stop()
+    async with running_service(definition(user_settings), runtime_settings, postgres) as user:
+        yield user.host, user.port
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from sqlalchemy import Column, MetaData, Table, Text, Uuid, bindparam, select, t
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.database import Database, Query, conflicts_as
 from services.runtime.errors import AlreadyExists
-from tests.integration.conftest import fresh_database
+from tests.integration.hosts import fresh_database
 
 things = Table(
     "things",

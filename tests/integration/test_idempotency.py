@@ -14,7 +14,7 @@ from services.runtime import idempotency
 from services.runtime.database import Database, Query
 from services.runtime.errors import Conflict
 from services.runtime.idempotency import IdempotencyKey
-from tests.integration.conftest import fresh_database
+from tests.integration.hosts import fresh_database
 
 CREATE = Query(text("CREATE TABLE effects (id serial PRIMARY KEY, note text)"))
 EFFECT = Query(text("INSERT INTO effects (note) VALUES (:note) RETURNING id"))

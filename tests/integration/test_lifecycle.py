@@ -25,7 +25,7 @@ from services.runtime.outbox import MSG_ID_HEADER, add_event, subject_of
 from services.runtime.server import Runtime, ServiceHost, Worker
 from services.user.bootstrap import UserSettings, definition
 from tests import raw_grpc
-from tests.integration.conftest import fresh_database
+from tests.integration.hosts import fresh_database
 from tests.polling import eventually
 
 HOLD = "/warmhouse.test.v1.SlowService/Hold"

@@ -1,7 +1,5 @@
 """Tracing across calls, health that follows dependencies, reflection."""
 
-from dataclasses import replace
-
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -10,10 +8,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.devstack.nats_process import NatsProcess
+from services.devstack.postgres_process import PostgresProcess
 from services.runtime.channels import open_channel
 from services.runtime.config import RuntimeSettings
 from services.runtime.server import ServiceHost
 from services.user.bootstrap import UserSettings, definition
+from tests.integration.hosts import running_service
 from tests.polling import eventually
 
 JWKS_METHOD = "/warmhouse.user.v1.UserService/GetJwks"
@@ -52,23 +52,19 @@ async def wait_for_health(channel: grpc.aio.Channel, status: int) -> None:
 async def test_health_follows_the_broker(
     runtime_settings: RuntimeSettings,
     user_settings: UserSettings,
-    database_url: str,
+    postgres: PostgresProcess,
     private_nats: NatsProcess,
 ) -> None:
     # A service of its own on a broker of its own: stopping the session's
     # broker would fail whatever else runs against it.
-    settings = replace(runtime_settings, database_url=database_url, nats_url=private_nats.url)
-    host = ServiceHost(definition(user_settings), settings)
-    port = await host.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            assert await health_of(channel) == health_pb2.HealthCheckResponse.SERVING
-            private_nats.stop()
-            await wait_for_health(channel, health_pb2.HealthCheckResponse.NOT_SERVING)
-            private_nats.start()
-            await wait_for_health(channel, health_pb2.HealthCheckResponse.SERVING)
-    finally:
-        await host.stop()
+    async with running_service(
+        definition(user_settings), runtime_settings, postgres, nats_url=private_nats.url
+    ) as user:
+        assert await health_of(user.channel) == health_pb2.HealthCheckResponse.SERVING
+        private_nats.stop()
+        await wait_for_health(user.channel, health_pb2.HealthCheckResponse.NOT_SERVING)
+        private_nats.start()
+        await wait_for_health(user.channel, health_pb2.HealthCheckResponse.SERVING)
 
 
 async def test_reflection_lists_the_services(user_channel: grpc.aio.Channel) -> None:

@@ -1,20 +1,22 @@
 """The User service over gRPC, with its real database and broker."""
 
+from __future__ import annotations
+
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from warmhouse.user.v1 import user_pb2
-from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub, UserServiceStub
+from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
 from services.runtime.request import parse_networks
-from services.runtime.server import ServiceHost
 from services.user.bootstrap import UserSettings, definition
 from services.user.domain import LoginThrottling, ThrottlePolicy
 from tests.accounts import (
@@ -30,8 +32,12 @@ from tests.accounts import (
     token_of,
 )
 from tests.grpc_errors import error_reason
-from tests.integration.conftest import ADMIN, fresh_database
+from tests.integration.conftest import ADMIN
+from tests.integration.hosts import running_service
 from tests.polling import eventually
+
+if TYPE_CHECKING:
+    from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub
 
 UNLIMITED = 1_000_000
 # On the trusting host: the per-account ceiling of untrusted logins, low
@@ -54,13 +60,8 @@ async def direct_channel(
         ),
         registrations=replace(user_settings.registrations, max_failures=UNLIMITED),
     )
-    host = ServiceHost(
-        definition(settings), replace(runtime_settings, database_url=fresh_database(postgres))
-    )
-    port = await host.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield channel
-    await host.stop()
+    async with running_service(definition(settings), runtime_settings, postgres) as user:
+        yield user.channel
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +76,13 @@ async def trusting_channel(
             account=ThrottlePolicy(ACCOUNT_LIMIT, timedelta(hours=1), timedelta(minutes=30))
         ),
     )
-    trusting = replace(
+    async with running_service(
+        definition(settings),
         runtime_settings,
-        database_url=fresh_database(postgres),
+        postgres,
         trusted_proxies=parse_networks("127.0.0.1"),
-    )
-    host = ServiceHost(definition(settings), trusting)
-    port = await host.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield channel
-    await host.stop()
+    ) as user:
+        yield user.channel
 
 
 @pytest.fixture
