@@ -58,11 +58,11 @@ from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.database import asyncpg_dsn
 from services.runtime.grpc_types import ServicerContext
 from services.runtime.server import Runtime, ServiceDefinition, Worker, run
-from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 from services.user import domain
 from services.user.bootstrap import build
-from services.user.ports import UserRecord, UserRepositories
+from services.user.handlers import new_account, store_new_account
+from services.user.ports import UserRepositories
 from services.user.repository import sql_repositories
 
 # The password hasher the User service's handlers use: its `hash` method is
@@ -204,28 +204,8 @@ class Probes:
         )
         # As UserHandlers._create builds and stores it, but with the precomputed
         # hash taken directly: StubbedHashes counts CreateUser's calls only.
-        now = utc_now()
-        user = UserRecord(
-            id=uuid.uuid4(),
-            email=email,
-            phone=phone,
-            password_hash=self._stub.encoded,
-            role=domain.ROLE_USER,
-            is_active=True,
-            created_at=now,
-            updated_at=now,
-        )
-        async with self._uow.transaction() as tx:
-            await tx.repos.users.add(user)
-            await tx.add_event(
-                user_pb2.UserRegistered(
-                    user_id=str(user.id),
-                    email=email,
-                    phone=phone,
-                    role=user_pb2.Role.Value(domain.ROLE_USER),
-                    occur_time=timestamp(now),
-                )
-            )
+        user = new_account(email, phone, self._stub.encoded, domain.ROLE_USER, utc_now())
+        await store_new_account(self._uow, user)
         return str(user.id).encode()
 
     async def stubbed_hashes(self, request: bytes, context: ServicerContext) -> bytes:

@@ -80,6 +80,35 @@ def _ignore(session_id: str) -> None:
     """No in-process token cache to tell (unit tests)."""
 
 
+def new_account(email: str, phone: str, password_hash: str, role: str, now: datetime) -> UserRecord:
+    """A new, active account, from checked fields."""
+    return UserRecord(
+        id=uuid.uuid4(),
+        email=email,
+        phone=phone,
+        password_hash=password_hash,
+        role=role,
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def store_new_account(uow: UnitOfWork[UserRepositories], user: UserRecord) -> None:
+    """Store a new account and announce it, in one transaction."""
+    async with uow.transaction() as tx:
+        await tx.repos.users.add(user)
+        await tx.add_event(
+            user_pb2.UserRegistered(
+                user_id=str(user.id),
+                email=user.email,
+                phone=user.phone,
+                role=user_pb2.Role.Value(user.role),
+                occur_time=timestamp(user.created_at),
+            )
+        )
+
+
 class UserHandlers:
     def __init__(
         self,
@@ -130,28 +159,8 @@ class UserHandlers:
         return True
 
     async def _create(self, email: str, password: str, phone: str, role: str) -> UserRecord:
-        now = self._clock()
-        user = UserRecord(
-            id=uuid.uuid4(),
-            email=email,
-            phone=phone,
-            password_hash=await self._passwords.hash(password),
-            role=role,
-            is_active=True,
-            created_at=now,
-            updated_at=now,
-        )
-        async with self._uow.transaction() as tx:
-            await tx.repos.users.add(user)
-            await tx.add_event(
-                user_pb2.UserRegistered(
-                    user_id=str(user.id),
-                    email=email,
-                    phone=phone,
-                    role=user_pb2.Role.Value(role),
-                    occur_time=timestamp(now),
-                )
-            )
+        user = new_account(email, phone, await self._passwords.hash(password), role, self._clock())
+        await store_new_account(self._uow, user)
         return user
 
     # Throttling: an attempt is counted before it is checked, so concurrent

@@ -34,7 +34,7 @@ from services.devstack.ports import LOOPBACK, free_port
 from services.runtime.internal_auth import SERVICE_TOKEN_HEADER
 from services.runtime.service import method_paths
 from services.user.description import DESCRIPTION, USER_SERVICE
-from services.user.signing_keys import ensure_signing_key, load_private_key
+from services.user.signing_keys import load_private_key
 from services.user.tokens import TokenIssuer
 
 # The User service as it is, plus one method only other services may call.
@@ -131,14 +131,6 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("keys")
-    private, jwks = directory / "private.pem", directory / "jwks.json"
-    ensure_signing_key(private, jwks)
-    return private, jwks
-
-
-@pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[FakeUserService, int]]:
     # It answers only what these tests call; the rest is UNIMPLEMENTED.
     service = FakeUserService()  # type: ignore[abstract]
@@ -157,7 +149,7 @@ def upstream() -> Iterator[tuple[FakeUserService, int]]:
 
 def start_edge(
     upstream: tuple[FakeUserService, int],
-    keys: tuple[Path, Path],
+    signing_keys: tuple[Path, Path],
     work_dir: Path,
     limits: PublicRateLimits,
 ) -> Iterator[Edge]:
@@ -167,7 +159,7 @@ def start_edge(
         admin=SocketAddress(LOOPBACK, free_port()),
         upstreams={USER.name: SocketAddress(LOOPBACK, port)},
         descriptor_set=DESCRIPTOR_SET,
-        jwks_file=keys[1],
+        jwks_file=signing_keys[1],
         public_rate_limits=limits,
     )
     config_file = work_dir / "envoy.json"
@@ -177,7 +169,7 @@ def start_edge(
         config_file, work_dir / "envoy.log", ready_url=f"http://{admin.host}:{admin.port}/ready"
     )
     envoy.start()
-    token = TokenIssuer(load_private_key(keys[0]), 300).access_token("u-1", "ADMIN", "s-1")
+    token = TokenIssuer(load_private_key(signing_keys[0]), 300).access_token("u-1", "ADMIN", "s-1")
     try:
         yield Edge(settings.listener.host, settings.listener.port, service, token)
     finally:
@@ -187,22 +179,24 @@ def start_edge(
 @pytest.fixture(scope="module")
 def edge(
     upstream: tuple[FakeUserService, int],
-    keys: tuple[Path, Path],
+    signing_keys: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Edge]:
     """Envoy with the default rate limits."""
-    yield from start_edge(upstream, keys, tmp_path_factory.mktemp("edge"), PublicRateLimits())
+    yield from start_edge(
+        upstream, signing_keys, tmp_path_factory.mktemp("edge"), PublicRateLimits()
+    )
 
 
 @pytest.fixture(scope="module")
 def tight_edge(
     upstream: tuple[FakeUserService, int],
-    keys: tuple[Path, Path],
+    signing_keys: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Edge]:
     """Envoy whose public writes may burst to 3, then 1 a second."""
     limits = PublicRateLimits(writes=TIGHT_BUCKET)
-    yield from start_edge(upstream, keys, tmp_path_factory.mktemp("tight"), limits)
+    yield from start_edge(upstream, signing_keys, tmp_path_factory.mktemp("tight"), limits)
 
 
 def register(edge: Edge, body: object, headers: Mapping[str, str] = JSON) -> Answer:
