@@ -102,11 +102,15 @@ class TokenVerifier:
         self,
         jwks: dict[str, Any],
         revoked: RevokedTokens,
+        max_lifetime_seconds: float,
         leeway: float = 5.0,
         cache_size: int = 10_000,
     ) -> None:
         self._keys = {key["kid"]: jwt.PyJWK(key) for key in jwks["keys"]}
         self._revoked = revoked
+        # No token lives longer than the issuer's lifetime, whatever its claims
+        # say: a leaked signing key cannot mint a token good for years.
+        self._max_lifetime_seconds = max_lifetime_seconds
         self._leeway = leeway
         # A client sends the same token for minutes: the signature check is
         # the costly part, so its outcome is kept until the token expires.
@@ -115,8 +119,10 @@ class TokenVerifier:
         self._cache_size = cache_size
 
     @classmethod
-    def from_file(cls, path: Path, revoked: RevokedTokens) -> "TokenVerifier":
-        return cls(json.loads(path.read_text()), revoked)
+    def from_file(
+        cls, path: Path, revoked: RevokedTokens, max_lifetime_seconds: float
+    ) -> "TokenVerifier":
+        return cls(json.loads(path.read_text()), revoked, max_lifetime_seconds)
 
     def verify(self, token: str) -> Caller:
         cached = self._verified.get(token)
@@ -141,15 +147,17 @@ class TokenVerifier:
                 audience=AUDIENCE,
                 issuer=ISSUER,
                 leeway=self._leeway,
-                options={"require": ["exp", "iat", "sub", "sid"]},
+                options={"require": ["exp", "iat", "sub", "sid", "role"]},
             )
+            if float(claims["exp"]) - float(claims["iat"]) > self._max_lifetime_seconds:
+                raise jwt.InvalidTokenError("lives longer than any token we issue")
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("TOKEN_EXPIRED", "the access token has expired") from None
         except jwt.PyJWTError:
             raise Unauthenticated("TOKEN_INVALID", "the access token is not valid") from None
         caller = Caller(
             user_id=str(claims["sub"]),
-            role=str(claims.get("role", "")),
+            role=str(claims["role"]),
             session_id=str(claims["sid"]),
         )
         if len(self._verified) >= self._cache_size:

@@ -12,12 +12,13 @@ from typing import Any, cast
 import asyncpg
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.runtime.authentication import Authenticator, Authenticators
-from services.runtime.errors import DomainError
+from services.runtime.errors import DomainError, InvalidArgument
 from services.runtime.grpc_types import MethodHandler, ServicerContext
 from services.runtime.logs import current_trace_id
 from services.runtime.service import Access
@@ -36,12 +37,45 @@ UnaryBehaviour = Callable[[Any, ServicerContext], Awaitable[Any]]
 StreamBehaviour = Callable[[Any, ServicerContext], AsyncIterator[Any]]
 
 
+# What a request that does not parse becomes: the behaviour refuses it as
+# INVALID_ARGUMENT, where grpc would answer UNKNOWN with the parser's words.
+_UNDECODABLE = object()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _parsed(request: Any) -> Any:
+    if request is _UNDECODABLE:
+        raise InvalidArgument(
+            "MALFORMED_REQUEST",
+            "the request is not a well-formed message (is every string valid UTF-8?)",
+        )
+    return request
+
+
+async def _parsed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _parsed(request)
+
+
 def _wrap(handler: MethodHandler, method: str, authenticate: Authenticator) -> MethodHandler:
     """Return `handler` traced, with `authenticate(context)` run first and errors mapped."""
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
+    parse = _parsed_stream if handler.stream_unary or handler.stream_stream else _parsed
     # grpc.aio awaits a behaviour only if it is a coroutine (or async
     # generator) function, so each shape gets a real `async def`.
     if handler.unary_unary or handler.stream_unary:
@@ -52,7 +86,7 @@ def _wrap(handler: MethodHandler, method: str, authenticate: Authenticator) -> M
             with server_span(method, context):
                 try:
                     authenticate(context)
-                    return await inner(request, context)
+                    return await inner(parse(request), context)
                 except Exception as error:  # noqa: BLE001 - mapped and re-raised below
                     await _abort(context, method, error)
 
@@ -68,7 +102,7 @@ def _wrap(handler: MethodHandler, method: str, authenticate: Authenticator) -> M
         with server_span(method, context):
             try:
                 authenticate(context)
-                async for response in inner_stream(request, context):
+                async for response in inner_stream(parse(request), context):
                     yield response
             except Exception as error:  # noqa: BLE001 - mapped and re-raised below
                 await _abort(context, method, error)

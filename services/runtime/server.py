@@ -166,7 +166,11 @@ class ServiceHost:
         return self._runtime
 
     async def _build_server(self, runtime: Runtime) -> grpc.aio.Server:
-        verifier = TokenVerifier.from_file(runtime.settings.jwks_file, runtime.revoked)
+        verifier = TokenVerifier.from_file(
+            runtime.settings.jwks_file,
+            runtime.revoked,
+            max_lifetime_seconds=runtime.settings.access_token_ttl_seconds,
+        )
         authenticators = Authenticators(verifier, runtime.credentials)
         server = grpc.aio.server(
             interceptors=[

@@ -346,7 +346,13 @@ class UserHandlers:
         if email is not None and domain.needs_current_password(caller, str(target)):
             await self._confirm_password(target, email, change.current_password)
         return await self._change(
-            caller, target, email=email, phone=phone, role=change.role, is_active=change.is_active
+            caller,
+            target,
+            admin_only=change.role is not None or change.is_active is not None,
+            email=email,
+            phone=phone,
+            role=change.role,
+            is_active=change.is_active,
         )
 
     async def _confirm_password(
@@ -382,13 +388,42 @@ class UserHandlers:
         """A user may close their own account; an administrator anyone's."""
         target = parse_uuid(user_id, "userId")
         caller.require_self_or_admin(str(target))
-        return await self._change(caller, target, is_active=False)
+        return await self._change(caller, target, admin_only=False, is_active=False)
+
+    async def _lock_parties(
+        self,
+        tx: Transaction[UserRepositories],
+        caller: Caller,
+        target: uuid.UUID,
+        *,
+        admin_only: bool,
+    ) -> UserRecord:
+        """Lock the caller's and the target's rows (in id order, so two admins
+        changing each other take turns) and check the caller's rights against
+        its row as it is now, not against the role its token was issued with."""
+        caller_id = parse_uuid(caller.user_id, "sub")
+        rows = {
+            user_id: await tx.repos.users.get(user_id, lock=True)
+            for user_id in sorted({caller_id, target})
+        }
+        acting = rows[caller_id]
+        if acting is None or not acting.is_active:
+            raise Unauthenticated("TOKEN_REVOKED", "the session has ended; log in again")
+        current = replace(caller, role=acting.role)
+        current.require_self_or_admin(str(target))
+        if admin_only:
+            current.require_admin()
+        user = rows[target]
+        if user is None:
+            raise NotFound("USER_NOT_FOUND", f"no user {target}")
+        return user
 
     async def _change(
         self,
         caller: Caller,
         target: uuid.UUID,
         *,
+        admin_only: bool,
         email: str | None = None,
         phone: str | None = None,
         role: str | None = None,
@@ -396,9 +431,7 @@ class UserHandlers:
     ) -> UserRecord:
         now = self._clock()
         async with self._uow.transaction() as tx:
-            user = await tx.repos.users.get(target, lock=True)
-            if user is None:
-                raise NotFound("USER_NOT_FOUND", f"no user {target}")
+            user = await self._lock_parties(tx, caller, target, admin_only=admin_only)
             changed = replace(
                 user,
                 email=user.email if email is None else email,

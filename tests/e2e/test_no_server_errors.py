@@ -23,6 +23,7 @@ from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 from services.devstack.stack import Stack
 from services.runtime.auth import AUDIENCE, ISSUER
 from services.runtime.pagination import Cursor, PageTokens
+from tests import raw_grpc
 from tests.e2e.accounts import PASSWORD, PHONE, new_email, register, token_of
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.e2e.rest import Reply, Rest
@@ -143,6 +144,14 @@ def rest_cases() -> Iterator[RestCase]:
             yield RestCase(f"{method} id {label}", method, path, body, "user", 400)
         path = "/users?pageToken=" + quote(bad, safe="")
         yield RestCase(f"page token {label}", "GET", path, None, "admin", 400)
+    # Percent-escapes that decode to bytes no UTF-8 string holds.
+    for escaped in ("%ff%fe", "%c3%28"):
+        for method in ("GET", "PUT", "DELETE"):
+            body = {} if method == "PUT" else None
+            name = f"{method} id {escaped}"
+            yield RestCase(name, method, f"/users/{escaped}", body, "user", 400)
+        path = f"/users?pageToken={escaped}"
+        yield RestCase(f"page token {escaped}", "GET", path, None, "admin", 400)
     for name, page_token in FORGED_PAGE_TOKENS.items():
         path = "/users?pageToken=" + quote(page_token, safe="")
         yield RestCase(f"page token {name}", "GET", path, None, "admin", 400)
@@ -307,3 +316,33 @@ async def test_grpc_mistakes_are_the_stated_client_error(
     assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), case.name
     assert code == case.expect, (case.name, refused.value.details())
     assert LONG not in (refused.value.details() or ""), "the answer repeats what was sent"
+
+
+# Messages that do not parse (a string field holding bytes that are not UTF-8,
+# a truncated field) are refused as INVALID_ARGUMENT once the caller is known,
+# never UNKNOWN with the parser's words.
+UNPARSABLE = (b"\x0a\x02\xff\xfe", b"\x12\x03\xff\xfe\xfd\x1a\x08abcdefgh", b"\xff\xff\xff")
+
+
+@pytest.mark.parametrize(
+    ("method", "token", "expect"),
+    [
+        ("CreateUser", None, grpc.StatusCode.INVALID_ARGUMENT),
+        ("Login", None, grpc.StatusCode.INVALID_ARGUMENT),
+        ("GetUser", None, grpc.StatusCode.UNAUTHENTICATED),
+        ("GetUser", "user", grpc.StatusCode.INVALID_ARGUMENT),
+        ("UpdateUser", "user", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_unparsable_messages_are_refused_not_unknown(
+    stack: Stack, tokens: Tokens, method: str, token: str | None, expect: grpc.StatusCode
+) -> None:
+    caller_token = tokens.of(token)
+    metadata = (("authorization", f"Bearer {caller_token}"),) if caller_token else ()
+    async with grpc.aio.insecure_channel(stack.grpc_address("user")) as channel:
+        call = raw_grpc.unary(channel, f"/warmhouse.user.v1.UserService/{method}")
+        for payload in UNPARSABLE:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(payload, metadata=metadata)
+            assert refused.value.code() == expect, refused.value.details()
+            assert "DecodeError" not in (refused.value.details() or "")

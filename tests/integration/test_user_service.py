@@ -411,6 +411,43 @@ async def test_a_demoted_admin_is_refused_at_once_and_cannot_promote_itself(
     assert read.user.role == user_pb2.USER
 
 
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    users: UserServiceAsyncStub,
+) -> None:
+    """Rights are checked against the caller's row as the change commits, not
+    against the role its token was issued with: the second demotion in line is
+    made by someone who is no longer an admin."""
+    root = await token_of(users, ADMIN.email, ADMIN.password)
+    admins = [await register(users) for _ in range(2)]
+    for user_id, _ in admins:
+        promote = user_pb2.UpdateUserRequest(user_id=user_id, role=user_pb2.ADMIN)
+        await users.UpdateUser(promote, metadata=root)
+    (first_id, first_email), (second_id, second_email) = admins
+    first, second = await token_of(users, first_email), await token_of(users, second_email)
+
+    async def demote(target: str, caller: Metadata) -> grpc.StatusCode:
+        request = user_pb2.UpdateUserRequest(user_id=target, role=user_pb2.USER)
+        try:
+            await users.UpdateUser(request, metadata=caller)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    for _ in range(5):
+        outcomes = await asyncio.gather(demote(second_id, first), demote(first_id, second))
+        assert sorted(code.name for code in outcomes) != ["OK", "OK"]
+        roles = {
+            (await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=root)).user.role
+            for user_id in (first_id, second_id)
+        }
+        assert user_pb2.ADMIN in roles
+        # Both admins again, with fresh tokens, for the next round.
+        for user_id, _ in admins:
+            promote = user_pb2.UpdateUserRequest(user_id=user_id, role=user_pb2.ADMIN)
+            await users.UpdateUser(promote, metadata=root)
+        first, second = await token_of(users, first_email), await token_of(users, second_email)
+
+
 async def test_refresh_rotates_the_refresh_token(users: UserServiceAsyncStub) -> None:
     user_id, email = await register(users)
     first = await login(users, email)

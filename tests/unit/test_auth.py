@@ -26,7 +26,9 @@ def issuer(keys: Keys) -> TokenIssuer:
 
 
 def verifier(keys: Keys, revoked: RevokedTokens | None = None) -> TokenVerifier:
-    return TokenVerifier.from_file(keys[1], revoked or RevokedTokens(remember_seconds=300))
+    return TokenVerifier.from_file(
+        keys[1], revoked or RevokedTokens(remember_seconds=300), max_lifetime_seconds=300
+    )
 
 
 def reason(error: pytest.ExceptionInfo[Unauthenticated]) -> str:
@@ -72,6 +74,7 @@ def test_expired_and_tampered_tokens_are_refused(keys: Keys, issuer: TokenIssuer
             "aud": "warmhouse",
             "sub": "u1",
             "sid": "s",
+            "role": "USER",
             "iat": past,
             "exp": past + 60,
         },
@@ -143,7 +146,10 @@ def test_a_cached_token_is_still_checked_for_revocation(keys: Keys, issuer: Toke
 
 def test_a_cached_token_stops_working_when_it_expires(keys: Keys, issuer: TokenIssuer) -> None:
     check = TokenVerifier(
-        json.loads(keys[1].read_text()), RevokedTokens(remember_seconds=300), leeway=0
+        json.loads(keys[1].read_text()),
+        RevokedTokens(remember_seconds=300),
+        max_lifetime_seconds=300,
+        leeway=0,
     )
     now = int(time.time())
     token = jwt.encode(
@@ -152,6 +158,7 @@ def test_a_cached_token_stops_working_when_it_expires(keys: Keys, issuer: TokenI
             "aud": "warmhouse",
             "sub": "u1",
             "sid": "s",
+            "role": "USER",
             "iat": now,
             "exp": now + 1,
         },
@@ -164,3 +171,25 @@ def test_a_cached_token_stops_working_when_it_expires(keys: Keys, issuer: TokenI
     with pytest.raises(Unauthenticated) as refused:
         check.verify(token)
     assert reason(refused) == "TOKEN_EXPIRED"
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "claims"),
+    [(100 * 365 * 24 * 3600, {"role": "ADMIN"}), (60, {})],
+    ids=["a century long", "without a role"],
+)
+def test_a_genuinely_signed_token_we_would_never_issue_is_refused(
+    keys: Keys, issuer: TokenIssuer, lifetime: int, claims: dict[str, str]
+) -> None:
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": "warmhouse-user", "aud": "warmhouse", "sub": "u1", "sid": "s"}
+        | {"iat": now, "exp": now + lifetime}
+        | claims,
+        load_private_key(keys[0]),
+        algorithm="ES256",
+        headers={"kid": issuer.jwks[0]["kid"]},
+    )
+    with pytest.raises(Unauthenticated) as refused:
+        verifier(keys).verify(token)
+    assert reason(refused) == "TOKEN_INVALID"

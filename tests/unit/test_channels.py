@@ -58,7 +58,9 @@ class Mesh:
 @pytest.fixture
 async def mesh(tmp_path: Path) -> AsyncIterator[tuple[Mesh, grpc.aio.Channel, TokenIssuer]]:
     ensure_signing_key(tmp_path / "key.pem", tmp_path / "jwks.json")
-    verifier = TokenVerifier.from_file(tmp_path / "jwks.json", RevokedTokens(remember_seconds=60))
+    verifier = TokenVerifier.from_file(
+        tmp_path / "jwks.json", RevokedTokens(remember_seconds=60), max_lifetime_seconds=300
+    )
     authenticators = Authenticators(verifier, ServiceCredentials(MESH_KEY, "callee"))
     server = grpc.aio.server(interceptors=[GuardInterceptor(DESCRIPTION.access, authenticators)])
     state = Mesh()

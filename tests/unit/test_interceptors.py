@@ -65,7 +65,9 @@ async def fail_streaming(request: bytes, context: ServicerContext) -> AsyncItera
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, TokenIssuer]]:
     ensure_signing_key(tmp_path / "key.pem", tmp_path / "jwks.json")
-    verifier = TokenVerifier.from_file(tmp_path / "jwks.json", RevokedTokens(remember_seconds=300))
+    verifier = TokenVerifier.from_file(
+        tmp_path / "jwks.json", RevokedTokens(remember_seconds=300), max_lifetime_seconds=300
+    )
     authenticators = Authenticators(verifier, ServiceCredentials(MESH_KEY, "probe"))
     server = grpc.aio.server(interceptors=[GuardInterceptor(PROBE.access, authenticators)])
     handlers = {

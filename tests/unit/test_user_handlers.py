@@ -399,6 +399,24 @@ async def test_demotion_ends_the_demoted_admins_sessions(world: UserWorld) -> No
     assert world.sessions.live(uuid.UUID(root.user_id)), "the demoting admin keeps theirs"
 
 
+async def test_an_admin_token_of_a_demoted_admin_grants_nothing(world: UserWorld) -> None:
+    """Rights come from the caller's account as it is now; a token still
+    naming ADMIN (in flight while its holder was demoted) is not enough."""
+    root = await admin(world)
+    user = await register(world)
+    other = await register(world, "bob@example.com")
+    await world.handlers.update_user(root, str(user.id), ProfileChange(role="ADMIN"))
+    stale = caller_of(await login(world))
+    await world.handlers.update_user(root, str(user.id), ProfileChange(role="USER"))
+    for change in (ProfileChange(role="ADMIN"), ProfileChange(is_active=False)):
+        with pytest.raises(PermissionDenied):
+            await world.handlers.update_user(stale, str(other.id), change)
+    with pytest.raises(PermissionDenied):
+        await world.handlers.update_user(stale, str(user.id), ProfileChange(role="ADMIN"))
+    with pytest.raises(PermissionDenied):
+        await world.handlers.deactivate_user(stale, str(other.id))
+
+
 async def test_deactivation_ends_every_session_and_is_announced(world: UserWorld) -> None:
     user = await register(world)
     session = await login(world)
