@@ -215,6 +215,8 @@ class Probes:
 class PoolCloser:
     """A worker that does nothing until the host stops it, then closes the pool."""
 
+    name = "probe-pool-closer"
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 

@@ -7,7 +7,7 @@ service's events; see `revocation.py`.
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,11 +165,9 @@ class TokenVerifier:
         self._verified[token] = (caller, float(claims["exp"]))
         return caller
 
-    def verify_authorization(self, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
-        for name, value in metadata:
-            if name == "authorization" and isinstance(value, str):
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() != "bearer" or not token.strip():
-                    break
-                return self.verify(token.strip())
-        raise Unauthenticated("TOKEN_MISSING", "send 'Authorization: Bearer <accessToken>'")
+    def verify_authorization(self, authorization: str | None) -> Caller:
+        """The caller an `authorization` header value ("Bearer <token>") names."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("TOKEN_MISSING", "send 'Authorization: Bearer <accessToken>'")
+        return self.verify(token.strip())

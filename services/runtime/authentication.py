@@ -56,10 +56,10 @@ class Authenticators:
         _user_authorization.set(None)
 
     def _user(self, context: ServicerContext) -> None:
-        metadata = context.invocation_metadata() or ()
-        set_current_caller(self._verifier.verify_authorization(metadata))
+        authorization = _header(context.invocation_metadata() or (), "authorization")
+        set_current_caller(self._verifier.verify_authorization(authorization))
         set_current_service(None)
-        _user_authorization.set(_header(metadata, "authorization"))
+        _user_authorization.set(authorization)
 
     def _internal(self, context: ServicerContext) -> None:
         metadata = tuple(context.invocation_metadata() or ())
@@ -71,6 +71,6 @@ class Authenticators:
         set_current_service(self._credentials.verify(token))
         # A service acting for a user forwards the user's token; it is checked too.
         authorization = _header(metadata, "authorization")
-        caller = self._verifier.verify_authorization(metadata) if authorization else None
+        caller = self._verifier.verify_authorization(authorization) if authorization else None
         set_current_caller(caller)
         _user_authorization.set(authorization)

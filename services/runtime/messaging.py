@@ -129,9 +129,10 @@ class EventConsumer(Generic[EventT]):
         self._jetstream = jetstream
         self._subscription = subscription
         self._batch_size = batch_size
+        self.name = f"consumer {subscription.durable}"
 
     async def run(self) -> None:
-        await keep_running(f"consumer {self._subscription.durable}", self._consume)
+        await keep_running(self.name, self._consume)
 
     async def _consume(self) -> None:
         sub = self._subscription

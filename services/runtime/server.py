@@ -54,6 +54,9 @@ IDEMPOTENCY_PRUNE_EVERY = timedelta(hours=1)
 class Worker(Protocol):
     """Background work a service runs until it stops."""
 
+    # Names its task, e.g. in "background task X did not stop".
+    name: str
+
     async def run(self) -> None: ...
 
 
@@ -124,7 +127,7 @@ class ServiceHost:
         self._tasks += [
             asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
             asyncio.create_task(self._watch_health(), name="health"),
-            *(asyncio.create_task(worker.run(), name=_name_of(worker)) for worker in workers),
+            *(asyncio.create_task(worker.run(), name=worker.name) for worker in workers),
         ]
         await self._report_health()
         log.info("serving", extra={"address": self._settings.grpc_address, "port": port})
@@ -218,11 +221,6 @@ class ServiceHost:
                 await self._runtime.nats.drain()
             await self._runtime.database.close()
         log.info("stopped")
-
-
-def _name_of(worker: Worker) -> str:
-    name = getattr(worker, "name", None)
-    return name if isinstance(name, str) else type(worker).__name__
 
 
 async def serve_until_signalled(host: ServiceHost) -> None:

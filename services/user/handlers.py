@@ -15,7 +15,13 @@ from warmhouse.user.v1 import user_pb2
 
 from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
-from services.runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.runtime.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from services.runtime.pagination import Cursor, PageTokens, page_size
 from services.runtime.request import parse_uuid
 from services.runtime.timestamps import timestamp
@@ -76,10 +82,6 @@ class UserPolicies:
     registrations: domain.ThrottlePolicy = domain.REGISTRATIONS_PER_CLIENT
 
 
-def _ignore(session_id: str) -> None:
-    """No in-process token cache to tell (unit tests)."""
-
-
 def new_account(email: str, phone: str, password_hash: str, role: str, now: datetime) -> UserRecord:
     """A new, active account, from checked fields."""
     return UserRecord(
@@ -118,9 +120,9 @@ class UserHandlers:
         page_tokens: PageTokens,
         policies: UserPolicies | None = None,
         *,
+        revoke_locally: Callable[[str], None],
         passwords: Passwords | None = None,
         clock: Clock = utc_now,
-        revoke_locally: Callable[[str], None] = _ignore,
     ) -> None:
         self._uow = uow
         self._issuer = issuer
@@ -155,7 +157,10 @@ class UserHandlers:
         async with self._uow.read() as repos:
             if await repos.users.find_by_email(email):
                 return False
-        await self._create(email, password, phone, domain.ROLE_ADMIN)
+        try:
+            await self._create(email, password, phone, domain.ROLE_ADMIN)
+        except AlreadyExists:
+            return False  # another replica, starting at the same moment, made it
         return True
 
     async def _create(self, email: str, password: str, phone: str, role: str) -> UserRecord:

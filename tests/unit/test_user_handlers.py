@@ -145,6 +145,20 @@ async def test_the_first_admin_is_not_throttled_and_created_once(world: UserWorl
     assert not world.throttles.rows
 
 
+async def test_a_replica_that_loses_the_race_to_create_the_first_admin_still_starts(
+    world: UserWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert await world.handlers.ensure_admin("root@example.com", "an admin passphrase", "")
+
+    async def not_seen_yet(email: str) -> None:
+        # The other replica's insert lands between this one's look-up and its own.
+        return None
+
+    monkeypatch.setattr(world.users, "find_by_email", not_seen_yet)
+    assert not await world.handlers.ensure_admin("root@example.com", "an admin passphrase", "")
+    assert len(world.users.rows) == 1
+
+
 # Login
 
 
