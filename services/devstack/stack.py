@@ -27,6 +27,7 @@ from services.devstack.postgres_process import PostgresProcess
 from services.devstack.secrets import ensure_secret_file
 from services.devstack.service_process import ServiceProcess
 from services.registry import SERVICES
+from services.runtime.config import service_address_variable
 from services.runtime.service import ServiceDescription
 from services.user.signing_keys import ensure_signing_key
 
@@ -58,12 +59,15 @@ class Stack:
         self._specs = tuple(services)
         self._extra_env = dict(extra_env or {})
         self._rate_limits = rate_limits
+        # Picked before any service starts: each one's environment names all.
+        self._ports = {spec.name: free_port() for spec in self._specs}
         self.services = {
             spec.name: ServiceProcess(
                 spec.name,
                 spec.module,
                 self._service_env(spec),
                 self.layout.service_logs / f"{spec.name}.log",
+                port=self._ports[spec.name],
             )
             for spec in self._specs
         }
@@ -100,6 +104,10 @@ class Stack:
             self.nats.start()
             ensure_signing_key(self.layout.signing_key_file, self.layout.jwks_file)
             ensure_secret_file(self.layout.service_secret_file)
+            for spec in self._specs:
+                # Keys only one service holds (the signing key exists by now).
+                for file_name in spec.secret_files.values():
+                    ensure_secret_file(self.layout.keys / file_name)
             for service in self.services.values():
                 service.start()
             self._write_envoy_config()
@@ -142,8 +150,16 @@ class Stack:
             "WARMHOUSE_JWKS_FILE": str(self.layout.jwks_file),
             "WARMHOUSE_SERVICE_SECRET_FILE": str(self.layout.service_secret_file),
             "WARMHOUSE_TRUSTED_PROXIES": ENVOY_SOURCE_ADDRESS,
+            **self._peer_addresses(),
             **key_files,
             **self._extra_env,
+        }
+
+    def _peer_addresses(self) -> dict[str, str]:
+        """Where each service reaches the others."""
+        return {
+            service_address_variable(spec.name): f"{LOOPBACK}:{self._ports[spec.name]}"
+            for spec in self._specs
         }
 
     def _write_envoy_config(self) -> None:

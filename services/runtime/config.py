@@ -13,6 +13,12 @@ from pathlib import Path
 from services.runtime.request import IpNetwork, parse_networks
 
 MIN_SECRET_BYTES = 32
+GRPC_PORT = 50051
+
+
+def service_address_variable(service: str) -> str:
+    """e.g. "device-adapter" → WARMHOUSE_DEVICE_ADAPTER_ADDRESS."""
+    return f"WARMHOUSE_{service.upper().replace('-', '_')}_ADDRESS"
 
 
 class ConfigError(Exception):
@@ -47,6 +53,11 @@ class Environment:
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
+
+    def service_address(self, service: str) -> str:
+        """Where another WarmHouse service listens: WARMHOUSE_<SERVICE>_ADDRESS,
+        by default its Kubernetes Service name on the standard port."""
+        return self.string(service_address_variable(service), f"{service}:{GRPC_PORT}")
 
     def networks(self, name: str) -> tuple[IpNetwork, ...]:
         raw = self._environ.get(name, "")

@@ -12,5 +12,6 @@ DESCRIPTION = ServiceDescription(
     name="user",
     grpc_services=(USER_SERVICE,),
     public_methods=method_paths(USER_SERVICE, "CreateUser", "Login", "RefreshSession", "GetJwks"),
+    internal_methods=method_paths(USER_SERVICE, "GetUserStatus"),
     secret_files={SIGNING_KEY_ENV: SIGNING_KEY_FILE_NAME},
 )

@@ -124,3 +124,9 @@ class UserService(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.DeleteUserResponse:
         await self._handlers.deactivate_user(current_caller(), request.user_id)
         return user_pb2.DeleteUserResponse()
+
+    async def GetUserStatus(
+        self, request: user_pb2.GetUserStatusRequest, context: ServicerContext
+    ) -> user_pb2.GetUserStatusResponse:
+        user = await self._handlers.user_status(request.user_id)
+        return user_pb2.GetUserStatusResponse(user_id=str(user.id), is_active=user.is_active)

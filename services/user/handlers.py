@@ -330,6 +330,15 @@ class UserHandlers:
             raise NotFound("USER_NOT_FOUND", f"no user {target}")
         return user
 
+    async def user_status(self, user_id: str) -> UserRecord:
+        """For other services (internal): whether an account exists and is active."""
+        target = parse_uuid(user_id, "userId")
+        async with self._uow.read() as repos:
+            user = await repos.users.get(target)
+        if user is None:
+            raise NotFound("USER_NOT_FOUND", "no such user")
+        return user
+
     async def list_users(
         self, caller: Caller, requested_size: int, page_token: str
     ) -> tuple[list[UserRecord], str]:

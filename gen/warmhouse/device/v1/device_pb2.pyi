@@ -129,6 +129,8 @@ class _DeviceLogKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeviceL
     """A telemetry sample."""
     ALARM_RAISED: _DeviceLogKind.ValueType  # 4
     """A dangerous reading (see Hazard)."""
+    DEVICE_CHANGED: _DeviceLogKind.ValueType  # 5
+    """Registered, renamed, moved, its secret rotated, or retired."""
 
 class DeviceLogKind(_DeviceLogKind, metaclass=_DeviceLogKindEnumTypeWrapper): ...
 
@@ -141,6 +143,8 @@ READING_RECORDED: DeviceLogKind.ValueType  # 3
 """A telemetry sample."""
 ALARM_RAISED: DeviceLogKind.ValueType  # 4
 """A dangerous reading (see Hazard)."""
+DEVICE_CHANGED: DeviceLogKind.ValueType  # 5
+"""Registered, renamed, moved, its secret rotated, or retired."""
 Global___DeviceLogKind: _TypeAlias = DeviceLogKind  # noqa: Y015
 
 class _Hazard:
@@ -748,6 +752,170 @@ class AuthenticateDeviceResponse(_message.Message):
 Global___AuthenticateDeviceResponse: _TypeAlias = AuthenticateDeviceResponse  # noqa: Y015
 
 @_typing.final
+class UpdateDeviceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    name: _builtins.str
+    space_id: _builtins.str
+    """Another space of the device's home (the home itself or one of its rooms)."""
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        space_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_space_id", b"_space_id", "name", b"name", "space_id", b"space_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_space_id", b"_space_id", "device_id", b"device_id", "name", b"name", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__space_id: _TypeAlias = _typing.Literal["space_id"]  # noqa: Y015
+    _WhichOneofArgType__space_id: _TypeAlias = _typing.Literal["_space_id", b"_space_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__space_id) -> _WhichOneofReturnType__space_id | None: ...
+
+Global___UpdateDeviceRequest: _TypeAlias = UpdateDeviceRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDeviceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def device(self) -> Global___Device: ...
+    def __init__(
+        self,
+        *,
+        device: Global___Device | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["device", b"device"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDeviceResponse: _TypeAlias = UpdateDeviceResponse  # noqa: Y015
+
+@_typing.final
+class DeleteDeviceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteDeviceRequest: _TypeAlias = DeleteDeviceRequest  # noqa: Y015
+
+@_typing.final
+class DeleteDeviceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteDeviceResponse: _TypeAlias = DeleteDeviceResponse  # noqa: Y015
+
+@_typing.final
+class RotateDeviceSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateDeviceSecretRequest: _TypeAlias = RotateDeviceSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateDeviceSecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_SECRET_FIELD_NUMBER: _builtins.int
+    device_secret: _builtins.str
+    """Returned only here, as at registration."""
+    def __init__(
+        self,
+        *,
+        device_secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_secret", b"device_secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateDeviceSecretResponse: _TypeAlias = RotateDeviceSecretResponse  # noqa: Y015
+
+@_typing.final
+class CountSpaceDevicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountSpaceDevicesRequest: _TypeAlias = CountSpaceDevicesRequest  # noqa: Y015
+
+@_typing.final
+class CountSpaceDevicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_COUNT_FIELD_NUMBER: _builtins.int
+    device_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        device_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_count", b"device_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountSpaceDevicesResponse: _TypeAlias = CountSpaceDevicesResponse  # noqa: Y015
+
+@_typing.final
 class DeviceRegistered(_message.Message):
     """Events published on NATS JetStream, subject "warmhouse.device.v1.<Message>".
     The event id travels in the Nats-Msg-Id header. Each carries the device's
@@ -783,6 +951,96 @@ class DeviceRegistered(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeviceRegistered: _TypeAlias = DeviceRegistered  # noqa: Y015
+
+@_typing.final
+class DeviceUpdated(_message.Message):
+    """The device was renamed or moved (space_id is where it is now)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    OLD_SPACE_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    space_id: _builtins.str
+    name: _builtins.str
+    old_space_id: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        space_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        old_space_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "name", b"name", "occur_time", b"occur_time", "old_space_id", b"old_space_id", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceUpdated: _TypeAlias = DeviceUpdated  # noqa: Y015
+
+@_typing.final
+class DeviceRetired(_message.Message):
+    """The device can no longer connect: a connection it holds must end."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    space_id: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        space_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "occur_time", b"occur_time", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceRetired: _TypeAlias = DeviceRetired  # noqa: Y015
+
+@_typing.final
+class DeviceSecretRotated(_message.Message):
+    """The device's old secret stopped working: a connection made with it must end."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    space_id: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        space_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "occur_time", b"occur_time", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceSecretRotated: _TypeAlias = DeviceSecretRotated  # noqa: Y015
 
 @_typing.final
 class DeviceStatusChanged(_message.Message):

@@ -79,6 +79,26 @@ class DeviceServiceStub:
                 request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.AuthenticateDeviceRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.AuthenticateDeviceResponse.FromString,
                 _registered_method=True)
+        self.UpdateDevice = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/UpdateDevice',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDeviceRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDeviceResponse.FromString,
+                _registered_method=True)
+        self.DeleteDevice = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/DeleteDevice',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.DeleteDeviceRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.DeleteDeviceResponse.FromString,
+                _registered_method=True)
+        self.RotateDeviceSecret = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/RotateDeviceSecret',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.RotateDeviceSecretRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.RotateDeviceSecretResponse.FromString,
+                _registered_method=True)
+        self.CountSpaceDevices = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/CountSpaceDevices',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesResponse.FromString,
+                _registered_method=True)
 
 
 class DeviceServiceServicer:
@@ -152,6 +172,38 @@ class DeviceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateDevice(self, request, context):
+        """Renames a device or moves it to another space of the same home: the
+        space's OWNER or MAINTAINER. Fields left out stay as they are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDevice(self, request, context):
+        """Retires a device: it disappears from its space and can no longer
+        connect; its log is kept. The space's OWNER or MAINTAINER.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateDeviceSecret(self, request, context):
+        """Issues a new secret for the device; the old one stops working at once.
+        The space's OWNER or MAINTAINER.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountSpaceDevices(self, request, context):
+        """How many live devices a space holds (for a home: with its rooms'). Internal:
+        SpaceService asks before deleting a space.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +246,26 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateDevice,
                     request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.AuthenticateDeviceRequest.FromString,
                     response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.AuthenticateDeviceResponse.SerializeToString,
+            ),
+            'UpdateDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDevice,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDeviceRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDeviceResponse.SerializeToString,
+            ),
+            'DeleteDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDevice,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.DeleteDeviceRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.DeleteDeviceResponse.SerializeToString,
+            ),
+            'RotateDeviceSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateDeviceSecret,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.RotateDeviceSecretRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.RotateDeviceSecretResponse.SerializeToString,
+            ),
+            'CountSpaceDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountSpaceDevices,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -417,6 +489,114 @@ class DeviceService:
             '/warmhouse.device.v1.DeviceService/AuthenticateDevice',
             warmhouse_dot_device_dot_v1_dot_device__pb2.AuthenticateDeviceRequest.SerializeToString,
             warmhouse_dot_device_dot_v1_dot_device__pb2.AuthenticateDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/UpdateDevice',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDeviceRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/DeleteDevice',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.DeleteDeviceRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.DeleteDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateDeviceSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/RotateDeviceSecret',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.RotateDeviceSecretRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.RotateDeviceSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountSpaceDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/CountSpaceDevices',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,22 @@ class DeviceServiceStub:
     when the id is unknown or the secret wrong. Internal: called by the
     Device Adapter, not exposed over REST.
     """
+    UpdateDevice: _grpc.UnaryUnaryMultiCallable[_device_pb2.UpdateDeviceRequest, _device_pb2.UpdateDeviceResponse]
+    """Renames a device or moves it to another space of the same home: the
+    space's OWNER or MAINTAINER. Fields left out stay as they are.
+    """
+    DeleteDevice: _grpc.UnaryUnaryMultiCallable[_device_pb2.DeleteDeviceRequest, _device_pb2.DeleteDeviceResponse]
+    """Retires a device: it disappears from its space and can no longer
+    connect; its log is kept. The space's OWNER or MAINTAINER.
+    """
+    RotateDeviceSecret: _grpc.UnaryUnaryMultiCallable[_device_pb2.RotateDeviceSecretRequest, _device_pb2.RotateDeviceSecretResponse]
+    """Issues a new secret for the device; the old one stops working at once.
+    The space's OWNER or MAINTAINER.
+    """
+    CountSpaceDevices: _grpc.UnaryUnaryMultiCallable[_device_pb2.CountSpaceDevicesRequest, _device_pb2.CountSpaceDevicesResponse]
+    """How many live devices a space holds (for a home: with its rooms'). Internal:
+    SpaceService asks before deleting a space.
+    """
 
 @_typing.type_check_only
 class DeviceServiceAsyncStub(DeviceServiceStub):
@@ -104,6 +120,22 @@ class DeviceServiceAsyncStub(DeviceServiceStub):
     """Checks the credentials a device presents when it connects; UNAUTHENTICATED
     when the id is unknown or the secret wrong. Internal: called by the
     Device Adapter, not exposed over REST.
+    """
+    UpdateDevice: _aio.UnaryUnaryMultiCallable[_device_pb2.UpdateDeviceRequest, _device_pb2.UpdateDeviceResponse]  # type: ignore[assignment]
+    """Renames a device or moves it to another space of the same home: the
+    space's OWNER or MAINTAINER. Fields left out stay as they are.
+    """
+    DeleteDevice: _aio.UnaryUnaryMultiCallable[_device_pb2.DeleteDeviceRequest, _device_pb2.DeleteDeviceResponse]  # type: ignore[assignment]
+    """Retires a device: it disappears from its space and can no longer
+    connect; its log is kept. The space's OWNER or MAINTAINER.
+    """
+    RotateDeviceSecret: _aio.UnaryUnaryMultiCallable[_device_pb2.RotateDeviceSecretRequest, _device_pb2.RotateDeviceSecretResponse]  # type: ignore[assignment]
+    """Issues a new secret for the device; the old one stops working at once.
+    The space's OWNER or MAINTAINER.
+    """
+    CountSpaceDevices: _aio.UnaryUnaryMultiCallable[_device_pb2.CountSpaceDevicesRequest, _device_pb2.CountSpaceDevicesResponse]  # type: ignore[assignment]
+    """How many live devices a space holds (for a home: with its rooms'). Internal:
+    SpaceService asks before deleting a space.
     """
 
 class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -188,6 +220,46 @@ class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Checks the credentials a device presents when it connects; UNAUTHENTICATED
         when the id is unknown or the secret wrong. Internal: called by the
         Device Adapter, not exposed over REST.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateDevice(
+        self,
+        request: _device_pb2.UpdateDeviceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.UpdateDeviceResponse, _abc.Awaitable[_device_pb2.UpdateDeviceResponse]]:
+        """Renames a device or moves it to another space of the same home: the
+        space's OWNER or MAINTAINER. Fields left out stay as they are.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDevice(
+        self,
+        request: _device_pb2.DeleteDeviceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.DeleteDeviceResponse, _abc.Awaitable[_device_pb2.DeleteDeviceResponse]]:
+        """Retires a device: it disappears from its space and can no longer
+        connect; its log is kept. The space's OWNER or MAINTAINER.
+        """
+
+    @_abc_1.abstractmethod
+    def RotateDeviceSecret(
+        self,
+        request: _device_pb2.RotateDeviceSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.RotateDeviceSecretResponse, _abc.Awaitable[_device_pb2.RotateDeviceSecretResponse]]:
+        """Issues a new secret for the device; the old one stops working at once.
+        The space's OWNER or MAINTAINER.
+        """
+
+    @_abc_1.abstractmethod
+    def CountSpaceDevices(
+        self,
+        request: _device_pb2.CountSpaceDevicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.CountSpaceDevicesResponse, _abc.Awaitable[_device_pb2.CountSpaceDevicesResponse]]:
+        """How many live devices a space holds (for a home: with its rooms'). Internal:
+        SpaceService asks before deleting a space.
         """
 
 def add_DeviceServiceServicer_to_server(servicer: DeviceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

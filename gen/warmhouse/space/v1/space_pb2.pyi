@@ -28,9 +28,9 @@ class _SpaceUserRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SpaceUs
     DESCRIPTOR: _descriptor.EnumDescriptor
     SPACE_USER_ROLE_UNSPECIFIED: _SpaceUserRole.ValueType  # 0
     OWNER: _SpaceUserRole.ValueType  # 1
-    """Created the space; manages its members and devices. One per space."""
+    """Manages the space's members and devices. A space may have several."""
     GUEST: _SpaceUserRole.ValueType  # 2
-    """Sees the space and its devices, cannot change them."""
+    """Sees the space and its devices, cannot change them; may carry an expiry."""
     MAINTAINER: _SpaceUserRole.ValueType  # 3
     """Registers and operates the space's devices."""
 
@@ -39,12 +39,38 @@ class SpaceUserRole(_SpaceUserRole, metaclass=_SpaceUserRoleEnumTypeWrapper):
 
 SPACE_USER_ROLE_UNSPECIFIED: SpaceUserRole.ValueType  # 0
 OWNER: SpaceUserRole.ValueType  # 1
-"""Created the space; manages its members and devices. One per space."""
+"""Manages the space's members and devices. A space may have several."""
 GUEST: SpaceUserRole.ValueType  # 2
-"""Sees the space and its devices, cannot change them."""
+"""Sees the space and its devices, cannot change them; may carry an expiry."""
 MAINTAINER: SpaceUserRole.ValueType  # 3
 """Registers and operates the space's devices."""
 Global___SpaceUserRole: _TypeAlias = SpaceUserRole  # noqa: Y015
+
+class _SpaceMemberRemovalReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SpaceMemberRemovalReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SpaceMemberRemovalReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SPACE_MEMBER_REMOVAL_REASON_UNSPECIFIED: _SpaceMemberRemovalReason.ValueType  # 0
+    REMOVED: _SpaceMemberRemovalReason.ValueType  # 1
+    """An OWNER or an ADMIN removed the member."""
+    LEFT: _SpaceMemberRemovalReason.ValueType  # 2
+    """The member left."""
+    USER_DEACTIVATED: _SpaceMemberRemovalReason.ValueType  # 3
+    """The member's account was deactivated."""
+
+class SpaceMemberRemovalReason(_SpaceMemberRemovalReason, metaclass=_SpaceMemberRemovalReasonEnumTypeWrapper):
+    """Why a membership ended, other than by expiry (SpaceMemberExpired)."""
+
+SPACE_MEMBER_REMOVAL_REASON_UNSPECIFIED: SpaceMemberRemovalReason.ValueType  # 0
+REMOVED: SpaceMemberRemovalReason.ValueType  # 1
+"""An OWNER or an ADMIN removed the member."""
+LEFT: SpaceMemberRemovalReason.ValueType  # 2
+"""The member left."""
+USER_DEACTIVATED: SpaceMemberRemovalReason.ValueType  # 3
+"""The member's account was deactivated."""
+Global___SpaceMemberRemovalReason: _TypeAlias = SpaceMemberRemovalReason  # noqa: Y015
 
 @_typing.final
 class Space(_message.Message):
@@ -54,11 +80,20 @@ class Space(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PARENT_SPACE_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     space_id: _builtins.str
     name: _builtins.str
     owner_id: _builtins.str
+    """The home's primary OWNER (for a room: its home's). Empty while the home
+    has no OWNER, e.g. after its only OWNER was deactivated.
+    """
+    parent_space_id: _builtins.str
+    """The home a room belongs to; empty for a home."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -66,10 +101,12 @@ class Space(_message.Message):
         name: _builtins.str = ...,
         owner_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        parent_space_id: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "name", b"name", "owner_id", b"owner_id", "space_id", b"space_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "name", b"name", "owner_id", b"owner_id", "parent_space_id", b"parent_space_id", "space_id", b"space_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -85,12 +122,17 @@ class SpaceUser(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     space_id: _builtins.str
     user_id: _builtins.str
     role: Global___SpaceUserRole.ValueType
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the user joined the space."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """GUEST only: when the membership ends on its own; unset for never."""
 
     def __init__(
         self,
@@ -99,10 +141,11 @@ class SpaceUser(_message.Message):
         user_id: _builtins.str = ...,
         role: Global___SpaceUserRole.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "role", b"role", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "role", b"role", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -114,17 +157,22 @@ class CreateSpaceRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
+    PARENT_SPACE_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     owner_id: _builtins.str
+    """Empty means the caller. Ignored for a room (a room has its home's members)."""
+    parent_space_id: _builtins.str
+    """Makes the new space a room of this home; rooms have no rooms."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         owner_id: _builtins.str = ...,
+        parent_space_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner_id", b"owner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner_id", b"owner_id", "parent_space_id", b"parent_space_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -195,6 +243,8 @@ class ListSpacesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    PARENT_SPACE_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 100; 0 means 20."""
     page_token: _builtins.str
@@ -203,16 +253,22 @@ class ListSpacesRequest(_message.Message):
     """Only the spaces this user belongs to; empty for every space the caller
     may see.
     """
+    owner_id: _builtins.str
+    """ADMIN: only the spaces this user is an OWNER of."""
+    parent_space_id: _builtins.str
+    """Only the rooms of this home."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         user_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        parent_space_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_id", b"owner_id", "page_size", b"page_size", "page_token", b"page_token", "parent_space_id", b"parent_space_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -249,20 +305,26 @@ class AddSpaceUserRequest(_message.Message):
     SPACE_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     space_id: _builtins.str
     user_id: _builtins.str
     role: Global___SpaceUserRole.ValueType
-    """GUEST or MAINTAINER; OWNER is given only by CreateSpace."""
+    """OWNER, MAINTAINER or GUEST."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """GUEST only: when the membership ends on its own; unset for never."""
+
     def __init__(
         self,
         *,
         space_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
         role: Global___SpaceUserRole.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "role", b"role", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -419,12 +481,199 @@ class RemoveSpaceUserResponse(_message.Message):
 Global___RemoveSpaceUserResponse: _TypeAlias = RemoveSpaceUserResponse  # noqa: Y015
 
 @_typing.final
-class SpaceCreated(_message.Message):
-    """Events published on NATS JetStream, subject "warmhouse.space.v1.<Message>".
-    The event id travels in the Nats-Msg-Id header.
+class UpdateSpaceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    CreateSpace publishes this and, for the owner, SpaceMemberAdded with role
-    OWNER, so that SpaceMemberAdded/Removed alone describe who belongs where.
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSpaceRequest: _TypeAlias = UpdateSpaceRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSpaceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def space(self) -> Global___Space: ...
+    def __init__(
+        self,
+        *,
+        space: Global___Space | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["space", b"space"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["space", b"space"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSpaceResponse: _TypeAlias = UpdateSpaceResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSpaceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSpaceRequest: _TypeAlias = DeleteSpaceRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSpaceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSpaceResponse: _TypeAlias = DeleteSpaceResponse  # noqa: Y015
+
+@_typing.final
+class UpdateSpaceUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    user_id: _builtins.str
+    role: Global___SpaceUserRole.ValueType
+    """The member's new role."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """GUEST only: when the membership ends on its own; unset for never."""
+
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        role: Global___SpaceUserRole.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "role", b"role", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSpaceUserRequest: _TypeAlias = UpdateSpaceUserRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSpaceUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def space_user(self) -> Global___SpaceUser: ...
+    def __init__(
+        self,
+        *,
+        space_user: Global___SpaceUser | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["space_user", b"space_user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["space_user", b"space_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSpaceUserResponse: _TypeAlias = UpdateSpaceUserResponse  # noqa: Y015
+
+@_typing.final
+class GetSpaceAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpaceAccessRequest: _TypeAlias = GetSpaceAccessRequest  # noqa: Y015
+
+@_typing.final
+class GetSpaceAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    HOME_SPACE_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_VERSION_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    home_space_id: _builtins.str
+    """The home whose membership applies: space_id itself, or a room's parent."""
+    role: Global___SpaceUserRole.ValueType
+    """ROLE_UNSPECIFIED when the user is not a member (or their guest access expired)."""
+    membership_version: _builtins.int
+    """The home's membership version this answer reflects (see SpaceMemberAdded)."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        home_space_id: _builtins.str = ...,
+        role: Global___SpaceUserRole.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        membership_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "home_space_id", b"home_space_id", "membership_version", b"membership_version", "role", b"role", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpaceAccessResponse: _TypeAlias = GetSpaceAccessResponse  # noqa: Y015
+
+@_typing.final
+class SpaceCreated(_message.Message):
+    """
+    Membership events carry the home's membership version: every change of a
+    home's members takes the next one, in commit order, so a consumer that
+    keeps the version it applied last can ignore a late or redelivered event.
+
+    CreateSpace publishes this and, for a home's owner, SpaceMemberAdded with
+    role OWNER, so that the membership events alone describe who belongs where.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -433,9 +682,12 @@ class SpaceCreated(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    PARENT_SPACE_ID_FIELD_NUMBER: _builtins.int
     space_id: _builtins.str
     name: _builtins.str
     owner_id: _builtins.str
+    parent_space_id: _builtins.str
+    """Set for a room: its home."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -445,14 +697,69 @@ class SpaceCreated(_message.Message):
         name: _builtins.str = ...,
         owner_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        parent_space_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "occur_time", b"occur_time", "owner_id", b"owner_id", "space_id", b"space_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "occur_time", b"occur_time", "owner_id", b"owner_id", "parent_space_id", b"parent_space_id", "space_id", b"space_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpaceCreated: _TypeAlias = SpaceCreated  # noqa: Y015
+
+@_typing.final
+class SpaceRenamed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "occur_time", b"occur_time", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpaceRenamed: _TypeAlias = SpaceRenamed  # noqa: Y015
+
+@_typing.final
+class SpaceDeleted(_message.Message):
+    """Published for a home and for each of its rooms when a home is deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    PARENT_SPACE_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    parent_space_id: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        parent_space_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "parent_space_id", b"parent_space_id", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpaceDeleted: _TypeAlias = SpaceDeleted  # noqa: Y015
 
 @_typing.final
 class SpaceMemberAdded(_message.Message):
@@ -462,11 +769,16 @@ class SpaceMemberAdded(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     space_id: _builtins.str
     user_id: _builtins.str
     role: Global___SpaceUserRole.ValueType
+    version: _builtins.int
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -474,14 +786,55 @@ class SpaceMemberAdded(_message.Message):
         user_id: _builtins.str = ...,
         role: Global___SpaceUserRole.ValueType = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "role", b"role", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "occur_time", b"occur_time", "role", b"role", "space_id", b"space_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpaceMemberAdded: _TypeAlias = SpaceMemberAdded  # noqa: Y015
+
+@_typing.final
+class SpaceMemberRoleChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OLD_ROLE_FIELD_NUMBER: _builtins.int
+    NEW_ROLE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    user_id: _builtins.str
+    old_role: Global___SpaceUserRole.ValueType
+    new_role: Global___SpaceUserRole.ValueType
+    version: _builtins.int
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        old_role: Global___SpaceUserRole.ValueType = ...,
+        new_role: Global___SpaceUserRole.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "new_role", b"new_role", "occur_time", b"occur_time", "old_role", b"old_role", "space_id", b"space_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpaceMemberRoleChanged: _TypeAlias = SpaceMemberRoleChanged  # noqa: Y015
 
 @_typing.final
 class SpaceMemberRemoved(_message.Message):
@@ -490,8 +843,12 @@ class SpaceMemberRemoved(_message.Message):
     SPACE_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     space_id: _builtins.str
     user_id: _builtins.str
+    version: _builtins.int
+    reason: Global___SpaceMemberRemovalReason.ValueType
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -500,11 +857,46 @@ class SpaceMemberRemoved(_message.Message):
         space_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
+        reason: Global___SpaceMemberRemovalReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "space_id", b"space_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "reason", b"reason", "space_id", b"space_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpaceMemberRemoved: _TypeAlias = SpaceMemberRemoved  # noqa: Y015
+
+@_typing.final
+class SpaceMemberExpired(_message.Message):
+    """A GUEST's access reached its expire_time. Access ends at that moment
+    whether or not this event has arrived yet.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    space_id: _builtins.str
+    user_id: _builtins.str
+    version: _builtins.int
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        space_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "space_id", b"space_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpaceMemberExpired: _TypeAlias = SpaceMemberExpired  # noqa: Y015

@@ -72,6 +72,26 @@ class SpaceServiceStub:
                 request_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.RemoveSpaceUserRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.RemoveSpaceUserResponse.FromString,
                 _registered_method=True)
+        self.UpdateSpace = channel.unary_unary(
+                '/warmhouse.space.v1.SpaceService/UpdateSpace',
+                request_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceResponse.FromString,
+                _registered_method=True)
+        self.DeleteSpace = channel.unary_unary(
+                '/warmhouse.space.v1.SpaceService/DeleteSpace',
+                request_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.DeleteSpaceRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.DeleteSpaceResponse.FromString,
+                _registered_method=True)
+        self.UpdateSpaceUser = channel.unary_unary(
+                '/warmhouse.space.v1.SpaceService/UpdateSpaceUser',
+                request_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceUserRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceUserResponse.FromString,
+                _registered_method=True)
+        self.GetSpaceAccess = channel.unary_unary(
+                '/warmhouse.space.v1.SpaceService/GetSpaceAccess',
+                request_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.GetSpaceAccessRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.GetSpaceAccessResponse.FromString,
+                _registered_method=True)
 
 
 class SpaceServiceServicer:
@@ -82,7 +102,9 @@ class SpaceServiceServicer:
 
     def CreateSpace(self, request, context):
         """Creates a space; its owner becomes its first member, with role OWNER.
-        owner_id must be the caller unless the caller is an ADMIN.
+        owner_id must be the caller unless the caller is an ADMIN. With
+        parent_space_id it creates a room of that home instead: the home's OWNER
+        or an ADMIN; the room's members are the home's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,14 +118,15 @@ class SpaceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSpaces(self, request, context):
-        """The spaces the caller belongs to; every space for an ADMIN.
+        """The spaces the caller belongs to (homes and their rooms); every space for
+        an ADMIN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddSpaceUser(self, request, context):
-        """Adds a user to a space: the space's OWNER or an ADMIN.
+        """Adds an active user to a home: the home's OWNER or an ADMIN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,7 +149,40 @@ class SpaceServiceServicer:
 
     def RemoveSpaceUser(self, request, context):
         """Removes a user from a space: the space's OWNER, an ADMIN, or the user
-        themself (leaving). The OWNER cannot be removed.
+        themself (leaving). The last OWNER cannot be removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSpace(self, request, context):
+        """Renames a space: its OWNER or an ADMIN.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSpace(self, request, context):
+        """Deletes a space and, for a home, its rooms: its OWNER or an ADMIN. Refused
+        (FAILED_PRECONDITION) while any of them holds a device: retire or move
+        the devices first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSpaceUser(self, request, context):
+        """Changes a member's role (and a GUEST's expiry): the home's OWNER or an
+        ADMIN. The last OWNER cannot be demoted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSpaceAccess(self, request, context):
+        """What a user may do in a space: the space's home and the user's live
+        membership of it, if any. Internal: other services call it when their
+        projection of Space's events has not caught up yet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,6 +225,26 @@ def add_SpaceServiceServicer_to_server(servicer, server):
                     servicer.RemoveSpaceUser,
                     request_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.RemoveSpaceUserRequest.FromString,
                     response_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.RemoveSpaceUserResponse.SerializeToString,
+            ),
+            'UpdateSpace': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSpace,
+                    request_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceRequest.FromString,
+                    response_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceResponse.SerializeToString,
+            ),
+            'DeleteSpace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSpace,
+                    request_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.DeleteSpaceRequest.FromString,
+                    response_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.DeleteSpaceResponse.SerializeToString,
+            ),
+            'UpdateSpaceUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSpaceUser,
+                    request_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceUserRequest.FromString,
+                    response_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceUserResponse.SerializeToString,
+            ),
+            'GetSpaceAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpaceAccess,
+                    request_deserializer=warmhouse_dot_space_dot_v1_dot_space__pb2.GetSpaceAccessRequest.FromString,
+                    response_serializer=warmhouse_dot_space_dot_v1_dot_space__pb2.GetSpaceAccessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +439,114 @@ class SpaceService:
             '/warmhouse.space.v1.SpaceService/RemoveSpaceUser',
             warmhouse_dot_space_dot_v1_dot_space__pb2.RemoveSpaceUserRequest.SerializeToString,
             warmhouse_dot_space_dot_v1_dot_space__pb2.RemoveSpaceUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSpace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.space.v1.SpaceService/UpdateSpace',
+            warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceRequest.SerializeToString,
+            warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSpace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.space.v1.SpaceService/DeleteSpace',
+            warmhouse_dot_space_dot_v1_dot_space__pb2.DeleteSpaceRequest.SerializeToString,
+            warmhouse_dot_space_dot_v1_dot_space__pb2.DeleteSpaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSpaceUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.space.v1.SpaceService/UpdateSpaceUser',
+            warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceUserRequest.SerializeToString,
+            warmhouse_dot_space_dot_v1_dot_space__pb2.UpdateSpaceUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpaceAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.space.v1.SpaceService/GetSpaceAccess',
+            warmhouse_dot_space_dot_v1_dot_space__pb2.GetSpaceAccessRequest.SerializeToString,
+            warmhouse_dot_space_dot_v1_dot_space__pb2.GetSpaceAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

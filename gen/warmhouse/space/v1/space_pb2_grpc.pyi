@@ -38,14 +38,18 @@ class SpaceServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SpaceServiceAsyncStub: ...
     CreateSpace: _grpc.UnaryUnaryMultiCallable[_space_pb2.CreateSpaceRequest, _space_pb2.CreateSpaceResponse]
     """Creates a space; its owner becomes its first member, with role OWNER.
-    owner_id must be the caller unless the caller is an ADMIN.
+    owner_id must be the caller unless the caller is an ADMIN. With
+    parent_space_id it creates a room of that home instead: the home's OWNER
+    or an ADMIN; the room's members are the home's.
     """
     GetSpace: _grpc.UnaryUnaryMultiCallable[_space_pb2.GetSpaceRequest, _space_pb2.GetSpaceResponse]
     """A space: its members or an ADMIN."""
     ListSpaces: _grpc.UnaryUnaryMultiCallable[_space_pb2.ListSpacesRequest, _space_pb2.ListSpacesResponse]
-    """The spaces the caller belongs to; every space for an ADMIN."""
+    """The spaces the caller belongs to (homes and their rooms); every space for
+    an ADMIN.
+    """
     AddSpaceUser: _grpc.UnaryUnaryMultiCallable[_space_pb2.AddSpaceUserRequest, _space_pb2.AddSpaceUserResponse]
-    """Adds a user to a space: the space's OWNER or an ADMIN."""
+    """Adds an active user to a home: the home's OWNER or an ADMIN."""
     GetSpaceUser: _grpc.UnaryUnaryMultiCallable[_space_pb2.GetSpaceUserRequest, _space_pb2.GetSpaceUserResponse]
     """One user's membership of a space, e.g. to check their role before acting
     on the space's devices: the space's members or an ADMIN.
@@ -54,7 +58,23 @@ class SpaceServiceStub:
     """The members of a space: its members or an ADMIN."""
     RemoveSpaceUser: _grpc.UnaryUnaryMultiCallable[_space_pb2.RemoveSpaceUserRequest, _space_pb2.RemoveSpaceUserResponse]
     """Removes a user from a space: the space's OWNER, an ADMIN, or the user
-    themself (leaving). The OWNER cannot be removed.
+    themself (leaving). The last OWNER cannot be removed.
+    """
+    UpdateSpace: _grpc.UnaryUnaryMultiCallable[_space_pb2.UpdateSpaceRequest, _space_pb2.UpdateSpaceResponse]
+    """Renames a space: its OWNER or an ADMIN."""
+    DeleteSpace: _grpc.UnaryUnaryMultiCallable[_space_pb2.DeleteSpaceRequest, _space_pb2.DeleteSpaceResponse]
+    """Deletes a space and, for a home, its rooms: its OWNER or an ADMIN. Refused
+    (FAILED_PRECONDITION) while any of them holds a device: retire or move
+    the devices first.
+    """
+    UpdateSpaceUser: _grpc.UnaryUnaryMultiCallable[_space_pb2.UpdateSpaceUserRequest, _space_pb2.UpdateSpaceUserResponse]
+    """Changes a member's role (and a GUEST's expiry): the home's OWNER or an
+    ADMIN. The last OWNER cannot be demoted.
+    """
+    GetSpaceAccess: _grpc.UnaryUnaryMultiCallable[_space_pb2.GetSpaceAccessRequest, _space_pb2.GetSpaceAccessResponse]
+    """What a user may do in a space: the space's home and the user's live
+    membership of it, if any. Internal: other services call it when their
+    projection of Space's events has not caught up yet.
     """
 
 @_typing.type_check_only
@@ -67,14 +87,18 @@ class SpaceServiceAsyncStub(SpaceServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateSpace: _aio.UnaryUnaryMultiCallable[_space_pb2.CreateSpaceRequest, _space_pb2.CreateSpaceResponse]  # type: ignore[assignment]
     """Creates a space; its owner becomes its first member, with role OWNER.
-    owner_id must be the caller unless the caller is an ADMIN.
+    owner_id must be the caller unless the caller is an ADMIN. With
+    parent_space_id it creates a room of that home instead: the home's OWNER
+    or an ADMIN; the room's members are the home's.
     """
     GetSpace: _aio.UnaryUnaryMultiCallable[_space_pb2.GetSpaceRequest, _space_pb2.GetSpaceResponse]  # type: ignore[assignment]
     """A space: its members or an ADMIN."""
     ListSpaces: _aio.UnaryUnaryMultiCallable[_space_pb2.ListSpacesRequest, _space_pb2.ListSpacesResponse]  # type: ignore[assignment]
-    """The spaces the caller belongs to; every space for an ADMIN."""
+    """The spaces the caller belongs to (homes and their rooms); every space for
+    an ADMIN.
+    """
     AddSpaceUser: _aio.UnaryUnaryMultiCallable[_space_pb2.AddSpaceUserRequest, _space_pb2.AddSpaceUserResponse]  # type: ignore[assignment]
-    """Adds a user to a space: the space's OWNER or an ADMIN."""
+    """Adds an active user to a home: the home's OWNER or an ADMIN."""
     GetSpaceUser: _aio.UnaryUnaryMultiCallable[_space_pb2.GetSpaceUserRequest, _space_pb2.GetSpaceUserResponse]  # type: ignore[assignment]
     """One user's membership of a space, e.g. to check their role before acting
     on the space's devices: the space's members or an ADMIN.
@@ -83,7 +107,23 @@ class SpaceServiceAsyncStub(SpaceServiceStub):
     """The members of a space: its members or an ADMIN."""
     RemoveSpaceUser: _aio.UnaryUnaryMultiCallable[_space_pb2.RemoveSpaceUserRequest, _space_pb2.RemoveSpaceUserResponse]  # type: ignore[assignment]
     """Removes a user from a space: the space's OWNER, an ADMIN, or the user
-    themself (leaving). The OWNER cannot be removed.
+    themself (leaving). The last OWNER cannot be removed.
+    """
+    UpdateSpace: _aio.UnaryUnaryMultiCallable[_space_pb2.UpdateSpaceRequest, _space_pb2.UpdateSpaceResponse]  # type: ignore[assignment]
+    """Renames a space: its OWNER or an ADMIN."""
+    DeleteSpace: _aio.UnaryUnaryMultiCallable[_space_pb2.DeleteSpaceRequest, _space_pb2.DeleteSpaceResponse]  # type: ignore[assignment]
+    """Deletes a space and, for a home, its rooms: its OWNER or an ADMIN. Refused
+    (FAILED_PRECONDITION) while any of them holds a device: retire or move
+    the devices first.
+    """
+    UpdateSpaceUser: _aio.UnaryUnaryMultiCallable[_space_pb2.UpdateSpaceUserRequest, _space_pb2.UpdateSpaceUserResponse]  # type: ignore[assignment]
+    """Changes a member's role (and a GUEST's expiry): the home's OWNER or an
+    ADMIN. The last OWNER cannot be demoted.
+    """
+    GetSpaceAccess: _aio.UnaryUnaryMultiCallable[_space_pb2.GetSpaceAccessRequest, _space_pb2.GetSpaceAccessResponse]  # type: ignore[assignment]
+    """What a user may do in a space: the space's home and the user's live
+    membership of it, if any. Internal: other services call it when their
+    projection of Space's events has not caught up yet.
     """
 
 class SpaceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -99,7 +139,9 @@ class SpaceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_space_pb2.CreateSpaceResponse, _abc.Awaitable[_space_pb2.CreateSpaceResponse]]:
         """Creates a space; its owner becomes its first member, with role OWNER.
-        owner_id must be the caller unless the caller is an ADMIN.
+        owner_id must be the caller unless the caller is an ADMIN. With
+        parent_space_id it creates a room of that home instead: the home's OWNER
+        or an ADMIN; the room's members are the home's.
         """
 
     @_abc_1.abstractmethod
@@ -116,7 +158,9 @@ class SpaceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _space_pb2.ListSpacesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_space_pb2.ListSpacesResponse, _abc.Awaitable[_space_pb2.ListSpacesResponse]]:
-        """The spaces the caller belongs to; every space for an ADMIN."""
+        """The spaces the caller belongs to (homes and their rooms); every space for
+        an ADMIN.
+        """
 
     @_abc_1.abstractmethod
     def AddSpaceUser(
@@ -124,7 +168,7 @@ class SpaceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _space_pb2.AddSpaceUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_space_pb2.AddSpaceUserResponse, _abc.Awaitable[_space_pb2.AddSpaceUserResponse]]:
-        """Adds a user to a space: the space's OWNER or an ADMIN."""
+        """Adds an active user to a home: the home's OWNER or an ADMIN."""
 
     @_abc_1.abstractmethod
     def GetSpaceUser(
@@ -151,7 +195,47 @@ class SpaceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_space_pb2.RemoveSpaceUserResponse, _abc.Awaitable[_space_pb2.RemoveSpaceUserResponse]]:
         """Removes a user from a space: the space's OWNER, an ADMIN, or the user
-        themself (leaving). The OWNER cannot be removed.
+        themself (leaving). The last OWNER cannot be removed.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateSpace(
+        self,
+        request: _space_pb2.UpdateSpaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_space_pb2.UpdateSpaceResponse, _abc.Awaitable[_space_pb2.UpdateSpaceResponse]]:
+        """Renames a space: its OWNER or an ADMIN."""
+
+    @_abc_1.abstractmethod
+    def DeleteSpace(
+        self,
+        request: _space_pb2.DeleteSpaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_space_pb2.DeleteSpaceResponse, _abc.Awaitable[_space_pb2.DeleteSpaceResponse]]:
+        """Deletes a space and, for a home, its rooms: its OWNER or an ADMIN. Refused
+        (FAILED_PRECONDITION) while any of them holds a device: retire or move
+        the devices first.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateSpaceUser(
+        self,
+        request: _space_pb2.UpdateSpaceUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_space_pb2.UpdateSpaceUserResponse, _abc.Awaitable[_space_pb2.UpdateSpaceUserResponse]]:
+        """Changes a member's role (and a GUEST's expiry): the home's OWNER or an
+        ADMIN. The last OWNER cannot be demoted.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSpaceAccess(
+        self,
+        request: _space_pb2.GetSpaceAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_space_pb2.GetSpaceAccessResponse, _abc.Awaitable[_space_pb2.GetSpaceAccessResponse]]:
+        """What a user may do in a space: the space's home and the user's live
+        membership of it, if any. Internal: other services call it when their
+        projection of Space's events has not caught up yet.
         """
 
 def add_SpaceServiceServicer_to_server(servicer: SpaceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -81,6 +81,11 @@ class UserServiceStub:
                 request_serializer=warmhouse_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_user_dot_v1_dot_user__pb2.DeleteUserResponse.FromString,
                 _registered_method=True)
+        self.GetUserStatus = channel.unary_unary(
+                '/warmhouse.user.v1.UserService/GetUserStatus',
+                request_serializer=warmhouse_dot_user_dot_v1_dot_user__pb2.GetUserStatusRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_user_dot_v1_dot_user__pb2.GetUserStatusResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -153,6 +158,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUserStatus(self, request, context):
+        """Whether an account exists and is active; NOT_FOUND when it does not
+        exist. Internal: e.g. SpaceService before adding a member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +213,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=warmhouse_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.FromString,
                     response_serializer=warmhouse_dot_user_dot_v1_dot_user__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'GetUserStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserStatus,
+                    request_deserializer=warmhouse_dot_user_dot_v1_dot_user__pb2.GetUserStatusRequest.FromString,
+                    response_serializer=warmhouse_dot_user_dot_v1_dot_user__pb2.GetUserStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +465,33 @@ class UserService:
             '/warmhouse.user.v1.UserService/DeleteUser',
             warmhouse_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
             warmhouse_dot_user_dot_v1_dot_user__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.user.v1.UserService/GetUserStatus',
+            warmhouse_dot_user_dot_v1_dot_user__pb2.GetUserStatusRequest.SerializeToString,
+            warmhouse_dot_user_dot_v1_dot_user__pb2.GetUserStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

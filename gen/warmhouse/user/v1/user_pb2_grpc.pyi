@@ -57,6 +57,10 @@ class UserServiceStub:
     """Deactivates an account: it can no longer log in and its sessions end.
     The account is kept, not erased.
     """
+    GetUserStatus: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserStatusRequest, _user_pb2.GetUserStatusResponse]
+    """Whether an account exists and is active; NOT_FOUND when it does not
+    exist. Internal: e.g. SpaceService before adding a member.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -86,6 +90,10 @@ class UserServiceAsyncStub(UserServiceStub):
     DeleteUser: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _user_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """Deactivates an account: it can no longer log in and its sessions end.
     The account is kept, not erased.
+    """
+    GetUserStatus: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserStatusRequest, _user_pb2.GetUserStatusResponse]  # type: ignore[assignment]
+    """Whether an account exists and is active; NOT_FOUND when it does not
+    exist. Internal: e.g. SpaceService before adding a member.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +175,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.DeleteUserResponse, _abc.Awaitable[_user_pb2.DeleteUserResponse]]:
         """Deactivates an account: it can no longer log in and its sessions end.
         The account is kept, not erased.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUserStatus(
+        self,
+        request: _user_pb2.GetUserStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.GetUserStatusResponse, _abc.Awaitable[_user_pb2.GetUserStatusResponse]]:
+        """Whether an account exists and is active; NOT_FOUND when it does not
+        exist. Internal: e.g. SpaceService before adding a member.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
