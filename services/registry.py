@@ -4,7 +4,10 @@ The local stack, Envoy's configuration, the tests' stack and the Kubernetes
 manifests are all derived from this list.
 """
 
+from services.device.description import DESCRIPTION as DEVICE
 from services.runtime.service import ServiceDescription
+from services.space.description import DESCRIPTION as SPACE
 from services.user.description import DESCRIPTION as USER
 
-SERVICES: tuple[ServiceDescription, ...] = (USER,)
+# In start order: a service starts after those it calls at start-up (none yet).
+SERVICES: tuple[ServiceDescription, ...] = (USER, SPACE, DEVICE)

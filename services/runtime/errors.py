@@ -50,3 +50,15 @@ class Conflict(DomainError):
     with other parameters): HTTP 409."""
 
     code = grpc.StatusCode.ABORTED
+
+
+class Unavailable(DomainError):
+    """Another service could not answer: the caller may retry (HTTP 503)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def dependency_unavailable(service: str) -> Unavailable:
+    return Unavailable(
+        "DEPENDENCY_UNAVAILABLE", f"the {service} service could not answer; retry shortly"
+    )

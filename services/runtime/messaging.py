@@ -1,6 +1,7 @@
 """NATS JetStream: connection, streams, and idempotent durable consumers."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -140,9 +141,16 @@ class EventConsumer(Generic[EventT]):
         pull = await self._jetstream.pull_subscribe(
             sub.subject, durable=sub.durable, stream=sub.stream, config=config
         )
-        async for messages in pull_batches(pull, self._batch_size):
-            for message in messages:
-                await self.process(message)
+        try:
+            async for messages in pull_batches(pull, self._batch_size):
+                for message in messages:
+                    await self.process(message)
+        finally:
+            # A pull answer arriving after cancellation would sit unread and
+            # make the connection's drain wait its whole timeout at stop. This
+            # closes only the reply inbox; the durable consumer stays.
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
 
     async def process(self, message: Msg) -> None:
         sub = self._subscription

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +26,8 @@ from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from services.runtime import channels, idempotency, messaging
 from services.runtime import database as db
-from services.runtime import idempotency, messaging
 from services.runtime.auth import RevokedTokens, TokenVerifier
 from services.runtime.authentication import Authenticators
 from services.runtime.config import ConfigError, Environment, RuntimeSettings
@@ -74,6 +74,17 @@ class Runtime:
     client_addresses: ClientAddresses
     # This service's credential for calling others (and checking theirs).
     credentials: ServiceCredentials
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def open_channel(
+        self, address: str, *, idempotent_methods: Collection[str] = ()
+    ) -> grpc.aio.Channel:
+        """A channel to another service (see channels.open_channel), closed when this one stops."""
+        channel = channels.open_channel(
+            address, self.credentials, idempotent_methods=idempotent_methods
+        )
+        self.channels.append(channel)
+        return channel
 
 
 @dataclass(frozen=True)
@@ -217,6 +228,8 @@ class ServiceHost:
             for task in stuck:
                 log.error("background task %s did not stop", task.get_name())
         if self._runtime is not None:
+            for channel in self._runtime.channels:
+                await channel.close()
             with contextlib.suppress(Exception):
                 await self._runtime.nats.drain()
             await self._runtime.database.close()

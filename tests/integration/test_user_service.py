@@ -16,6 +16,7 @@ from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
+from services.runtime.internal_auth import SERVICE_TOKEN_HEADER, ServiceCredentials
 from services.runtime.request import parse_networks
 from services.user.bootstrap import UserSettings, definition
 from services.user.domain import LoginThrottling, ThrottlePolicy
@@ -609,3 +610,30 @@ async def test_an_update_that_changes_nothing_keeps_the_update_time(
         user_pb2.UpdateUserRequest(user_id=user_id, phone=before.user.phone), metadata=token
     )
     assert same.user.update_time == before.user.update_time
+
+
+async def test_other_services_learn_whether_an_account_is_active(
+    users: UserServiceAsyncStub, runtime_settings: RuntimeSettings
+) -> None:
+    service = ServiceCredentials(runtime_settings.derived_key("service-credentials"), "space")
+    as_service = ((SERVICE_TOKEN_HEADER, service.token()),)
+    user_id, email = await register(users)
+    status = await users.GetUserStatus(
+        user_pb2.GetUserStatusRequest(user_id=user_id), metadata=as_service
+    )
+    assert (status.user_id, status.is_active) == (user_id, True)
+    await users.DeleteUser(
+        user_pb2.DeleteUserRequest(user_id=user_id), metadata=await token_of(users, email)
+    )
+    status = await users.GetUserStatus(
+        user_pb2.GetUserStatusRequest(user_id=user_id), metadata=as_service
+    )
+    assert not status.is_active
+    unknown = users.GetUserStatus(
+        user_pb2.GetUserStatusRequest(user_id=str(uuid.uuid4())), metadata=as_service
+    )
+    assert await refused(unknown, grpc.StatusCode.NOT_FOUND) == "USER_NOT_FOUND"
+    # End users cannot probe accounts with it, not even an ADMIN.
+    admin = await token_of(users, ADMIN.email, ADMIN.password)
+    as_admin = users.GetUserStatus(user_pb2.GetUserStatusRequest(user_id=user_id), metadata=admin)
+    await refused(as_admin, grpc.StatusCode.UNAUTHENTICATED)

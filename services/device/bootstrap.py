@@ -1,0 +1,63 @@
+"""Wiring of the Device service: its settings, handlers, servicer and consumers."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from warmhouse.device.v1 import device_pb2_grpc
+
+from services.device.access import GET_SPACE_ACCESS, AccessCheck, GrpcSpaceDirectory
+from services.device.description import DESCRIPTION, SECRET_KEY_ENV
+from services.device.device_secrets import DeviceSecrets
+from services.device.grpc_api import DeviceService
+from services.device.handlers import DeviceHandlers
+from services.device.repository import sql_repositories
+from services.device.space_events import subscriptions
+from services.runtime.config import Environment, RuntimeSettings
+from services.runtime.messaging import EventConsumer
+from services.runtime.server import Runtime, ServiceDefinition, Worker
+from services.runtime.unit_of_work import DatabaseUnitOfWork
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    # Keys the HMAC of device secrets.
+    secret_key: bytes
+    # Where SpaceService listens (the access check's fallback).
+    space_address: str
+
+    @classmethod
+    def from_environment(cls, env: Environment) -> "DeviceSettings":
+        return cls(
+            secret_key=env.secret(SECRET_KEY_ENV),
+            space_address=env.service_address("space"),
+        )
+
+
+def definition(settings: DeviceSettings) -> ServiceDefinition:
+    async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
+        uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
+        space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
+        handlers = DeviceHandlers(
+            uow,
+            AccessCheck(uow, GrpcSpaceDirectory(space)),
+            DeviceSecrets(settings.secret_key),
+            runtime.page_tokens,
+        )
+        device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceService(handlers), server)
+        return tuple(
+            EventConsumer(runtime.database, runtime.jetstream, subscription)
+            for subscription in subscriptions()
+        )
+
+    return ServiceDefinition(
+        description=DESCRIPTION,
+        migrations=Path(__file__).parent / "migrations",
+        attach=attach,
+        consumes_from=("space",),
+    )
+
+
+def build(env: Environment) -> tuple[ServiceDefinition, RuntimeSettings]:
+    return definition(DeviceSettings.from_environment(env)), RuntimeSettings.from_environment(env)

@@ -1,0 +1,145 @@
+"""What the Device service's use cases read and write, independent of storage.
+
+Handlers see only these: records as plain dataclasses, repositories as
+protocols. `repository.py` implements them on PostgreSQL; unit tests on
+dictionaries (tests/unit/device_fakes.py).
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from services.runtime.auth import Caller
+from services.runtime.pagination import Cursor
+from services.runtime.space_roles import Membership, Right
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    id: uuid.UUID
+    space_id: uuid.UUID
+    # The space's home (the space itself when it is a home): whose members may see it.
+    home_id: uuid.UUID
+    type: str
+    name: str
+    status: str
+    last_seen: datetime | None
+    # HMAC of the device's secret (device_secrets.py); the secret is never stored.
+    secret_hash: bytes
+    created_at: datetime
+    updated_at: datetime
+    retired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceLogRecord:
+    id: uuid.UUID
+    device_id: uuid.UUID
+    kind: str
+    event: str
+    timestamp: datetime
+    # A serialized Reading, for READING_RECORDED and ALARM_RAISED entries.
+    reading: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ProjectedAccess:
+    """What this service's copy of Space's data says about a caller and a space."""
+
+    # None: the copy does not know the space (yet).
+    home_id: uuid.UUID | None
+    deleted: bool = False
+    # The caller's membership of the home; None for none, or one that ended.
+    membership: Membership | None = None
+
+    def allows(self, caller: Caller, right: Right, now: datetime) -> bool:
+        """True only when the copy alone grants `right`; anything else is asked of Space."""
+        if self.home_id is None or self.deleted:
+            return False
+        if caller.is_admin:
+            return True
+        return self.membership is not None and self.membership.allows(right, now)
+
+
+@dataclass(frozen=True)
+class KnownSpace:
+    space_id: uuid.UUID
+    home_id: uuid.UUID
+    deleted: bool
+
+
+class Devices(Protocol):
+    async def add(self, device: DeviceRecord) -> None: ...
+
+    async def get(self, device_id: uuid.UUID, *, lock: bool = False) -> DeviceRecord | None:
+        """A live (not retired) device; `lock` holds its row until the transaction ends."""
+
+    async def get_with_access(
+        self, device_id: uuid.UUID, user_id: uuid.UUID
+    ) -> tuple[DeviceRecord, ProjectedAccess] | None:
+        """A live device and what the projection says of `user_id` in its space (one query)."""
+
+    async def list_in_home(
+        self, home_id: uuid.UUID, after: Cursor | None, limit: int
+    ) -> list[DeviceRecord]:
+        """Live devices of a home and its rooms, in (created_at, id) order."""
+
+    async def list_in_space(
+        self, space_id: uuid.UUID, after: Cursor | None, limit: int
+    ) -> list[DeviceRecord]:
+        """Live devices of exactly this space, in (created_at, id) order."""
+
+    async def save(self, device: DeviceRecord) -> None:
+        """Write the mutable fields back."""
+
+    async def count_in_space(self, space_id: uuid.UUID) -> int:
+        """Live devices whose space or home is `space_id`."""
+
+    async def retire_in_space(self, space_id: uuid.UUID, now: datetime) -> list[DeviceRecord]:
+        """Retire every live device of exactly this space; those retired."""
+
+
+class DeviceLogs(Protocol):
+    async def add(self, entry: DeviceLogRecord) -> None: ...
+
+    async def list(
+        self, device_id: uuid.UUID, kind: str | None, after: Cursor | None, limit: int
+    ) -> list[DeviceLogRecord]:
+        """Newest first, in (timestamp, id) descending order, after the cursor
+        (whose created_at is an entry's timestamp)."""
+
+
+class SpaceProjection(Protocol):
+    """This service's copy of which spaces exist and who belongs to which home."""
+
+    async def access(self, space_id: uuid.UUID, user_id: uuid.UUID) -> ProjectedAccess: ...
+
+    async def lock_space(self, space_id: uuid.UUID) -> KnownSpace | None:
+        """The space, share-locked until the transaction ends: a concurrent
+        deletion waits for the device being put there (and then retires it)."""
+
+    async def remember_space(self, space_id: uuid.UUID, home_id: uuid.UUID) -> None:
+        """Record that the space exists; keeps what is already known (a deletion)."""
+
+    async def mark_deleted(self, space_id: uuid.UUID, home_id: uuid.UUID) -> None: ...
+
+    async def apply_membership(
+        self,
+        home_id: uuid.UUID,
+        user_id: uuid.UUID,
+        role: str | None,
+        expire_at: datetime | None,
+        version: int,
+    ) -> bool:
+        """Record a membership (`role` None: it ended) unless one of the same
+        or a newer version is recorded; whether it was applied."""
+
+
+@dataclass(frozen=True)
+class DeviceRepositories:
+    """What one unit of work hands out."""
+
+    devices: Devices
+    logs: DeviceLogs
+    spaces: SpaceProjection

@@ -1,0 +1,60 @@
+"""The Device service's tables (schema in migrations/), for SQLAlchemy Core."""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+)
+
+metadata = MetaData()
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("space_id", Uuid, nullable=False),
+    Column("home_id", Uuid, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("last_seen", DateTime(timezone=True)),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True)),
+)
+
+device_logs = Table(
+    "device_logs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("device_id", Uuid, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("reading", LargeBinary),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+)
+
+known_spaces = Table(
+    "known_spaces",
+    metadata,
+    Column("space_id", Uuid, primary_key=True),
+    Column("home_id", Uuid, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("home_id", Uuid, primary_key=True),
+    Column("user_id", Uuid, primary_key=True),
+    Column("role", Text),
+    Column("expire_at", DateTime(timezone=True)),
+    Column("version", BigInteger, nullable=False),
+)

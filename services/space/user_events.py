@@ -1,0 +1,100 @@
+"""What the Space service does with the User service's events.
+
+A deactivated account loses every membership (its homes stay, for an ADMIN
+to give a new OWNER if it was their only one) and cannot be added again
+until it is reactivated. EventConsumer records each event's id with its
+effect, so a redelivered event has no second effect.
+"""
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.js import JetStreamContext
+from warmhouse.user.v1 import user_pb2
+
+from services.runtime.clock import Clock, utc_now
+from services.runtime.database import Connection, Database
+from services.runtime.messaging import EventConsumer, EventContext, Subscription, stream_config
+from services.runtime.outbox import add_event, subject_of
+from services.space.handlers import user_deactivated, user_reactivated
+from services.space.repository import sql_repositories
+
+log = logging.getLogger(__name__)
+USER_STREAM = str(stream_config("user").name)
+
+
+def _user_id(value: str, context: EventContext) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        # Redelivering it would not make it readable.
+        log.error("event %s names no user; ignored", context.event_id)
+        return None
+
+
+def _moment(stamp: Timestamp, fallback: datetime) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else fallback
+
+
+class UserEvents:
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self._clock = clock
+
+    async def on_deactivated(
+        self, connection: Connection, event: user_pb2.UserDeactivated, context: EventContext
+    ) -> None:
+        user_id = _user_id(event.user_id, context)
+        if user_id is None:
+            return
+        now = self._clock()
+        ended = await user_deactivated(
+            sql_repositories(connection),
+            partial(add_event, connection),
+            user_id,
+            _moment(event.occur_time, now),
+            now,
+        )
+        log.info("deactivated user's memberships ended", extra={"memberships": ended})
+
+    async def on_updated(
+        self, connection: Connection, event: user_pb2.UserUpdated, context: EventContext
+    ) -> None:
+        if not event.is_active:
+            return  # UserDeactivated, published with it, does the work
+        user_id = _user_id(event.user_id, context)
+        if user_id is not None:
+            await user_reactivated(
+                sql_repositories(connection), user_id, _moment(event.occur_time, self._clock())
+            )
+
+    def consumers(
+        self, database: Database, jetstream: JetStreamContext
+    ) -> tuple[EventConsumer[user_pb2.UserDeactivated], EventConsumer[user_pb2.UserUpdated]]:
+        """One durable consumer per event type."""
+        return (
+            EventConsumer(
+                database,
+                jetstream,
+                Subscription(
+                    "space-user-deactivated",
+                    USER_STREAM,
+                    subject_of(user_pb2.UserDeactivated()),
+                    user_pb2.UserDeactivated,
+                    self.on_deactivated,
+                ),
+            ),
+            EventConsumer(
+                database,
+                jetstream,
+                Subscription(
+                    "space-user-updated",
+                    USER_STREAM,
+                    subject_of(user_pb2.UserUpdated()),
+                    user_pb2.UserUpdated,
+                    self.on_updated,
+                ),
+            ),
+        )

@@ -1,0 +1,135 @@
+"""User, Space and Device served in-process, each reaching the others, and
+people to call them as.
+
+Space and Device call each other, so both ports are picked before either starts.
+"""
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from warmhouse.device.v1 import device_pb2_grpc
+from warmhouse.space.v1 import space_pb2_grpc
+from warmhouse.user.v1 import user_pb2, user_pb2_grpc
+
+from services.device import bootstrap as device_bootstrap
+from services.devstack.ports import LOOPBACK, free_port
+from services.devstack.postgres_process import PostgresProcess
+from services.runtime.config import RuntimeSettings
+from services.runtime.server import ServiceHost
+from services.space import bootstrap as space_bootstrap
+from services.user.bootstrap import UserSettings
+from services.user.bootstrap import definition as user_definition
+from services.user.signing_keys import load_private_key
+from services.user.tokens import TokenIssuer
+from tests.accounts import PASSWORD, PHONE, Metadata, bearer, new_email
+from tests.integration.hosts import running_service
+
+if TYPE_CHECKING:
+    from warmhouse.user.v1.user_pb2_grpc import UserServiceAsyncStub
+
+DEVICE_SECRET_KEY = b"integration-tests-device-secret-key-0123456789"
+
+
+UNLIMITED = 1_000_000
+
+
+@dataclass(frozen=True)
+class Mesh:
+    user_channel: grpc.aio.Channel
+    space: ServiceHost
+    device: ServiceHost
+    space_channel: grpc.aio.Channel
+    device_channel: grpc.aio.Channel
+
+
+@pytest.fixture(scope="session")
+async def mesh(
+    runtime_settings: RuntimeSettings,
+    postgres: PostgresProcess,
+    user_settings: UserSettings,
+) -> AsyncIterator[Mesh]:
+    user_address, space_address, device_address = (f"{LOOPBACK}:{free_port()}" for _ in range(3))
+    # Every test registers its people from 127.0.0.1: no per-client ceiling here.
+    user_settings = replace(
+        user_settings,
+        registrations=replace(user_settings.registrations, max_failures=UNLIMITED),
+    )
+    space_settings = space_bootstrap.SpaceSettings(
+        user_address=user_address,
+        device_address=device_address,
+        expiry_check_every=timedelta(seconds=1),
+    )
+    device_settings = device_bootstrap.DeviceSettings(
+        secret_key=DEVICE_SECRET_KEY, space_address=space_address
+    )
+    async with (
+        running_service(
+            user_definition(user_settings),
+            runtime_settings,
+            postgres,
+            grpc_address=user_address,
+        ) as user,
+        running_service(
+            space_bootstrap.definition(space_settings),
+            runtime_settings,
+            postgres,
+            grpc_address=space_address,
+        ) as space,
+        running_service(
+            device_bootstrap.definition(device_settings),
+            runtime_settings,
+            postgres,
+            grpc_address=device_address,
+        ) as device,
+    ):
+        yield Mesh(user.channel, space.host, device.host, space.channel, device.channel)
+
+
+@pytest.fixture
+def spaces(mesh: Mesh) -> space_pb2_grpc.SpaceServiceStub:
+    return space_pb2_grpc.SpaceServiceStub(mesh.space_channel)
+
+
+@pytest.fixture
+def devices(mesh: Mesh) -> device_pb2_grpc.DeviceServiceStub:
+    return device_pb2_grpc.DeviceServiceStub(mesh.device_channel)
+
+
+@dataclass(frozen=True)
+class Person:
+    user_id: str
+    # Authenticates a call as this person.
+    auth: Metadata
+
+
+class People:
+    """Registers accounts and mints their tokens (no argon2 login per test)."""
+
+    def __init__(self, users: "UserServiceAsyncStub", issuer: TokenIssuer) -> None:
+        self._users = users
+        self._issuer = issuer
+
+    async def new(self) -> Person:
+        created = await self._users.CreateUser(
+            user_pb2.CreateUserRequest(email=new_email(), password=PASSWORD, phone=PHONE)
+        )
+        return self.as_user(created.user_id)
+
+    def as_user(self, user_id: str, role: str = "USER") -> Person:
+        token = self._issuer.access_token(user_id, role, str(uuid.uuid4()))
+        return Person(user_id, bearer(token))
+
+    def admin(self) -> Person:
+        return self.as_user(str(uuid.uuid4()), "ADMIN")
+
+
+@pytest.fixture(scope="session")
+def people(mesh: Mesh, signing_keys: tuple[Path, Path]) -> People:
+    issuer = TokenIssuer(load_private_key(signing_keys[0]), 300)
+    return People(user_pb2_grpc.UserServiceStub(mesh.user_channel), issuer)

@@ -1,0 +1,254 @@
+"""In-memory repositories, Space and a clock for the Device service's use cases."""
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from services.device.access import AccessCheck, SpaceAccessAnswer
+from services.device.device_secrets import DeviceSecrets
+from services.device.handlers import DeviceHandlers
+from services.device.ports import (
+    DeviceLogRecord,
+    DeviceRecord,
+    DeviceRepositories,
+    KnownSpace,
+    ProjectedAccess,
+)
+from services.runtime.pagination import Cursor, PageTokens
+from services.runtime.space_roles import Membership
+from tests.fakes import FakeUnitOfWork
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    role: str | None
+    expire_at: datetime | None
+    version: int
+
+
+class FakeSpaceProjection:
+    def __init__(self) -> None:
+        self.spaces: dict[uuid.UUID, KnownSpace] = {}
+        self.memberships: dict[tuple[uuid.UUID, uuid.UUID], MembershipRow] = {}
+
+    def projected(self, space_id: uuid.UUID, user_id: uuid.UUID) -> ProjectedAccess:
+        known = self.spaces.get(space_id)
+        if known is None:
+            return ProjectedAccess(home_id=None)
+        return self.of_home(known.home_id, user_id, deleted=known.deleted)
+
+    def of_home(
+        self, home_id: uuid.UUID, user_id: uuid.UUID, *, deleted: bool = False
+    ) -> ProjectedAccess:
+        row = self.memberships.get((home_id, user_id))
+        membership = Membership(row.role, row.expire_at) if row is not None and row.role else None
+        return ProjectedAccess(home_id, deleted, membership)
+
+    async def access(self, space_id: uuid.UUID, user_id: uuid.UUID) -> ProjectedAccess:
+        return self.projected(space_id, user_id)
+
+    async def lock_space(self, space_id: uuid.UUID) -> KnownSpace | None:
+        return self.spaces.get(space_id)
+
+    async def remember_space(self, space_id: uuid.UUID, home_id: uuid.UUID) -> None:
+        self.spaces.setdefault(space_id, KnownSpace(space_id, home_id, deleted=False))
+
+    async def mark_deleted(self, space_id: uuid.UUID, home_id: uuid.UUID) -> None:
+        self.spaces[space_id] = KnownSpace(space_id, home_id, deleted=True)
+
+    async def apply_membership(
+        self,
+        home_id: uuid.UUID,
+        user_id: uuid.UUID,
+        role: str | None,
+        expire_at: datetime | None,
+        version: int,
+    ) -> bool:
+        current = self.memberships.get((home_id, user_id))
+        if current is not None and current.version >= version:
+            return False
+        self.memberships[(home_id, user_id)] = MembershipRow(role, expire_at, version)
+        return True
+
+
+class FakeDevices:
+    def __init__(self, projection: FakeSpaceProjection) -> None:
+        self.rows: dict[uuid.UUID, DeviceRecord] = {}
+        self._projection = projection
+
+    def _live(self) -> list[DeviceRecord]:
+        ordered = sorted(self.rows.values(), key=lambda device: (device.created_at, device.id))
+        return [device for device in ordered if device.retired_at is None]
+
+    async def add(self, device: DeviceRecord) -> None:
+        self.rows[device.id] = device
+
+    async def get(self, device_id: uuid.UUID, *, lock: bool = False) -> DeviceRecord | None:
+        device = self.rows.get(device_id)
+        return device if device is not None and device.retired_at is None else None
+
+    async def get_with_access(
+        self, device_id: uuid.UUID, user_id: uuid.UUID
+    ) -> tuple[DeviceRecord, ProjectedAccess] | None:
+        device = await self.get(device_id)
+        if device is None:
+            return None
+        known = self._projection.spaces.get(device.space_id)
+        if known is None:
+            return device, ProjectedAccess(home_id=None)
+        return device, self._projection.of_home(device.home_id, user_id, deleted=known.deleted)
+
+    @staticmethod
+    def _page(rows: list[DeviceRecord], after: Cursor | None, limit: int) -> list[DeviceRecord]:
+        if after is not None:
+            rows = [d for d in rows if (d.created_at, d.id) > (after.created_at, after.id)]
+        return rows[:limit]
+
+    async def list_in_home(
+        self, home_id: uuid.UUID, after: Cursor | None, limit: int
+    ) -> list[DeviceRecord]:
+        return self._page([d for d in self._live() if d.home_id == home_id], after, limit)
+
+    async def list_in_space(
+        self, space_id: uuid.UUID, after: Cursor | None, limit: int
+    ) -> list[DeviceRecord]:
+        return self._page([d for d in self._live() if d.space_id == space_id], after, limit)
+
+    async def save(self, device: DeviceRecord) -> None:
+        self.rows[device.id] = device
+
+    async def count_in_space(self, space_id: uuid.UUID) -> int:
+        return sum(1 for d in self._live() if space_id in (d.space_id, d.home_id))
+
+    async def retire_in_space(self, space_id: uuid.UUID, now: datetime) -> list[DeviceRecord]:
+        retired = [
+            replace(d, retired_at=now, updated_at=now)
+            for d in self._live()
+            if d.space_id == space_id
+        ]
+        self.rows.update({device.id: device for device in retired})
+        return retired
+
+
+class FakeDeviceLogs:
+    def __init__(self) -> None:
+        self.rows: list[DeviceLogRecord] = []
+
+    def lines(self, device_id: uuid.UUID) -> list[str]:
+        """The device's entries' lines, oldest first."""
+        return [entry.event for entry in self.rows if entry.device_id == device_id]
+
+    async def add(self, entry: DeviceLogRecord) -> None:
+        self.rows.append(entry)
+
+    async def list(
+        self, device_id: uuid.UUID, kind: str | None, after: Cursor | None, limit: int
+    ) -> list[DeviceLogRecord]:
+        rows = sorted(
+            (e for e in self.rows if e.device_id == device_id and kind in (None, e.kind)),
+            key=lambda entry: (entry.timestamp, entry.id),
+            reverse=True,
+        )
+        if after is not None:
+            rows = [e for e in rows if (e.timestamp, e.id) < (after.created_at, after.id)]
+        return rows[:limit]
+
+
+class FakeSpace:
+    """Space as the source of truth: what GetSpaceAccess answers; counts the calls."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
+        self.homes: dict[uuid.UUID, uuid.UUID] = {}
+        self.members: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, datetime | None]] = {}
+        self.versions: dict[uuid.UUID, int] = {}
+        self.calls: list[tuple[uuid.UUID, uuid.UUID]] = []
+        self.failure: Exception | None = None
+
+    def new_home(self) -> uuid.UUID:
+        home = uuid.uuid4()
+        self.homes[home] = home
+        return home
+
+    def new_room(self, home: uuid.UUID) -> uuid.UUID:
+        room = uuid.uuid4()
+        self.homes[room] = home
+        return room
+
+    def set_member(
+        self, home: uuid.UUID, user: uuid.UUID, role: str | None, expire_at: datetime | None = None
+    ) -> int:
+        """Add, change (role) or remove (None) a membership; its version."""
+        self.versions[home] = self.versions.get(home, 0) + 1
+        if role is None:
+            self.members.pop((home, user), None)
+        else:
+            self.members[(home, user)] = (role, expire_at)
+        return self.versions[home]
+
+    async def access(self, space_id: uuid.UUID, user_id: uuid.UUID) -> SpaceAccessAnswer | None:
+        self.calls.append((space_id, user_id))
+        if self.failure is not None:
+            raise self.failure
+        home = self.homes.get(space_id)
+        if home is None:
+            return None
+        role, expire_at = self.members.get((home, user_id), (None, None))
+        if expire_at is not None and expire_at <= self._clock():
+            role, expire_at = None, None
+        return SpaceAccessAnswer(space_id, home, role, expire_at, self.versions.get(home, 0))
+
+
+@dataclass
+class DeviceWorld:
+    """Handlers wired to fakes, and the fakes to look at."""
+
+    handlers: DeviceHandlers
+    access: AccessCheck
+    uow: FakeUnitOfWork[DeviceRepositories]
+    devices: FakeDevices
+    logs: FakeDeviceLogs
+    projection: FakeSpaceProjection
+    space: FakeSpace
+    secrets: DeviceSecrets
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    async def project(self) -> None:
+        """The projection catches up with Space, as its events would make it."""
+        for space, home in self.space.homes.items():
+            await self.projection.remember_space(space, home)
+        for (home, user), (role, expire_at) in self.space.members.items():
+            await self.projection.apply_membership(
+                home, user, role, expire_at, self.space.versions[home]
+            )
+
+
+def device_world() -> DeviceWorld:
+    clock = FakeClock()
+    projection = FakeSpaceProjection()
+    devices, logs = FakeDevices(projection), FakeDeviceLogs()
+    uow = FakeUnitOfWork(DeviceRepositories(devices, logs, projection))
+    space = FakeSpace(clock)
+    access = AccessCheck(uow, space, clock)
+    secrets = DeviceSecrets(b"device-secret-key-for-unit-tests-0123456789")
+    handlers = DeviceHandlers(
+        uow,
+        access,
+        secrets,
+        PageTokens(b"page-token-key-for-unit-tests-0123456789"),
+        clock=clock,
+    )
+    return DeviceWorld(handlers, access, uow, devices, logs, projection, space, secrets, clock)
