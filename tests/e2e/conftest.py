@@ -25,6 +25,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # ceiling would otherwise be a budget shared by the whole suite.
         "WARMHOUSE_LOGIN_MAX_FAILURES_PER_CLIENT": "10000",
         "WARMHOUSE_REGISTRATIONS_PER_CLIENT": "100000",
+        # Expired guests are swept every second, so tests need not wait five.
+        "WARMHOUSE_SPACE_EXPIRY_CHECK_SECONDS": "1",
     }
     stack = Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=env)
     try:

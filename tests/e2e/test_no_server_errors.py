@@ -16,7 +16,10 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
+from warmhouse.space.v1 import space_pb2
+from warmhouse.space.v1.space_pb2_grpc import SpaceServiceStub
 from warmhouse.user.v1 import user_pb2
 from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
@@ -346,3 +349,291 @@ async def test_unparsable_messages_are_refused_not_unknown(
                 await call(payload, metadata=metadata)
             assert refused.value.code() == expect, refused.value.details()
             assert "DecodeError" not in (refused.value.details() or "")
+
+
+# Space and Device through Envoy
+
+
+@dataclass(frozen=True)
+class Places:
+    """Ids the Space and Device cases stand in for: `{name}` in a path or body."""
+
+    home: str
+    room: str
+    device: str
+    guest: str  # a GUEST of home
+    other: str  # a user in no space
+
+    def fill(self, text: str, tokens: Tokens) -> str:
+        for name in ("home", "room", "device", "guest", "other"):
+            text = text.replace("{" + name + "}", getattr(self, name))
+        return text.replace("{self}", tokens.user_id)
+
+
+@pytest.fixture(scope="module")
+def places(base_url: str, tokens: Tokens) -> Places:
+    """A home of the sweep's user (tokens.user, its only OWNER), with a room and a device."""
+    api = Rest(base_url)
+    home = api.call("POST", "/spaces", {"name": "Sweep"}, token=tokens.user)
+    assert home.status == 200, home
+    home_id = str(home.body["spaceId"])
+    room = api.call("POST", "/spaces", {"name": "Room", "parentSpaceId": home_id}, tokens.user)
+    assert room.status == 200, room
+    guest, _ = register(api)
+    added = api.call(
+        "POST", f"/spaces/{home_id}/users", {"userId": guest, "role": "GUEST"}, tokens.user
+    )
+    assert added.status == 200, added
+    device = api.call(
+        "POST", "/devices", {"spaceId": home_id, "type": "HEATER", "name": "Heater"}, tokens.user
+    )
+    assert device.status == 200, device
+    return Places(
+        home_id,
+        str(room.body["spaceId"]),
+        str(device.body["device"]["deviceId"]),
+        guest,
+        register(api)[0],
+    )
+
+
+BAD_NAMES = {**BAD_TEXT, "empty": "", "101 chars": "z" * 101, "tab": "a\tb", "bell": "a\u0007b"}
+# Not UTF-8 once decoded; Envoy or the service must refuse them as the client's.
+NOT_UTF8 = ("%ff%fe", "%c3%28")
+GARBAGE_TIMES: dict[str, object] = {
+    "words": "soon",
+    "month 13": "2030-13-45T00:00:00Z",
+    "a number": 12345,
+    "empty": "",
+    "year 10000": "10000-01-01T00:00:00Z",
+    "year 1": "0001-01-01T00:00:00Z",
+    "the epoch": "1970-01-01T00:00:00Z",
+    "before the epoch": "1969-12-31T23:59:59Z",
+    "yesterday-ish": "2001-01-01T00:00:00Z",
+}
+# Routes of a resource by id, each with a body that would be fine but for the id.
+SPACE_ROUTES: list[tuple[str, str, object]] = [
+    ("GET", "/spaces/{id}", None),
+    ("PATCH", "/spaces/{id}", {"name": "ok"}),
+    ("DELETE", "/spaces/{id}", None),
+    ("GET", "/spaces/{id}/users", None),
+    ("POST", "/spaces/{id}/users", {"userId": "{other}", "role": "GUEST"}),
+    ("GET", "/spaces/{id}/devices", None),
+    ("GET", "/spaces/{id}/users/{guest}", None),
+    ("PATCH", "/spaces/{id}/users/{guest}", {"role": "MAINTAINER"}),
+    ("DELETE", "/spaces/{id}/users/{guest}", None),
+]
+MEMBER_ROUTES: list[tuple[str, str, object]] = [
+    ("GET", "/spaces/{home}/users/{id}", None),
+    ("PATCH", "/spaces/{home}/users/{id}", {"role": "MAINTAINER"}),
+    ("DELETE", "/spaces/{home}/users/{id}", None),
+]
+DEVICE_ROUTES: list[tuple[str, str, object]] = [
+    ("GET", "/devices/{id}", None),
+    ("PATCH", "/devices/{id}", {"name": "ok"}),
+    ("DELETE", "/devices/{id}", None),
+    ("PATCH", "/devices/{id}/status", {"status": "ONLINE"}),
+    ("GET", "/devices/{id}/logs", None),
+    ("POST", "/devices/{id}/secret", {}),
+]
+LISTINGS = ("/spaces", "/spaces/{home}/users", "/spaces/{home}/devices", "/devices/{device}/logs")
+# Every route with a JSON body, and a body that is fine for it.
+BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
+    ("POST", "/spaces", {"name": "ok"}),
+    ("PATCH", "/spaces/{home}", {"name": "ok"}),
+    ("POST", "/spaces/{home}/users", {"userId": "{other}", "role": "GUEST"}),
+    ("PATCH", "/spaces/{home}/users/{guest}", {"role": "GUEST"}),
+    ("POST", "/devices", {"spaceId": "{home}", "type": "HEATER", "name": "ok"}),
+    ("PATCH", "/devices/{device}", {"name": "ok"}),
+    ("PATCH", "/devices/{device}/status", {"status": "ONLINE"}),
+    ("POST", "/devices/{device}/secret", {}),
+]
+WRONG_TYPES = {
+    "name": 123,
+    "ownerId": ["x"],
+    "parentSpaceId": {},
+    "userId": 7,
+    "role": {},
+    "spaceId": {},
+    "type": 1.5,
+    "status": [],
+    "expireTime": True,
+}
+
+
+def _bad_id_cases(label: str, bad: str) -> Iterator[RestCase]:
+    for routes, placeholder in ((SPACE_ROUTES, "{id}"), (DEVICE_ROUTES, "{id}")):
+        for method, route, body in routes:
+            path = route.replace(placeholder, bad)
+            yield RestCase(f"{method} {route} id {label}", method, path, body, "user", 400)
+    for method, route, body in MEMBER_ROUTES:
+        path = route.replace("{id}", bad)
+        yield RestCase(f"{method} {route} user id {label}", method, path, body, "user", 400)
+
+
+def space_device_rest_cases() -> Iterator[RestCase]:
+    body: object
+    for label, bad in BAD_TEXT.items():
+        yield from _bad_id_cases(label, quote(bad, safe=""))
+        in_bodies: list[tuple[str, str, dict[str, object], str | None]] = [
+            ("POST", "/spaces", {"name": "ok", "ownerId": bad}, "user"),
+            ("POST", "/spaces", {"name": "ok", "ownerId": bad}, "admin"),
+            ("POST", "/spaces", {"name": "ok", "parentSpaceId": bad}, "user"),
+            ("POST", "/spaces/{home}/users", {"userId": bad, "role": "GUEST"}, "user"),
+            ("POST", "/devices", {"spaceId": bad, "type": "HEATER", "name": "ok"}, "user"),
+            ("PATCH", "/devices/{device}", {"spaceId": bad}, "user"),
+        ]
+        for method, path, body, caller in in_bodies:
+            field = next(name for name, value in body.items() if value == bad)
+            name = f"{method} {path} {field} {label} by {caller}"
+            yield RestCase(name, method, path, body, caller, 400)
+        for query, caller in (("userId", "admin"), ("ownerId", "admin"), ("parentSpaceId", "user")):
+            path = f"/spaces?{query}=" + quote(bad, safe="")
+            yield RestCase(f"list spaces {query} {label}", "GET", path, None, caller, 400)
+        for listing in LISTINGS:
+            path = f"{listing}?pageToken=" + quote(bad, safe="")
+            yield RestCase(f"{listing} page token {label}", "GET", path, None, "user", 400)
+    for escaped in NOT_UTF8:
+        yield from _bad_id_cases(escaped, escaped)
+        for listing in LISTINGS:
+            path = f"{listing}?pageToken={escaped}"
+            yield RestCase(f"{listing} page token {escaped}", "GET", path, None, "user", 400)
+    for label, bad in BAD_NAMES.items():
+        named: list[tuple[str, str, dict[str, object]]] = [
+            ("POST", "/spaces", {"name": bad}),
+            ("POST", "/spaces", {"name": bad, "parentSpaceId": "{home}"}),
+            ("PATCH", "/spaces/{home}", {"name": bad}),
+            ("PATCH", "/spaces/{room}", {"name": bad}),
+            ("POST", "/devices", {"spaceId": "{room}", "type": "SENSOR", "name": bad}),
+            ("PATCH", "/devices/{device}", {"name": bad}),
+        ]
+        for method, path, body in named:
+            where = " of a room" if "parentSpaceId" in body else ""
+            name = f"{method} {path}{where} name {label}"
+            yield RestCase(name, method, path, body, "user", 400)
+    for listing in LISTINGS:
+        for name, page_token in FORGED_PAGE_TOKENS.items():
+            path = f"{listing}?pageToken=" + quote(page_token, safe="")
+            yield RestCase(f"{listing} page token {name}", "GET", path, None, "user", 400)
+        for size in ("-5", "abc", "-2147483649"):
+            path = f"{listing}?pageSize={size}"
+            yield RestCase(f"{listing} page size {size}", "GET", path, None, "user", 400)
+    enums: list[tuple[str, str, str, dict[str, object], tuple[object, ...]]] = [
+        (
+            "role",
+            "POST",
+            "/spaces/{home}/users",
+            {"userId": "{other}"},
+            ("SPACE_USER_ROLE_UNSPECIFIED",),
+        ),
+        ("role", "PATCH", "/spaces/{home}/users/{guest}", {}, ("SPACE_USER_ROLE_UNSPECIFIED",)),
+        (
+            "type",
+            "POST",
+            "/devices",
+            {"spaceId": "{home}", "name": "ok"},
+            ("DEVICE_TYPE_UNSPECIFIED",),
+        ),
+        ("status", "PATCH", "/devices/{device}/status", {}, ("DEVICE_STATUS_UNSPECIFIED",)),
+    ]
+    for field, method, path, rest, unspecified in enums:
+        for value in (7, -1, 2**31, "ROOT", "owner", *unspecified):
+            body = {**rest, field: value}
+            yield RestCase(f"{method} {path} {field} {value}", method, path, body, "user", 400)
+    for kind in ("99", "-1", "TELEPATHY", "status_changed"):
+        path = f"/devices/{{device}}/logs?kind={kind}"
+        yield RestCase(f"log kind {kind}", "GET", path, None, "user", 400)
+    for label, when in GARBAGE_TIMES.items():
+        timed: list[tuple[str, str, dict[str, object]]] = [
+            ("POST", "/spaces/{home}/users", {"userId": "{other}", "role": "GUEST"}),
+            ("PATCH", "/spaces/{home}/users/{guest}", {"role": "GUEST"}),
+        ]
+        for method, path, fine in timed:
+            body = {**fine, "expireTime": when}
+            yield RestCase(f"{method} {path} expiry {label}", method, path, body, "user", 400)
+    nothing = RestCase("update device with nothing", "PATCH", "/devices/{device}", {}, "user", 400)
+    yield nothing
+    # Every route of Space and Device, commands included: Envoy refuses a forged token itself.
+    routes: list[tuple[str, str, object]] = [
+        ("POST", "/spaces", {"name": "ok"}),
+        ("GET", "/spaces", None),
+        *[(method, route.replace("{id}", "{home}"), body) for method, route, body in SPACE_ROUTES],
+        ("POST", "/devices", {"spaceId": "{home}", "type": "HEATER", "name": "ok"}),
+        *[
+            (method, route.replace("{id}", "{device}"), body)
+            for method, route, body in DEVICE_ROUTES
+        ],
+        ("POST", "/devices/{device}/command", {"kind": "TURN_ON"}),
+        ("GET", "/devices/{device}/commands/{other}", None),
+    ]
+    for forged in ("other_key", "unsigned", None):
+        for method, path, body in routes:
+            name = f"{method} {path} with {forged or 'no token'}"
+            yield RestCase(name, method, path, body, forged, 401)
+    malformed: list[tuple[bytes, str]] = [
+        (b"[]", "a list"),
+        (b'"text"', "a string"),
+        (b"{", "broken JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (json.dumps(WRONG_TYPES).encode(), "wrong types"),
+    ]
+    for raw, what in malformed:
+        for method, path, _ in BODY_ROUTES:
+            if what == "wrong types" and path.endswith("/secret"):
+                continue  # RotateDeviceSecretRequest has none of those fields: ignored
+            yield RestCase(f"{what} to {method} {path}", method, path, raw, "user", 400)
+    for path in ("/spaces", "/devices"):
+        yield RestCase(f"no body to {path}", "POST", path, b"", "user", 400)
+        yield RestCase(f"null to {path}", "POST", path, b"null", "user", 400)
+
+
+@pytest.mark.parametrize("case", list(space_device_rest_cases()), ids=lambda case: case.name)
+def test_space_and_device_mistakes_are_the_stated_client_error(
+    api: Rest, tokens: Tokens, places: Places, case: RestCase
+) -> None:
+    path = places.fill(case.path, tokens)
+    if isinstance(case.body, bytes):
+        raw: bytes | None = case.body
+    else:
+        raw = None if case.body is None else places.fill(json.dumps(case.body), tokens).encode()
+    reply = api.call(case.method, path, token=tokens.of(case.token), raw=raw)
+    assert reply.status == case.expect, (case.name, reply)
+    assert LONG not in json.dumps(reply.body), "the answer repeats what was sent"
+
+
+def test_the_sweep_changed_nothing(api: Rest, tokens: Tokens, places: Places) -> None:
+    """Every mistake above was refused: the home, its member and its device are as made."""
+    members = api.call("GET", f"/spaces/{places.home}/users", token=tokens.user)
+    assert members.status == 200
+    roles = {member["userId"]: member["role"] for member in members.body["spaceUsers"]}
+    assert roles == {tokens.user_id: "OWNER", places.guest: "GUEST"}
+    device = api.call("GET", f"/devices/{places.device}", token=tokens.user)
+    assert device.status == 200
+    assert (device.body["device"]["name"], device.body["device"]["status"]) == ("Heater", "OFFLINE")
+    space = api.call("GET", f"/spaces/{places.home}", token=tokens.user)
+    assert space.body["space"]["name"] == "Sweep"
+
+
+# Timestamps REST cannot even spell, straight to the Space service.
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(-(10**11), 0), (10**13, 0), (2**62, 0), (4_000_000_000, -1), (4_000_000_000, 2 * 10**9)],
+)
+@pytest.mark.parametrize("method", ["AddSpaceUser", "UpdateSpaceUser"])
+async def test_out_of_range_expiry_is_invalid_argument(
+    stack: Stack, tokens: Tokens, places: Places, method: str, seconds: int, nanos: int
+) -> None:
+    # Built field by field: Timestamp's own setters refuse these values.
+    expire = timestamp_pb2.Timestamp()
+    expire.seconds, expire.nanos = seconds, nanos
+    target = places.other if method == "AddSpaceUser" else places.guest
+    request_type = getattr(space_pb2, f"{method}Request")
+    request = request_type(space_id=places.home, user_id=target, role=space_pb2.GUEST)
+    request.expire_time.CopyFrom(expire)
+    metadata = (("authorization", f"Bearer {tokens.user}"),)
+    async with grpc.aio.insecure_channel(stack.grpc_address("space")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await getattr(SpaceServiceStub(channel), method)(request, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
