@@ -18,6 +18,7 @@ from services.devstack.envoy_config import (
 )
 from services.devstack.envoy_process import EnvoyConfigError, EnvoyProcess, validate
 from services.devstack.ports import free_port
+from services.registry import SERVICES
 from services.user.signing_keys import ensure_signing_key
 
 SHIPPED_CONFIG = CHECKOUT_DIR / "envoy" / "envoy.yaml"
@@ -34,7 +35,7 @@ def local_settings(jwks_file: Path, upstream_port: int) -> EnvoySettings:
     return EnvoySettings(
         listener=SocketAddress("127.0.0.1", free_port()),
         admin=SocketAddress("127.0.0.1", free_port()),
-        upstreams={"user": SocketAddress("127.0.0.1", upstream_port)},
+        upstreams={spec.name: SocketAddress("127.0.0.1", upstream_port) for spec in SERVICES},
         descriptor_set=DESCRIPTOR_SET,
         jwks_file=jwks_file,
     )
@@ -80,7 +81,7 @@ def test_validate_raises_with_envoys_explanation(tmp_path: Path) -> None:
 def edge_without_services(
     jwks_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """Envoy with the local config whose one upstream is not running; yields its URL."""
+    """Envoy with the local config whose upstreams are not running; yields its URL."""
     settings = local_settings(jwks_file, upstream_port=free_port())
     work_dir = tmp_path_factory.mktemp("envoy")
     config_file = work_dir / "envoy.json"
