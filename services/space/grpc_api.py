@@ -1,14 +1,11 @@
 """SpaceService over gRPC: proto in → handler → proto out."""
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.space.v1 import space_pb2, space_pb2_grpc
 
 from services.runtime.auth import current_caller
 from services.runtime.errors import InvalidArgument
 from services.runtime.grpc_types import ServicerContext
-from services.runtime.timestamps import timestamp
+from services.runtime.timestamps import moment, timestamp
 from services.space.handlers import SpaceHandlers
 from services.space.ports import MemberRecord, SpaceRecord
 
@@ -17,9 +14,6 @@ _ROLES: dict[int, str] = {
     space_pb2.MAINTAINER: "MAINTAINER",
     space_pb2.GUEST: "GUEST",
 }
-# 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z: earlier or later is a client's mistake.
-_FIRST_SECOND = 0
-_LAST_SECOND = 253_402_300_799
 
 
 def _role_name(value: int) -> str:
@@ -29,15 +23,6 @@ def _role_name(value: int) -> str:
             "INVALID_ROLE", "role must be OWNER, MAINTAINER or GUEST", field="role"
         )
     return _ROLES[value]
-
-
-def _moment(stamp: Timestamp, field: str) -> datetime:
-    """A Timestamp from the wire, between 1970 and 9999."""
-    if not (_FIRST_SECOND <= stamp.seconds <= _LAST_SECOND and 0 <= stamp.nanos < 10**9):
-        raise InvalidArgument(
-            "INVALID_TIMESTAMP", f"{field} must be between 1970 and 9999", field=field
-        )
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def _space_message(space: SpaceRecord) -> space_pb2.Space:
@@ -104,7 +89,7 @@ class SpaceService(space_pb2_grpc.SpaceServiceServicer):
             request.space_id,
             request.user_id,
             _role_name(request.role),
-            _moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None,
+            moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None,
         )
         return space_pb2.AddSpaceUserResponse(space_user=_member_message(member))
 
@@ -153,7 +138,7 @@ class SpaceService(space_pb2_grpc.SpaceServiceServicer):
             request.space_id,
             request.user_id,
             _role_name(request.role),
-            _moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None,
+            moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None,
         )
         return space_pb2.UpdateSpaceUserResponse(space_user=_member_message(member))
 
