@@ -13,12 +13,18 @@ probes, with its own database. All at 16 in flight, in interleaved rounds:
 - Write: the same two rows through the User service's unit of work and repository;
 - CreateUser direct gRPC with the argon2 hash stubbed (in the probe host only),
   which also counts the attempt in a registration-throttle transaction;
+- GetDevice direct gRPC and GET /devices/{id} through Envoy, as a MAINTAINER
+  whose membership Device knows from its projection of Space's events, and
+  GET /spaces/{id}/devices (first page of 100) of a home with 1,000 devices;
 
 then registration through Envoy with argon2id, and argon2id hashes in-process.
+Before the interleaved rounds it registers 10,000 devices over direct gRPC,
+measuring GetDevice at 100 and at 10,000 devices (bench/devices.py).
 Prints a table; with WARMHOUSE_BENCH_SAVE set, also writes
 bench/results/latest.json. WARMHOUSE_BENCH_NO_WRK=1 uses the Python HTTP
 client even where wrk is installed. Exits non-zero only when a request fails
-(or the probe host did not measure what it claims), never because of a timing.
+(or the probe host did not measure what it claims, or a home's device list
+misses or repeats a device), never because of a timing.
 """
 
 import asyncio
@@ -39,6 +45,8 @@ import uvloop
 from bench.account import SetupError, register_and_log_in
 from bench.argon2_cost import HashFigures, time_hashes
 from bench.closed_loop import Budget
+from bench.devices import OTHER_HOMES, DeviceLoad, check_listing, grow_and_measure, read_plans
+from bench.estate import set_up_estate
 from bench.grpc_load import DirectLoad
 from bench.http_load import PythonHttpLoad
 from bench.probe_process import ProbeHost
@@ -46,6 +54,7 @@ from bench.registration import register_users
 from bench.report import Report
 from bench.rounds import Plan, measure_interleaved, measure_once
 from bench.wrk import WrkError, WrkLoad, find_wrk
+from services.device.description import DESCRIPTION as DEVICE
 from services.devstack.child_process import StartupError
 from services.devstack.envoy_config import TokenBucket
 from services.devstack.ports import free_port
@@ -139,8 +148,19 @@ async def _measure(
     http_load = await _http_load(stack.base_url)
     envoy_path = f"/users/{envoy_account.user_id}"
     envoy_headers = {"Authorization": envoy_account.authorization}
-    async with grpc.aio.insecure_channel(probe_host.address) as channel:
+    _progress("setting up homes, rooms and a MAINTAINER through Envoy ...")
+    estate = await set_up_estate(stack.base_url, OTHER_HOMES)
+    async with (
+        grpc.aio.insecure_channel(probe_host.address) as channel,
+        grpc.aio.insecure_channel(stack.grpc_address(DEVICE.name)) as device_channel,
+    ):
         await channel.channel_ready()
+        await device_channel.channel_ready()
+        devices = DeviceLoad(device_channel, CONCURRENCY)
+        fleet, device_scaling = await grow_and_measure(
+            estate, devices, stack.postgres.url(DEVICE.database), WARMUP, MEASURE, _progress
+        )
+        problems = await check_listing(stack.base_url, fleet)
         direct = DirectLoad(channel, CONCURRENCY)
         account = await direct.register_and_log_in()
         plans = [
@@ -176,6 +196,7 @@ async def _measure(
                 CONCURRENCY,
                 direct.create_user,
             ),
+            *read_plans(fleet, devices, http_load, CONCURRENCY),
         ]
         (
             echo,
@@ -185,11 +206,13 @@ async def _measure(
             raw_write,
             write,
             create_user,
+            envoy_get_device,
+            get_device,
+            list_devices,
         ) = await measure_interleaved(plans, ROUNDS, WARMUP, MEASURE, _progress)
         stubbed = await direct.stubbed_hashes()
     # Every successful CreateUser on the probe host, the account's included.
     registered = create_user.succeeded + 1
-    problems = []
     if stubbed < registered:
         problems.append(
             f"the probe host's stubbed password hash ran {stubbed} times for {registered} "
@@ -224,7 +247,11 @@ async def _measure(
         raw_write=raw_write,
         write=write,
         create_user=create_user,
+        envoy_get_device=envoy_get_device,
+        get_device=get_device,
+        list_devices=list_devices,
         registration=registration,
+        device_scaling=device_scaling,
         hashing=hashing,
         problems=tuple(problems),
     )

@@ -2,8 +2,9 @@
 
 A phase is measured in one or more rounds, each a warm-up then a measurement;
 the table shows, per phase, the median over its rounds. Ratios are those of
-requests/s: for phases measured round for round side by side, the median of
-the per-round ratios, which cancels drift that a ratio of medians would keep.
+requests/s (or of a latency percentile where named): for phases measured round
+for round side by side, the median of the per-round ratios, which cancels
+drift that a ratio of medians would keep.
 """
 
 import json
@@ -26,6 +27,7 @@ WRITE_OVER_RAW_WRITE_TARGET = 0.8
 UNTARGETED = {
     "get_user_over_raw_read": "the service's cost beyond one fetchrow",
     "create_user_over_raw_write": "includes the registration-throttle transaction",
+    "get_device_over_echo": "the Device service against the probe host's Echo",
 }
 # The table's first column is at least this wide, and as wide as the longest label.
 LABEL_WIDTH = 36
@@ -134,6 +136,49 @@ def p50_ratio(phase: Phase, baseline: Phase) -> float | None:
     return ratio(phase.p50_ms, baseline.p50_ms)
 
 
+def p99_ratio(phase: Phase, baseline: Phase) -> float | None:
+    if len(phase.rounds) == len(baseline.rounds) > 1:
+        return _median(
+            [
+                ratio(ours.measured.p99_ms, theirs.measured.p99_ms)
+                for ours, theirs in zip(phase.rounds, baseline.rounds, strict=True)
+            ]
+        )
+    return ratio(phase.p99_ms, baseline.p99_ms)
+
+
+@dataclass(frozen=True)
+class DeviceScaling:
+    """GetDevice direct as the devices table grows, and the registrations that grew it.
+
+    Each measured in one round: the table only grows, so the two sizes cannot
+    take turns. The first `small_table_devices` registrations are the
+    registration phase's warm-up.
+    """
+
+    registration: Phase
+    small_table: Phase
+    # At the large size: the same devices as `small_table`, then any device of the table.
+    large_table_same_home: Phase
+    large_table: Phase
+    small_table_devices: int
+    large_table_devices: int
+    # From the last registration until the Device service's outbox held no
+    # unpublished event; None when it still did at the end of the wait.
+    outbox_drain_seconds: float | None
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return (self.registration, self.small_table, self.large_table_same_home, self.large_table)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "small_table_devices": self.small_table_devices,
+            "large_table_devices": self.large_table_devices,
+            "outbox_drain_seconds": _rounded(self.outbox_drain_seconds),
+        }
+
+
 @dataclass(frozen=True)
 class Report:
     started_at: datetime
@@ -148,7 +193,12 @@ class Report:
     raw_write: Phase
     write: Phase
     create_user: Phase
+    # The Device service's read path, interleaved with the phases above.
+    envoy_get_device: Phase
+    get_device: Phase
+    list_devices: Phase
     registration: Phase
+    device_scaling: DeviceScaling
     hashing: HashFigures
     # What makes the figures wrong other than a failed request (e.g. the hash
     # stub not used); each one fails the run like a request error.
@@ -164,7 +214,11 @@ class Report:
             self.raw_write,
             self.write,
             self.create_user,
+            self.envoy_get_device,
+            self.get_device,
+            self.list_devices,
             self.registration,
+            *self.device_scaling.phases,
         )
 
     @property
@@ -173,6 +227,9 @@ class Report:
 
     @property
     def ratios(self) -> dict[str, float | None]:
+        scaling = self.device_scaling
+        small = scaling.small_table
+        envoy_device, device = self.envoy_get_device, self.get_device
         return {
             "get_user_over_echo": throughput_ratio(self.get_user, self.echo),
             "get_user_over_raw_read": throughput_ratio(self.get_user, self.raw_read),
@@ -180,6 +237,15 @@ class Report:
             "create_user_over_raw_write": throughput_ratio(self.create_user, self.raw_write),
             "envoy_over_direct_get_user": throughput_ratio(self.envoy_get_user, self.get_user),
             "envoy_over_direct_get_user_p50": p50_ratio(self.envoy_get_user, self.get_user),
+            "get_device_over_echo": throughput_ratio(device, self.echo),
+            "envoy_over_direct_get_device": throughput_ratio(envoy_device, device),
+            "envoy_over_direct_get_device_p50": p50_ratio(envoy_device, device),
+            "envoy_over_direct_get_device_p99": p99_ratio(envoy_device, device),
+            "get_device_large_over_small_table_p99": p99_ratio(scaling.large_table, small),
+            "get_device_large_over_small_table_p50": p50_ratio(scaling.large_table, small),
+            "get_device_large_over_small_table_same_home_p99": p99_ratio(
+                scaling.large_table_same_home, small
+            ),
         }
 
     def _columns(self, phase: Phase) -> tuple[float | None, float | None]:
@@ -206,6 +272,7 @@ class Report:
         )
         ratios = self.ratios
         hashing = self.hashing
+        scaling = self.device_scaling
         lines = [
             f"WarmHouse bench, {self.started_at:%Y-%m-%d %H:%M:%S %Z}, {self.cpus} CPUs",
             f"HTTP load: {self.http_load}",
@@ -221,7 +288,9 @@ class Report:
             "CreateUser's over RawWrite's; each the median of the per-round ratios. Echo,",
             "RawRead, GetUser, RawWrite, Write and CreateUser are served by one probe host:",
             "the User service on the shared runtime plus bench-only probes. Envoy's phases",
-            "go to the stack's service.",
+            "and the Device phases go to the stack's services. RegisterDevice and GetDevice",
+            "by table size run one round each (the table only grows); the latter draws a",
+            "random device each request.",
             "",
             "Targets (ratios from this run; absolute figures drift about 10 % between runs):",
             _target(
@@ -240,6 +309,20 @@ class Report:
             _untargeted("GetUser direct over RawRead", ratios, "get_user_over_raw_read"),
             f"  Envoy / direct GetUser: throughput {_times(ratios['envoy_over_direct_get_user'])}, "
             f"p50 latency {_times(ratios['envoy_over_direct_get_user_p50'])}",
+            "Device service, as a MAINTAINER who did not create the home:",
+            _untargeted("GetDevice direct over Echo", ratios, "get_device_over_echo"),
+            "  Envoy / direct GetDevice: "
+            f"throughput {_times(ratios['envoy_over_direct_get_device'])}, "
+            f"p50 latency {_times(ratios['envoy_over_direct_get_device_p50'])}, "
+            f"p99 latency {_times(ratios['envoy_over_direct_get_device_p99'])}",
+            f"  GetDevice direct at {scaling.large_table_devices} devices over at "
+            f"{scaling.small_table_devices}: "
+            f"p99 {_times(ratios['get_device_large_over_small_table_p99'])}, "
+            f"p50 {_times(ratios['get_device_large_over_small_table_p50'])}",
+            f"    (the measured home's same {scaling.small_table_devices} devices: "
+            f"p99 {_times(ratios['get_device_large_over_small_table_same_home_p99'])})",
+            f"  RegisterDevice: {_registrations(scaling)}; the outbox "
+            f"{_drained(scaling.outbox_drain_seconds)}",
             f"argon2id hash_password in-process ({hashing.parameters}), {hashing.hashes} hashes "
             f"one at a time: mean {hashing.mean_ms:.1f} ms "
             f"(min {hashing.min_ms:.1f}, max {hashing.max_ms:.1f})",
@@ -282,6 +365,7 @@ class Report:
                 },
             },
             "untargeted": dict(UNTARGETED),
+            "device_scaling": self.device_scaling.as_json(),
             "argon2id_hash": self.hashing.as_json(),
             "errors": self.errors,
             "problems": list(self.problems),
@@ -300,6 +384,22 @@ def _target(what: str, value: float | None, target: float) -> str:
 
 def _untargeted(what: str, ratios: dict[str, float | None], name: str) -> str:
     return f"  {what}: {_times(ratios[name])} (no target: {UNTARGETED[name]})"
+
+
+def _registrations(scaling: DeviceScaling) -> str:
+    registration = scaling.registration
+    seconds = sum(r.measured.seconds for r in registration.rounds)
+    warmed = sum(r.warmup.requests for r in registration.rounds)
+    return (
+        f"{registration.requests} after {warmed} warm-up "
+        f"in {seconds:.1f} s at {registration.concurrency} in flight"
+    )
+
+
+def _drained(seconds: float | None) -> str:
+    if seconds is None:
+        return "still held unpublished events at the end of the wait"
+    return f"drained {seconds:.1f} s after the last"
 
 
 def _met(value: float | None, target: float) -> bool | None:
