@@ -182,9 +182,9 @@ class DeviceHandlers:
         target = parse_uuid(device_id, "deviceId")
         status = domain.device_status(status)
         await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
-        now = self._clock()
         async with self._uow.transaction() as tx:
             device = await self._locked(tx, target)
+            now = self._clock()
             if device.status == status:
                 return device
             updated = replace(device, status=status, updated_at=now)
@@ -217,9 +217,9 @@ class DeviceHandlers:
         # Rights are the home's: one who may manage the device here may in its other spaces.
         if new_space is not None and new_space != device.space_id:
             await self._require_same_home(caller, new_space, device.home_id)
-        now = self._clock()
         async with self._uow.transaction() as tx:
             current = await self._locked(tx, target)
+            now = self._clock()
             changed = replace(
                 current,
                 name=current.name if new_name is None else new_name,
@@ -253,9 +253,9 @@ class DeviceHandlers:
     async def retire(self, caller: Caller, device_id: str) -> None:
         target = parse_uuid(device_id, "deviceId")
         await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
-        now = self._clock()
         async with self._uow.transaction() as tx:
             device = await self._locked(tx, target)
+            now = self._clock()
             retired = replace(device, retired_at=now, updated_at=now)
             await tx.repos.devices.save(retired)
             await tx.repos.logs.add(log_entry(target, domain.DEVICE_CHANGED, domain.RETIRED, now))
@@ -264,10 +264,10 @@ class DeviceHandlers:
     async def rotate_secret(self, caller: Caller, device_id: str) -> str:
         target = parse_uuid(device_id, "deviceId")
         await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
-        now = self._clock()
         secret = self._secrets.new()
         async with self._uow.transaction() as tx:
             device = await self._locked(tx, target)
+            now = self._clock()
             await tx.repos.devices.save(
                 replace(device, secret_hash=self._secrets.hash(target, secret), updated_at=now)
             )
@@ -291,7 +291,9 @@ class DeviceHandlers:
             raise _space_not_in_home()
 
     async def _locked(self, tx: Tx, device_id: uuid.UUID) -> DeviceRecord:
-        """The live device, row-locked: retired since the access check → 404."""
+        """The live device, row-locked: retired since the access check → 404.
+        Changes read the clock after this, so their log entries' and events'
+        times follow the order in which they hold the row."""
         device = await tx.repos.devices.get(device_id, lock=True)
         if device is None:
             raise device_not_found()

@@ -6,9 +6,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.runtime.errors import InvalidArgument
 
-# 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z: earlier or later is a client's mistake.
+# From 1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z: nothing
+# we store lies outside, and the very end of year 9999 is no instant at all
+# to asyncpg, which writes datetime.max as PostgreSQL's 'infinity'.
 _FIRST_SECOND = 0
-_LAST_SECOND = 253_402_300_799
+_END_SECOND = 253_370_764_800
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -18,9 +20,9 @@ def timestamp(moment: datetime) -> Timestamp:
 
 
 def moment(stamp: Timestamp, field: str) -> datetime:
-    """A Timestamp from a client, between 1970 and 9999 (else INVALID_ARGUMENT)."""
-    if not (_FIRST_SECOND <= stamp.seconds <= _LAST_SECOND and 0 <= stamp.nanos < 10**9):
+    """A Timestamp from a client, from 1970 to before 9999 (else INVALID_ARGUMENT)."""
+    if not (_FIRST_SECOND <= stamp.seconds < _END_SECOND and 0 <= stamp.nanos < 10**9):
         raise InvalidArgument(
-            "INVALID_TIMESTAMP", f"{field} must be between 1970 and 9999", field=field
+            "INVALID_TIMESTAMP", f"{field} must be from 1970 to before the year 9999", field=field
         )
     return stamp.ToDatetime(tzinfo=UTC)

@@ -406,6 +406,7 @@ GARBAGE_TIMES: dict[str, object] = {
     "a number": 12345,
     "empty": "",
     "year 10000": "10000-01-01T00:00:00Z",
+    "the last instant of 9999": "9999-12-31T23:59:59.999999999Z",
     "year 1": "0001-01-01T00:00:00Z",
     "the epoch": "1970-01-01T00:00:00Z",
     "before the epoch": "1969-12-31T23:59:59Z",

@@ -1,6 +1,8 @@
 """DeviceService with User and Space in-process, on real PostgreSQL and NATS:
 who may do what, how fast Space's changes reach it, devices' life and logs."""
 
+import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -345,6 +347,39 @@ async def test_a_status_change_is_logged_and_announced_once(
         device_pb2.OFFLINE,
         device_pb2.ONLINE,
     )
+
+
+async def test_concurrent_status_changes_log_one_unbroken_history(
+    devices: "DeviceServiceAsyncStub", household: Household
+) -> None:
+    device_id = await device_id_in(devices, household)
+    statuses = [device_pb2.ONLINE, device_pb2.ERROR, device_pb2.OFFLINE] * 20
+    await asyncio.gather(
+        *(
+            devices.UpdateDeviceStatus(
+                device_pb2.UpdateDeviceStatusRequest(device_id=device_id, status=status),
+                metadata=household.maintainer.auth,
+            )
+            for status in statuses
+        )
+    )
+    request = device_pb2.ListDeviceLogsRequest(
+        device_id=device_id, kind=device_pb2.STATUS_CHANGED, page_size=100
+    )
+    newest_first = (
+        await devices.ListDeviceLogs(request, metadata=household.guest.auth)
+    ).device_logs
+    changes = [
+        entry.event.removeprefix("status ").split(" -> ") for entry in reversed(newest_first)
+    ]
+    # Each change starts where the one before it ended, and the last is where the device is.
+    assert all(earlier[1] == later[0] for earlier, later in itertools.pairwise(changes))
+    device = (
+        await devices.GetDevice(
+            device_pb2.GetDeviceRequest(device_id=device_id), metadata=household.guest.auth
+        )
+    ).device
+    assert changes[-1][1] == device_pb2.DeviceStatus.Name(device.status)
 
 
 async def test_a_device_is_renamed_and_moved_within_its_home_only(

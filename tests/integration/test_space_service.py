@@ -828,13 +828,21 @@ async def test_bad_input_is_invalid_argument(
         assert HUGE not in (failure.value.details() or ""), name
 
 
-async def test_an_expiry_past_9999_is_invalid_argument(
-    spaces: "SpaceServiceAsyncStub", household: Household
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (253_402_300_800, 0),  # 10000-01-01
+        (253_402_300_799, 999_999_999),  # the last instant of 9999: 'infinity' to asyncpg
+        (253_370_764_800, 0),  # 9999-01-01
+    ],
+)
+async def test_an_expiry_from_9999_on_is_invalid_argument(
+    spaces: "SpaceServiceAsyncStub", household: Household, seconds: int, nanos: int
 ) -> None:
     request = space_pb2.AddSpaceUserRequest(
         space_id=household.home, user_id=household.stranger.user_id, role=space_pb2.GUEST
     )
-    request.expire_time.seconds = 253_402_300_800  # 10000-01-01
+    request.expire_time.seconds, request.expire_time.nanos = seconds, nanos
     failure = spaces.AddSpaceUser(request, metadata=household.owner.auth)
     assert await refused(failure, Code.INVALID_ARGUMENT) == "INVALID_TIMESTAMP"
 
