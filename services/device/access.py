@@ -94,10 +94,14 @@ class AccessCheck:
         self,
         uow: UnitOfWork[DeviceRepositories],
         directory: SpaceDirectory,
+        projection_is_current: Callable[[], bool],
         clock: Clock = utc_now,
     ) -> None:
         self._uow = uow
         self._directory = directory
+        # False while events may not be arriving (the broker unreachable): the
+        # copy may then miss a removal, so its YES is not trusted either.
+        self._projection_is_current = projection_is_current
         self._clock = clock
 
     async def require(
@@ -124,7 +128,11 @@ class AccessCheck:
         """As `require`, with the projection's answer already read (e.g. joined
         with the device it is about)."""
         now = self._clock()
-        if projected.home_id is not None and projected.allows(caller, right, now):
+        if (
+            projected.home_id is not None
+            and projected.allows(caller, right, now)
+            and self._projection_is_current()
+        ):
             return projected.home_id
         answer = await self._ask(caller, space_id)
         if answer is None:

@@ -41,7 +41,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
         handlers = DeviceHandlers(
             uow,
-            AccessCheck(uow, GrpcSpaceDirectory(space)),
+            AccessCheck(uow, GrpcSpaceDirectory(space), lambda: runtime.nats.is_connected),
             DeviceSecrets(settings.secret_key),
             runtime.page_tokens,
         )

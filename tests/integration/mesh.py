@@ -6,6 +6,7 @@ Space and Device call each other, so both ports are picked before either starts.
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -40,26 +41,25 @@ UNLIMITED = 1_000_000
 
 
 @dataclass(frozen=True)
-class Mesh:
-    user_channel: grpc.aio.Channel
+class SpaceAndDevice:
     space: ServiceHost
     device: ServiceHost
     space_channel: grpc.aio.Channel
     device_channel: grpc.aio.Channel
 
 
-@pytest.fixture(scope="session")
-async def mesh(
-    runtime_settings: RuntimeSettings,
-    postgres: PostgresProcess,
-    user_settings: UserSettings,
-) -> AsyncIterator[Mesh]:
-    user_address, space_address, device_address = (f"{LOOPBACK}:{free_port()}" for _ in range(3))
-    # Every test registers its people from 127.0.0.1: no per-client ceiling here.
-    user_settings = replace(
-        user_settings,
-        registrations=replace(user_settings.registrations, max_failures=UNLIMITED),
-    )
+@dataclass(frozen=True)
+class Mesh(SpaceAndDevice):
+    user_address: str
+    user_channel: grpc.aio.Channel
+
+
+@asynccontextmanager
+async def space_and_device(
+    settings: RuntimeSettings, postgres: PostgresProcess, user_address: str
+) -> AsyncIterator[SpaceAndDevice]:
+    """Space and Device on fresh databases, reaching each other and `user_address`."""
+    space_address, device_address = (f"{LOOPBACK}:{free_port()}" for _ in range(2))
     space_settings = space_bootstrap.SpaceSettings(
         user_address=user_address,
         device_address=device_address,
@@ -70,25 +70,43 @@ async def mesh(
     )
     async with (
         running_service(
-            user_definition(user_settings),
-            runtime_settings,
-            postgres,
-            grpc_address=user_address,
-        ) as user,
-        running_service(
             space_bootstrap.definition(space_settings),
-            runtime_settings,
+            settings,
             postgres,
             grpc_address=space_address,
         ) as space,
         running_service(
             device_bootstrap.definition(device_settings),
-            runtime_settings,
+            settings,
             postgres,
             grpc_address=device_address,
         ) as device,
     ):
-        yield Mesh(user.channel, space.host, device.host, space.channel, device.channel)
+        yield SpaceAndDevice(space.host, device.host, space.channel, device.channel)
+
+
+@pytest.fixture(scope="session")
+async def mesh(
+    runtime_settings: RuntimeSettings,
+    postgres: PostgresProcess,
+    user_settings: UserSettings,
+) -> AsyncIterator[Mesh]:
+    user_address = f"{LOOPBACK}:{free_port()}"
+    # Every test registers its people from 127.0.0.1: no per-client ceiling here.
+    user_settings = replace(
+        user_settings,
+        registrations=replace(user_settings.registrations, max_failures=UNLIMITED),
+    )
+    async with (
+        running_service(
+            user_definition(user_settings),
+            runtime_settings,
+            postgres,
+            grpc_address=user_address,
+        ) as user,
+        space_and_device(runtime_settings, postgres, user_address) as pair,
+    ):
+        yield Mesh(**vars(pair), user_address=user_address, user_channel=user.channel)
 
 
 @pytest.fixture

@@ -225,6 +225,8 @@ class DeviceWorld:
     space: FakeSpace
     secrets: DeviceSecrets
     clock: FakeClock = field(default_factory=FakeClock)
+    # Whether the projection's events are arriving (the broker reachable).
+    events_arriving: list[bool] = field(default_factory=lambda: [True])
 
     async def project(self) -> None:
         """The projection catches up with Space, as its events would make it."""
@@ -242,7 +244,8 @@ def device_world() -> DeviceWorld:
     devices, logs = FakeDevices(projection), FakeDeviceLogs()
     uow = FakeUnitOfWork(DeviceRepositories(devices, logs, projection))
     space = FakeSpace(clock)
-    access = AccessCheck(uow, space, clock)
+    events_arriving = [True]
+    access = AccessCheck(uow, space, lambda: events_arriving[0], clock)
     secrets = DeviceSecrets(b"device-secret-key-for-unit-tests-0123456789")
     handlers = DeviceHandlers(
         uow,
@@ -251,4 +254,6 @@ def device_world() -> DeviceWorld:
         PageTokens(b"page-token-key-for-unit-tests-0123456789"),
         clock=clock,
     )
-    return DeviceWorld(handlers, access, uow, devices, logs, projection, space, secrets, clock)
+    return DeviceWorld(
+        handlers, access, uow, devices, logs, projection, space, secrets, clock, events_arriving
+    )

@@ -83,6 +83,17 @@ async def test_a_yes_from_the_projection_costs_no_call_to_space(world: DeviceWor
     assert world.space.calls == []
 
 
+async def test_while_events_cannot_arrive_every_check_asks_space(world: DeviceWorld) -> None:
+    home = await projected_home(world)
+    device = await register(world, home.owner, home.id)
+    world.events_arriving[0] = False
+    # Removed in Space while the broker is down: the projection never hears of it.
+    world.space.members.pop((home.id, uid(home.guest)))
+    await refused(world.handlers.get_device(home.guest, str(device.device.id)), NotFound)
+    await world.handlers.get_device(home.maintainer, str(device.device.id))
+    assert len(world.space.calls) == 2
+
+
 async def test_a_space_the_projection_has_not_heard_of_is_asked_of_space(
     world: DeviceWorld,
 ) -> None:
