@@ -7,6 +7,7 @@ strips the header from every request it forwards, so a credential can only
 come from inside the mesh.
 """
 
+import re
 import time
 from contextvars import ContextVar
 
@@ -21,6 +22,10 @@ _LIFETIME_SECONDS = 300
 # A minted token is reused until this close to its expiry.
 _RENEW_BEFORE_SECONDS = 60
 _MAX_TOKEN_LENGTH = 512
+# Clock skew between two services' hosts.
+_LEEWAY_SECONDS = 30
+# A service's name, as ServiceDescription requires it.
+_SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 _current_service: ContextVar[str | None] = ContextVar("warmhouse_calling_service", default=None)
 
@@ -55,11 +60,18 @@ class ServiceCredentials:
                 self._key,
                 algorithms=[_ALGORITHM],
                 audience=_AUDIENCE,
-                options={"require": ["iss", "exp"]},
+                options={"require": ["iss", "iat", "exp"]},
+                leeway=_LEEWAY_SECONDS,
             )
         except jwt.PyJWTError:
             raise _invalid() from None
-        service = str(claims["iss"])
+        service = claims["iss"]
+        # Longer-lived than we mint, or naming no service: not one of ours.
+        lifetime = claims["exp"] - claims["iat"]
+        if not isinstance(service, str) or not _SERVICE_NAME.match(service):
+            raise _invalid()
+        if not isinstance(lifetime, int | float) or lifetime > _LIFETIME_SECONDS:
+            raise _invalid()
         if len(self._verified) > 1000:
             self._verified.clear()
         self._verified[token] = (service, float(claims["exp"]))

@@ -5,23 +5,48 @@ import unicodedata
 from services.runtime.errors import InvalidArgument
 
 NAME_MAX_LENGTH = 100
-# Control characters (NUL, tab, newline, escape…), lone surrogates, and line
-# or paragraph separators: a name is one printable line.
-_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# Control characters (NUL, tab, newline, escape…), lone surrogates, line and
+# paragraph separators, private-use and unassigned code points: a name is one
+# line of characters every reader can see the same way.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp", "Co", "Cn"})
+# Bidirectional embeddings, overrides and isolates: they make "txt.exe" read
+# as "exe.txt". (Other format characters stay: emoji and some scripts need
+# joiners.)
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Letters and symbols that draw nothing (Hangul fillers, the blank braille cell).
+_BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_VISIBLE_CATEGORY_PREFIXES = ("L", "N", "P", "S")
+
+
+def _visible(character: str) -> bool:
+    return (
+        unicodedata.category(character).startswith(_VISIBLE_CATEGORY_PREFIXES)
+        and character not in _BLANK_LOOKING
+    )
 
 
 def display_name(name: str, field: str = "name", max_length: int = NAME_MAX_LENGTH) -> str:
-    """A name as stored: 1 to `max_length` characters of one printable line,
-    without surrounding blanks. Errors never repeat what was sent."""
+    """A name as stored: 1 to `max_length` characters of one line, with at
+    least one visible character, without surrounding blanks. Errors never
+    repeat what was sent."""
     if len(name) > max_length:
         raise InvalidArgument(
             "FIELD_TOO_LONG", f"{field} must be at most {max_length} characters", field=field
         )
-    if any(unicodedata.category(character) in _UNPRINTABLE for character in name):
+    if any(
+        unicodedata.category(character) in _REFUSED_CATEGORIES or character in _BIDI_CONTROLS
+        for character in name
+    ):
         raise InvalidArgument(
-            "INVALID_CHARACTERS", f"{field} must not contain control characters", field=field
+            "INVALID_CHARACTERS",
+            f"{field} must not contain control, private-use or unassigned characters",
+            field=field,
         )
     name = name.strip()
     if not name:
         raise InvalidArgument("FIELD_REQUIRED", f"{field} is required", field=field)
+    if not any(_visible(character) for character in name):
+        raise InvalidArgument(
+            "INVALID_CHARACTERS", f"{field} must contain a visible character", field=field
+        )
     return name
