@@ -88,7 +88,7 @@ def _describe(stack: Stack) -> str:
         f"  Envoy admin      http://127.0.0.1:{stack.envoy_admin_port}",
         *(f"  {name + ' gRPC':<16} {stack.grpc_address(name)}" for name in stack.services),
         f"  PostgreSQL       {stack.postgres.url('<database>')}",
-        f"  NATS JetStream   {stack.nats.url}",
+        f"  NATS JetStream   {stack.nats.address}",
         "Logs:",
         *(f"  {process.name:<16} {process.log_file}" for process in stack.processes),
         "Ctrl-C stops everything.",

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -54,9 +55,15 @@ async def connect(url: str, name: str, attempts: int = 30) -> NatsClient:
         except (OSError, nats.errors.NoServersError, TimeoutError):
             if attempt == attempts:
                 raise
-            log.info("waiting for NATS at %s", url)
+            log.info("waiting for NATS at %s", _without_credentials(url))
             await asyncio.sleep(1.0)
     raise AssertionError("unreachable")
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as logs may show it: no token, user or password."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 async def ensure_stream(jetstream: JetStreamContext, config: StreamConfig, *, owned: bool) -> None:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -298,3 +299,15 @@ async def test_a_consumer_keeps_consuming_after_a_broker_restart(
         )
     finally:
         running.cancel()
+
+
+async def test_the_broker_refuses_clients_without_its_token(nats_server: NatsProcess) -> None:
+    # Else any local process could publish a forged membership event.
+    with pytest.raises(nats.errors.Error, match=r"[Aa]uthorization"):
+        await nats.connect(nats_server.address, allow_reconnect=False, connect_timeout=2)
+    wrong_url = nats_server.address.replace("nats://", "nats://not-the-token@")
+    with pytest.raises(nats.errors.Error, match=r"[Aa]uthorization"):
+        await nats.connect(wrong_url, allow_reconnect=False, connect_timeout=2)
+    client = await nats.connect(nats_server.url, allow_reconnect=False, connect_timeout=2)
+    assert client.is_connected
+    await client.close()
