@@ -58,7 +58,13 @@ GRPC_CODE_BY_HTTP_STATUS = {
 }
 GRPC_UNKNOWN = 2
 # Envoy's own wording where it would not tell a client what to do.
-LOCAL_REPLY_MESSAGES = {429: "too many requests: retry after the seconds in Retry-After"}
+# Fixed words where Envoy's own would repeat what the client sent (the
+# transcoder quotes unknown enum values, query parameters and whole paths).
+LOCAL_REPLY_MESSAGES = {
+    400: "the request does not match the API: check its path, query parameters and JSON body",
+    404: "no such endpoint",
+    429: "too many requests: retry after the seconds in Retry-After",
+}
 # The REST call as the client sent it (the transcoder rewrites method and path),
 # then the RPC it became and how it ended.
 ACCESS_LOG_FORMAT = (

@@ -119,3 +119,26 @@ def test_public_routes_are_rate_limited_at_the_edge(base_url: str) -> None:
     _, headers, _ = send(base_url, "GET", "/.well-known/jwks.json", headers={})
 
     assert int(headers["x-ratelimit-limit"]) > 0
+
+
+def test_envoys_own_refusals_never_repeat_what_was_sent(api: Rest) -> None:
+    # The transcoder's words quote unknown enum values, query parameters and paths.
+    account = registration()
+    user_id = api.call("POST", "/users", account).body["userId"]
+    login = {"email": account["email"], "password": PASSWORD}
+    token = api.call("POST", "/auth/login", login).body["accessToken"]
+    space = str(uuid.uuid4())
+    marker = "ZQXMARKER"
+    refusals = [
+        ("POST", f"/spaces/{space}/users", {"userId": user_id, "role": f"OWNER{marker}"}, 400),
+        ("PATCH", f"/devices/{space}/status", {"status": marker}, 400),
+        ("GET", f"/spaces?pageSize=abc{marker}", None, 400),
+        ("GET", f"/spaces?foo{marker}=1", None, 400),
+        ("GET", f"/devices/{space}/logs?kind={marker}", None, 400),
+        ("GET", f"/spaces/x/{marker * 600}", None, 404),
+    ]
+    for method, path, body, status in refusals:
+        reply = api.call(method, path, body, token=token)
+        assert reply.status == status, (path[:80], reply)
+        assert marker not in json.dumps(reply.body), (path[:80], reply.body)
+        assert reply.body["message"], reply.body
