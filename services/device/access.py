@@ -134,7 +134,7 @@ class AccessCheck:
             and self._projection_is_current()
         ):
             return projected.home_id
-        answer = await self._ask(caller, space_id)
+        answer = await self._ask(caller, space_id, already_known=projected.home_id is not None)
         if answer is None:
             raise not_found()
         membership = Membership(answer.role, answer.expire_at) if answer.role else None
@@ -147,15 +147,18 @@ class AccessCheck:
             projected = await repos.spaces.access(space_id, caller_id(caller))
         if projected.home_id is not None and not projected.deleted:
             return projected.home_id
-        answer = await self._ask(caller, space_id)
+        answer = await self._ask(caller, space_id, already_known=False)
         return answer.home_id if answer is not None else None
 
-    async def _ask(self, caller: Caller, space_id: uuid.UUID) -> SpaceAccessAnswer | None:
+    async def _ask(
+        self, caller: Caller, space_id: uuid.UUID, *, already_known: bool
+    ) -> SpaceAccessAnswer | None:
         """Space's answer, stored so the next call need not ask again."""
         user_id = caller_id(caller)
         answer = await self._directory.access(space_id, user_id)
-        if answer is None:
-            return None
+        if answer is None or (already_known and answer.role is None):
+            # Nothing to store: a stranger's every probe must not cost a write.
+            return answer
         async with self._uow.transaction() as tx:
             await tx.repos.spaces.remember_space(answer.space_id, answer.home_id)
             if answer.home_id != answer.space_id:
