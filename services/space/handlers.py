@@ -119,7 +119,8 @@ async def user_deactivated(
     homes stay, without an OWNER if it was their only one, for an ADMIN to
     give a new one."""
     await repos.deactivations.hold(user_id)
-    await repos.deactivations.add(user_id, at)
+    if not await repos.deactivations.add(user_id, at):
+        return 0  # reactivated since: a late event must not end newer memberships
     ended = 0
     # In id order, as every transaction that locks several homes does.
     for home_id in sorted(await repos.members.homes_of(user_id)):

@@ -159,10 +159,12 @@ class Deactivations(Protocol):
 
     async def is_deactivated(self, user_id: uuid.UUID) -> bool: ...
 
-    async def add(self, user_id: uuid.UUID, deactivated_at: datetime) -> None: ...
+    async def add(self, user_id: uuid.UUID, deactivated_at: datetime) -> bool:
+        """Record a deactivation; False when a later change of the account
+        (a reactivation) is already recorded: the deactivation is stale."""
 
     async def remove(self, user_id: uuid.UUID, reactivated_at: datetime) -> None:
-        """Forget a deactivation that happened before `reactivated_at`."""
+        """Record a reactivation, unless a later change is already recorded."""
 
 
 @dataclass(frozen=True)

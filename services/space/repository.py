@@ -305,16 +305,19 @@ class SqlMembers:
 # Keyed by the account's id as text, like every transaction that adds or
 # ends the account's memberships.
 _HOLD_USER = Query(text("SELECT pg_advisory_xact_lock(hashtextextended(:user_id, 0))"))
-_IS_DEACTIVATED = Query(text("SELECT 1 FROM deactivated_users WHERE user_id = :user_id"))
-_ADD_DEACTIVATED = Query(
-    text(
-        "INSERT INTO deactivated_users (user_id, deactivated_at) VALUES (:user_id, :at)"
-        " ON CONFLICT (user_id) DO UPDATE"
-        " SET deactivated_at = GREATEST(deactivated_users.deactivated_at, EXCLUDED.deactivated_at)"
-    )
+_IS_DEACTIVATED = Query(
+    text("SELECT 1 FROM account_states WHERE user_id = :user_id AND NOT is_active")
 )
-_REMOVE_DEACTIVATED = Query(
-    text("DELETE FROM deactivated_users WHERE user_id = :user_id AND deactivated_at <= :at")
+# Only a state newer than the one recorded replaces it; RETURNING says whether it did.
+_RECORD_STATE = Query(
+    text(
+        "INSERT INTO account_states (user_id, is_active, changed_at)"
+        " VALUES (:user_id, :is_active, :at)"
+        " ON CONFLICT (user_id) DO UPDATE"
+        " SET is_active = EXCLUDED.is_active, changed_at = EXCLUDED.changed_at"
+        " WHERE account_states.changed_at < EXCLUDED.changed_at"
+        " RETURNING 1"
+    )
 )
 
 
@@ -328,11 +331,16 @@ class SqlDeactivations:
     async def is_deactivated(self, user_id: uuid.UUID) -> bool:
         return await self._connection.fetchval(_IS_DEACTIVATED, user_id=user_id) is not None
 
-    async def add(self, user_id: uuid.UUID, deactivated_at: datetime) -> None:
-        await self._connection.execute(_ADD_DEACTIVATED, user_id=user_id, at=deactivated_at)
+    async def add(self, user_id: uuid.UUID, deactivated_at: datetime) -> bool:
+        recorded = await self._connection.fetchval(
+            _RECORD_STATE, user_id=user_id, is_active=False, at=deactivated_at
+        )
+        return recorded is not None
 
     async def remove(self, user_id: uuid.UUID, reactivated_at: datetime) -> None:
-        await self._connection.execute(_REMOVE_DEACTIVATED, user_id=user_id, at=reactivated_at)
+        await self._connection.execute(
+            _RECORD_STATE, user_id=user_id, is_active=True, at=reactivated_at
+        )
 
 
 def sql_repositories(connection: Connection) -> SpaceRepositories:

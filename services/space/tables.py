@@ -1,6 +1,16 @@
 """The Space service's tables (schema in migrations/), for SQLAlchemy Core."""
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, MetaData, Table, Text, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+)
 
 metadata = MetaData()
 
@@ -27,9 +37,10 @@ space_users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-deactivated_users = Table(
-    "deactivated_users",
+account_states = Table(
+    "account_states",
     metadata,
     Column("user_id", Uuid, primary_key=True),
-    Column("deactivated_at", DateTime(timezone=True), nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )

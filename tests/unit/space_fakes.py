@@ -32,6 +32,8 @@ class Store:
     spaces: dict[uuid.UUID, SpaceRecord] = field(default_factory=dict)
     members: dict[tuple[uuid.UUID, uuid.UUID], MemberRecord] = field(default_factory=dict)
     deactivated: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    # When each account last changed (deactivated or reactivated), as recorded.
+    account_changes: dict[uuid.UUID, datetime] = field(default_factory=dict)
     # Homes the last transaction locked, in order, and users it held.
     locked: list[uuid.UUID] = field(default_factory=list)
     held: list[uuid.UUID] = field(default_factory=list)
@@ -193,13 +195,23 @@ class FakeDeactivations:
     async def is_deactivated(self, user_id: uuid.UUID) -> bool:
         return user_id in self._store.deactivated
 
-    async def add(self, user_id: uuid.UUID, deactivated_at: datetime) -> None:
-        previous = self._store.deactivated.get(user_id, deactivated_at)
-        self._store.deactivated[user_id] = max(previous, deactivated_at)
+    def _record(self, user_id: uuid.UUID, active: bool, at: datetime) -> bool:
+        """Keep the newest state of an account; whether `at` was newer."""
+        recorded = self._store.account_changes.get(user_id)
+        if recorded is not None and recorded >= at:
+            return False
+        self._store.account_changes[user_id] = at
+        if active:
+            self._store.deactivated.pop(user_id, None)
+        else:
+            self._store.deactivated[user_id] = at
+        return True
+
+    async def add(self, user_id: uuid.UUID, deactivated_at: datetime) -> bool:
+        return self._record(user_id, False, deactivated_at)
 
     async def remove(self, user_id: uuid.UUID, reactivated_at: datetime) -> None:
-        if self._store.deactivated.get(user_id, reactivated_at) <= reactivated_at:
-            self._store.deactivated.pop(user_id, None)
+        self._record(user_id, True, reactivated_at)
 
 
 @dataclass

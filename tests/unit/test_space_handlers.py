@@ -691,6 +691,20 @@ async def test_a_reactivated_account_may_be_added_again(world: SpaceWorld, home:
     assert member.role == GUEST
 
 
+async def test_a_deactivation_arriving_after_a_later_reactivation_ends_nothing(
+    world: SpaceWorld, home: Home
+) -> None:
+    # The two events come through different consumers, so in either order.
+    deactivated_at = world.clock()
+    await user_reactivated(world.uow.repos, uid(home.guest), deactivated_at + timedelta(seconds=1))
+    ended = await user_deactivated(
+        world.uow.repos, _ignore, uid(home.guest), deactivated_at, world.clock()
+    )
+    assert ended == 0
+    assert (uuid.UUID(home.id), uid(home.guest)) in world.store.members
+    assert uid(home.guest) not in world.store.deactivated
+
+
 async def test_expired_guests_are_removed_and_announced(world: SpaceWorld, home: Home) -> None:
     soon, later = world.clock.now + timedelta(seconds=5), world.clock.now + timedelta(hours=1)
     first, second = world.person(), world.person()

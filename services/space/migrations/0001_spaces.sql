@@ -31,9 +31,11 @@ CREATE TABLE space_users (
 CREATE INDEX space_users_by_user ON space_users (user_id);
 CREATE INDEX space_users_expiry ON space_users (expire_at) WHERE expire_at IS NOT NULL;
 
--- Accounts the User service deactivated (from its events): never added again
--- while they stay deactivated.
-CREATE TABLE deactivated_users (
-    user_id        uuid PRIMARY KEY,
-    deactivated_at timestamptz NOT NULL
+-- Whether each account the User service told us about is active, as of its
+-- latest event (events of different kinds may arrive out of order): a
+-- deactivated account is never added again while it stays deactivated.
+CREATE TABLE account_states (
+    user_id    uuid PRIMARY KEY,
+    is_active  boolean     NOT NULL,
+    changed_at timestamptz NOT NULL
 );
