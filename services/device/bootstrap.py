@@ -15,7 +15,7 @@ from services.device.handlers import DeviceHandlers
 from services.device.repository import sql_repositories
 from services.device.space_events import subscriptions
 from services.runtime.config import Environment, RuntimeSettings
-from services.runtime.messaging import EventConsumer
+from services.runtime.messaging import BrokerSettled, EventConsumer
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 
@@ -41,7 +41,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
         handlers = DeviceHandlers(
             uow,
-            AccessCheck(uow, GrpcSpaceDirectory(space), lambda: runtime.nats.is_connected),
+            AccessCheck(uow, GrpcSpaceDirectory(space), BrokerSettled(runtime.nats)),
             DeviceSecrets(settings.secret_key),
             runtime.page_tokens,
         )

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -194,3 +195,36 @@ async def _first_time(connection: Connection, consumer: str, event_id: str) -> b
         raise ValueError("event without a Nats-Msg-Id header cannot be de-duplicated")
     inserted = await connection.fetchval(_RECORD_PROCESSED, consumer=consumer, event_id=event_id)
     return inserted is not None
+
+
+class BrokerSettled:
+    """Whether events from the broker can be trusted to have arrived.
+
+    A projection fed by events may be missing some while the broker is
+    unreachable, and for a moment after the connection returns (its consumers
+    still fetching the backlog). Until `settle_seconds` after the connection
+    last came (back), a service asks the owner of the data instead.
+    """
+
+    def __init__(
+        self,
+        nats: NatsClient,
+        settle_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._nats = nats
+        self._settle_seconds = settle_seconds
+        self._clock = clock
+        self._connected_since: float | None = None
+        self._reconnects = -1
+
+    def __call__(self) -> bool:
+        if not self._nats.is_connected:
+            self._connected_since = None
+            return False
+        now = self._clock()
+        # A disconnection between two calls shows only in the reconnect count.
+        reconnects = int(self._nats.stats["reconnects"])
+        if self._connected_since is None or reconnects != self._reconnects:
+            self._connected_since, self._reconnects = now, reconnects
+        return now - self._connected_since >= self._settle_seconds

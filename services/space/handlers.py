@@ -298,9 +298,9 @@ class SpaceHandlers:
         caller_id = _caller_id(caller)
         now = self._clock()
         async with self._uow.transaction() as tx:
-            access = await tx.repos.spaces.access(target, caller_id)
-            if access is None:
-                raise domain.space_not_found()
+            # Under the home's lock: a deletion or the caller's removal either
+            # happened first (and is seen) or waits for this rename.
+            access = await self._locked_access(tx, target, caller_id)
             domain.authorize(caller, access.membership, Right.READ, now)
             domain.authorize(caller, access.membership, Right.MANAGE_MEMBERS, now)
             if access.space.name == name:

@@ -73,8 +73,7 @@ _DELETE_SPACES = Query(text("DELETE FROM spaces WHERE id = ANY(CAST(:ids AS uuid
 _LOCK_HOMES_WITH_EXPIRED_GUESTS = Query(
     text(
         "SELECT id FROM spaces WHERE id IN ("
-        "  SELECT space_id FROM space_users WHERE expire_at <= :now"
-        "  ORDER BY expire_at LIMIT :limit"
+        "  SELECT DISTINCT space_id FROM space_users WHERE expire_at <= :now LIMIT :limit"
         ") ORDER BY id FOR UPDATE SKIP LOCKED"
     )
 )

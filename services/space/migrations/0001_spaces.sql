@@ -29,6 +29,8 @@ CREATE TABLE space_users (
     CONSTRAINT space_users_member_key UNIQUE (space_id, user_id)
 );
 CREATE INDEX space_users_by_user ON space_users (user_id);
+-- A home's members page by page.
+CREATE INDEX space_users_in_order ON space_users (space_id, created_at, id);
 CREATE INDEX space_users_expiry ON space_users (expire_at) WHERE expire_at IS NOT NULL;
 
 -- Whether each account the User service told us about is active, as of its

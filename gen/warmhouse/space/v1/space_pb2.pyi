@@ -735,7 +735,9 @@ Global___SpaceRenamed: _TypeAlias = SpaceRenamed  # noqa: Y015
 
 @_typing.final
 class SpaceDeleted(_message.Message):
-    """Published for a home and for each of its rooms when a home is deleted."""
+    """Published for a home and for each of its rooms when a home is deleted. A
+    deleted home's memberships end with it: no SpaceMemberRemoved follows.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
