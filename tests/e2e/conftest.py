@@ -1,12 +1,16 @@
 """The whole stack, started once per session, for tests that go through Envoy."""
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from services.devstack.ports import free_port
 from services.devstack.stack import Stack
 from tests.e2e.rest import Rest
+
+if TYPE_CHECKING:
+    from tests.e2e.homes import Home, Person
 
 # The User service creates this administrator at start-up when it does not exist.
 ADMIN_EMAIL = "admin@example.com"
@@ -46,3 +50,21 @@ def base_url(stack: Stack) -> str:
 @pytest.fixture
 def api(base_url: str) -> Rest:
     return Rest(base_url)
+
+
+@pytest.fixture(scope="module")
+def home(base_url: str) -> "Home":
+    """A home with a room and a member of each role (and a stranger), per test
+    module; tests that remove people or delete spaces make their own."""
+    # Imported here: tests/e2e/homes.py imports this module's constants.
+    from tests.e2e.homes import home_with_members
+
+    return home_with_members(Rest(base_url))
+
+
+@pytest.fixture(scope="module")
+def root(base_url: str) -> "Person":
+    """An administrator."""
+    from tests.e2e.homes import admin
+
+    return admin(Rest(base_url))

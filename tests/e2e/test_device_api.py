@@ -9,7 +9,6 @@ from tests.e2e.homes import (
     Home,
     Person,
     add_member,
-    admin,
     create_home,
     create_room,
     device_id_in,
@@ -21,17 +20,6 @@ from tests.e2e.homes import (
 )
 from tests.e2e.rest import Rest
 from tests.polling import wait_until
-
-
-@pytest.fixture(scope="module")
-def home(base_url: str) -> Home:
-    """A home whose members stay: devices are added to it, never people removed."""
-    return home_with_members(Rest(base_url))
-
-
-@pytest.fixture(scope="module")
-def root(base_url: str) -> Person:
-    return admin(Rest(base_url))
 
 
 def device_ids(api: Rest, space_id: str, token: str) -> set[str]:
