@@ -10,6 +10,7 @@ from warmhouse.device.v1 import device_pb2_grpc
 from services.device.access import GET_SPACE_ACCESS, AccessCheck, GrpcSpaceDirectory
 from services.device.description import DESCRIPTION, SECRET_KEY_ENV
 from services.device.device_secrets import DeviceSecrets
+from services.device.domain import DEVICES_PER_HOME
 from services.device.grpc_api import DeviceService
 from services.device.handlers import DeviceHandlers
 from services.device.repository import sql_repositories
@@ -26,12 +27,14 @@ class DeviceSettings:
     secret_key: bytes
     # Where SpaceService listens (the access check's fallback).
     space_address: str
+    devices_per_home: int = DEVICES_PER_HOME
 
     @classmethod
     def from_environment(cls, env: Environment) -> "DeviceSettings":
         return cls(
             secret_key=env.secret(SECRET_KEY_ENV),
             space_address=env.service_address("space"),
+            devices_per_home=env.integer("WARMHOUSE_DEVICE_MAX_PER_HOME", DEVICES_PER_HOME, 1),
         )
 
 
@@ -44,6 +47,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             AccessCheck(uow, GrpcSpaceDirectory(space), BrokerSettled(runtime.nats)),
             DeviceSecrets(settings.secret_key),
             runtime.page_tokens,
+            devices_per_home=settings.devices_per_home,
         )
         device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceService(handlers), server)
         return tuple(

@@ -1,6 +1,6 @@
 """Device Management rules: pure functions, no I/O."""
 
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import InvalidArgument, Throttled
 
 HEATER, SENSOR, CONTROLLER = "HEATER", "SENSOR", "CONTROLLER"
 DEVICE_TYPES = frozenset({HEATER, SENSOR, CONTROLLER})
@@ -25,6 +25,15 @@ MOVED = "moved"
 RETIRED = "retired"
 RETIRED_WITH_SPACE = "retired: its space was deleted"
 SECRET_ROTATED = "secret rotated"
+
+
+# A home's devices: a platform's resources are shared (WARMHOUSE_DEVICE_MAX_PER_HOME).
+DEVICES_PER_HOME = 2000
+
+
+def check_quota(count: int, limit: int) -> None:
+    if count >= limit:
+        raise Throttled("QUOTA_EXCEEDED", f"at most {limit} devices per home")
 
 
 def device_type(value: str) -> str:

@@ -80,8 +80,10 @@ class DeviceHandlers:
         device_secrets: DeviceSecrets,
         page_tokens: PageTokens,
         *,
+        devices_per_home: int = domain.DEVICES_PER_HOME,
         clock: Clock = utc_now,
     ) -> None:
+        self._devices_per_home = devices_per_home
         self._uow = uow
         self._access = access
         self._secrets = device_secrets
@@ -118,6 +120,10 @@ class DeviceHandlers:
             known = await tx.repos.spaces.lock_space(space)
             if known is None or known.deleted:
                 raise space_not_found()
+            # Held: concurrent registrations in one home are counted one by one.
+            await tx.repos.devices.hold_home(known.home_id)
+            count = await tx.repos.devices.count_in_space(known.home_id)
+            domain.check_quota(count, self._devices_per_home)
             device = DeviceRecord(
                 id=device_id,
                 space_id=space,

@@ -93,6 +93,9 @@ class Devices(Protocol):
     async def save(self, device: DeviceRecord) -> None:
         """Write the mutable fields back."""
 
+    async def hold_home(self, home_id: uuid.UUID) -> None:
+        """Serialize, until the transaction ends, with other registrations in the home."""
+
     async def count_in_space(self, space_id: uuid.UUID) -> int:
         """Live devices whose space or home is `space_id`."""
 

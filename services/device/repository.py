@@ -71,6 +71,7 @@ _COUNT_IN_SPACE = Query(
         " WHERE (space_id = :space_id OR home_id = :space_id) AND retired_at IS NULL"
     )
 )
+_HOLD_HOME = Query(text("SELECT pg_advisory_xact_lock(hashtextextended(:home_id, 0))"))
 _RETIRE_IN_SPACE = Query(
     text(
         "UPDATE devices SET retired_at = :now, updated_at = :now"
@@ -154,6 +155,9 @@ class SqlDevices:
             updated_at=device.updated_at,
             retired_at=device.retired_at,
         )
+
+    async def hold_home(self, home_id: uuid.UUID) -> None:
+        await self._connection.execute(_HOLD_HOME, home_id=str(home_id))
 
     async def count_in_space(self, space_id: uuid.UUID) -> int:
         return int(await self._connection.fetchval(_COUNT_IN_SPACE, space_id=space_id))

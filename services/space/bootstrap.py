@@ -1,7 +1,7 @@
 """Wiring of the Space service: its settings, handlers, servicer, consumers and expiry job."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from services.space.clients import (
     UserStatusClient,
 )
 from services.space.description import DESCRIPTION
+from services.space.domain import SpaceLimits
 from services.space.expiry import GuestExpiry
 from services.space.grpc_api import SpaceService
 from services.space.handlers import SpaceHandlers
@@ -34,6 +35,7 @@ class SpaceSettings:
     # How often expired guest memberships are deleted and announced (access
     # ends at expire_time whatever this is).
     expiry_check_every: timedelta
+    limits: SpaceLimits = field(default_factory=SpaceLimits)
 
     @classmethod
     def from_environment(cls, env: Environment) -> "SpaceSettings":
@@ -42,6 +44,10 @@ class SpaceSettings:
             device_address=env.service_address("device"),
             expiry_check_every=timedelta(
                 seconds=env.integer("WARMHOUSE_SPACE_EXPIRY_CHECK_SECONDS", 5, 1)
+            ),
+            limits=SpaceLimits(
+                homes_per_owner=env.integer("WARMHOUSE_SPACE_MAX_HOMES_PER_OWNER", 100, 1),
+                rooms_per_home=env.integer("WARMHOUSE_SPACE_MAX_ROOMS_PER_HOME", 100, 1),
             ),
         )
 
@@ -53,7 +59,11 @@ def definition(settings: SpaceSettings) -> ServiceDefinition:
         users = runtime.open_channel(settings.user_address, idempotent_methods=USER_METHODS)
         devices = runtime.open_channel(settings.device_address, idempotent_methods=DEVICE_METHODS)
         handlers = SpaceHandlers(
-            uow, UserStatusClient(users), DeviceCountClient(devices), runtime.page_tokens
+            uow,
+            UserStatusClient(users),
+            DeviceCountClient(devices),
+            runtime.page_tokens,
+            limits=settings.limits,
         )
         space_pb2_grpc.add_SpaceServiceServicer_to_server(SpaceService(handlers), server)
         return (

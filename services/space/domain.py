@@ -7,10 +7,11 @@ membership terms, and that a home keeps an OWNER.
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.runtime.auth import Caller
-from services.runtime.errors import DomainError, InvalidArgument, NotFound
+from services.runtime.errors import DomainError, InvalidArgument, NotFound, Throttled
 from services.runtime.space_roles import GUEST, SPACE_ROLES, Membership, Right
 from services.runtime.space_roles import authorize as authorize_role
 
@@ -27,6 +28,20 @@ def member_not_found() -> NotFound:
 def user_not_available(field: str) -> InvalidArgument:
     # One answer whether the account is unknown or deactivated.
     return InvalidArgument("USER_NOT_AVAILABLE", "no active user with this id", field=field)
+
+
+@dataclass(frozen=True)
+class SpaceLimits:
+    """How much one person may create: a platform's resources are shared."""
+
+    homes_per_owner: int = 100
+    rooms_per_home: int = 100
+
+
+def check_quota(count: int, limit: int, what: str) -> None:
+    """Refuse one more when `count` already reached `limit` (RESOURCE_EXHAUSTED)."""
+    if count >= limit:
+        raise Throttled("QUOTA_EXCEEDED", f"at most {limit} {what}")
 
 
 def check_terms(role: str, expire_at: datetime | None, now: datetime) -> None:

@@ -149,8 +149,10 @@ class SpaceHandlers:
         devices: DeviceInventory,
         page_tokens: PageTokens,
         *,
+        limits: domain.SpaceLimits | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        self._limits = limits or domain.SpaceLimits()
         self._uow = uow
         self._users = users
         self._devices = devices
@@ -210,7 +212,13 @@ class SpaceHandlers:
         home = SpaceRecord(uuid.uuid4(), name, owner, None, 1, now, now)
         member = MemberRecord(uuid.uuid4(), home.id, owner, OWNER, None, now)
         async with self._uow.transaction() as tx:
+            # Under the owner's hold: concurrent creations are counted one by one.
             await self._admit(tx.repos, owner, "ownerId")
+            domain.check_quota(
+                await tx.repos.members.count_owned(owner),
+                self._limits.homes_per_owner,
+                "homes per owner",
+            )
             await tx.repos.spaces.add(home)
             await tx.repos.members.add(member)
             await tx.add_event(
@@ -238,6 +246,8 @@ class SpaceHandlers:
                 )
             domain.authorize(caller, access.membership, Right.MANAGE_MEMBERS, now)
             home = access.space
+            rooms = await tx.repos.spaces.rooms(home.id)
+            domain.check_quota(len(rooms), self._limits.rooms_per_home, "rooms per home")
             room = SpaceRecord(uuid.uuid4(), name, home.owner_id, home.id, 0, now, now)
             await tx.repos.spaces.add(room)
             await tx.add_event(

@@ -144,6 +144,9 @@ class Members(Protocol):
     async def homes_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         """Every home the user has a row in, live or expired."""
 
+    async def count_owned(self, user_id: uuid.UUID) -> int:
+        """How many homes the user is an OWNER of."""
+
     async def remove_expired(
         self, home_ids: Sequence[uuid.UUID], now: datetime
     ) -> list[MemberRecord]:

@@ -238,6 +238,9 @@ _MEMBERS_AFTER = Query(
     )
 )
 _HOMES_OF = Query(text("SELECT space_id FROM space_users WHERE user_id = :user_id"))
+_COUNT_OWNED = Query(
+    text("SELECT count(*) FROM space_users WHERE user_id = :user_id AND role = 'OWNER'")
+)
 _REMOVE_EXPIRED = Query(
     text(
         "DELETE FROM space_users WHERE space_id = ANY(CAST(:home_ids AS uuid[]))"
@@ -293,6 +296,9 @@ class SqlMembers:
 
     async def homes_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         return [row["space_id"] for row in await self._connection.fetch(_HOMES_OF, user_id=user_id)]
+
+    async def count_owned(self, user_id: uuid.UUID) -> int:
+        return int(await self._connection.fetchval(_COUNT_OWNED, user_id=user_id))
 
     async def remove_expired(
         self, home_ids: Sequence[uuid.UUID], now: datetime

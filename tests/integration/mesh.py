@@ -19,11 +19,13 @@ from warmhouse.space.v1 import space_pb2_grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.device import bootstrap as device_bootstrap
+from services.device.domain import DEVICES_PER_HOME
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
 from services.runtime.server import ServiceHost
 from services.space import bootstrap as space_bootstrap
+from services.space.domain import SpaceLimits
 from services.user.bootstrap import UserSettings
 from services.user.bootstrap import definition as user_definition
 from services.user.signing_keys import load_private_key
@@ -56,7 +58,12 @@ class Mesh(SpaceAndDevice):
 
 @asynccontextmanager
 async def space_and_device(
-    settings: RuntimeSettings, postgres: PostgresProcess, user_address: str
+    settings: RuntimeSettings,
+    postgres: PostgresProcess,
+    user_address: str,
+    *,
+    space_limits: SpaceLimits | None = None,
+    devices_per_home: int = DEVICES_PER_HOME,
 ) -> AsyncIterator[SpaceAndDevice]:
     """Space and Device on fresh databases, reaching each other and `user_address`."""
     space_address, device_address = (f"{LOOPBACK}:{free_port()}" for _ in range(2))
@@ -64,9 +71,10 @@ async def space_and_device(
         user_address=user_address,
         device_address=device_address,
         expiry_check_every=timedelta(seconds=1),
+        limits=space_limits or SpaceLimits(),
     )
     device_settings = device_bootstrap.DeviceSettings(
-        secret_key=DEVICE_SECRET_KEY, space_address=space_address
+        secret_key=DEVICE_SECRET_KEY, space_address=space_address, devices_per_home=devices_per_home
     )
     async with (
         running_service(

@@ -87,6 +87,7 @@ class FakeSpaceProjection:
 class FakeDevices:
     def __init__(self, projection: FakeSpaceProjection) -> None:
         self.rows: dict[uuid.UUID, DeviceRecord] = {}
+        self.held_homes: list[uuid.UUID] = []
         self._projection = projection
 
     def _live(self) -> list[DeviceRecord]:
@@ -129,6 +130,9 @@ class FakeDevices:
 
     async def save(self, device: DeviceRecord) -> None:
         self.rows[device.id] = device
+
+    async def hold_home(self, home_id: uuid.UUID) -> None:
+        self.held_homes.append(home_id)
 
     async def count_in_space(self, space_id: uuid.UUID) -> int:
         return sum(1 for d in self._live() if space_id in (d.space_id, d.home_id))
@@ -238,7 +242,7 @@ class DeviceWorld:
             )
 
 
-def device_world() -> DeviceWorld:
+def device_world(devices_per_home: int = 2000) -> DeviceWorld:
     clock = FakeClock()
     projection = FakeSpaceProjection()
     devices, logs = FakeDevices(projection), FakeDeviceLogs()
@@ -252,6 +256,7 @@ def device_world() -> DeviceWorld:
         access,
         secrets,
         PageTokens(b"page-token-key-for-unit-tests-0123456789"),
+        devices_per_home=devices_per_home,
         clock=clock,
     )
     return DeviceWorld(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from services.runtime.auth import Caller
 from services.runtime.errors import AlreadyExists
 from services.runtime.pagination import Cursor, PageTokens
+from services.runtime.space_roles import OWNER
+from services.space.domain import SpaceLimits
 from services.space.handlers import SpaceHandlers
 from services.space.ports import (
     MemberRecord,
@@ -172,6 +174,13 @@ class FakeMembers:
     async def homes_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         return [home for home, user in self._store.members if user == user_id]
 
+    async def count_owned(self, user_id: uuid.UUID) -> int:
+        return sum(
+            1
+            for (_, user), member in self._store.members.items()
+            if user == user_id and member.role == OWNER
+        )
+
     async def remove_expired(
         self, home_ids: Sequence[uuid.UUID], now: datetime
     ) -> list[MemberRecord]:
@@ -268,7 +277,7 @@ class SpaceWorld:
         return self.person("ADMIN")
 
 
-def space_world() -> SpaceWorld:
+def space_world(limits: SpaceLimits | None = None) -> SpaceWorld:
     store = Store()
     repos = SpaceRepositories(FakeSpaces(store), FakeMembers(store), FakeDeactivations(store))
     uow = FakeUnitOfWork(repos)
@@ -278,6 +287,7 @@ def space_world() -> SpaceWorld:
         users,
         devices,
         PageTokens(b"page-token-key-for-unit-tests-0123456789"),
+        limits=limits,
         clock=clock,
     )
     return SpaceWorld(handlers, uow, store, users, devices, clock)

@@ -15,6 +15,7 @@ from services.runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Throttled,
     Unauthenticated,
     Unavailable,
     dependency_unavailable,
@@ -70,6 +71,20 @@ async def register(
     world: DeviceWorld, caller: Caller, space: uuid.UUID, name: str = "Radiator"
 ) -> RegisteredDevice:
     return await world.handlers.register(caller, str(space), "HEATER", name)
+
+
+async def test_a_home_holds_at_most_so_many_devices_rooms_included() -> None:
+    world = device_world(devices_per_home=2)
+    home = await projected_home(world)
+    await register(world, home.owner, home.id)
+    await register(world, home.owner, home.room)
+    with pytest.raises(Throttled) as refused:
+        await register(world, home.maintainer, home.room)
+    assert refused.value.reason == "QUOTA_EXCEEDED"
+    assert world.devices.held_homes[-1] == home.id
+    # Another home has a count of its own.
+    other = await projected_home(world)
+    await register(world, other.owner, other.id)
 
 
 # The access check

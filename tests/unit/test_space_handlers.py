@@ -16,8 +16,10 @@ from services.runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Throttled,
 )
 from services.runtime.space_roles import GUEST, MAINTAINER, OWNER
+from services.space.domain import SpaceLimits
 from services.space.expiry import GuestExpiry
 from services.space.handlers import user_deactivated, user_reactivated
 from tests.unit.space_fakes import SpaceWorld, space_world
@@ -73,6 +75,21 @@ async def home(world: SpaceWorld) -> Home:
 
 
 # CreateSpace
+
+
+async def test_homes_per_owner_and_rooms_per_home_are_limited() -> None:
+    world = space_world(SpaceLimits(homes_per_owner=2, rooms_per_home=1))
+    owner = world.person()
+    home = await world.handlers.create_space(owner, "First", "", "")
+    await world.handlers.create_space(owner, "Second", "", "")
+    too_many = world.handlers.create_space(owner, "Third", "", "")
+    assert (await raises(too_many, Throttled)).reason == "QUOTA_EXCEEDED"
+    await world.handlers.create_space(owner, "Kitchen", "", str(home.id))
+    one_room_more = world.handlers.create_space(owner, "Hall", "", str(home.id))
+    assert (await raises(one_room_more, Throttled)).reason == "QUOTA_EXCEEDED"
+    # An ADMIN creating for that owner is held to the owner's limit too.
+    for_them = world.handlers.create_space(world.admin(), "Fourth", str(uid(owner)), "")
+    assert (await raises(for_them, Throttled)).reason == "QUOTA_EXCEEDED"
 
 
 async def test_a_new_home_has_its_owner_as_first_member_and_says_so(world: SpaceWorld) -> None:
@@ -275,8 +292,9 @@ async def test_bad_pages_are_refused(
 
 async def test_a_huge_page_size_is_capped(world: SpaceWorld) -> None:
     owner = world.person()
-    for number in range(101):
-        await world.handlers.create_space(owner, f"Home {number}", "", "")
+    home = await world.handlers.create_space(owner, "Home", "", "")
+    for number in range(100):
+        await world.handlers.create_space(owner, f"Room {number}", "", str(home.id))
     page, token = await world.handlers.list_spaces(owner, 2**31 - 1, "")
     assert len(page) == 100
     assert token
