@@ -161,14 +161,17 @@ class DeviceHandlers:
     ) -> tuple[list[DeviceRecord], str]:
         space = parse_uuid(space_id, "spaceId")
         limit = page_size(requested_size)
-        cursor = self._page_tokens.decode(page_token)
+        listing = f"devices:{space}"
+        cursor = self._page_tokens.decode(page_token, listing=listing)
         home = await self._access.require(caller, space, Right.READ, space_not_found)
         async with self._uow.read() as repos:
             if home == space:
                 rows = await repos.devices.list_in_home(space, cursor, limit + 1)
             else:
                 rows = await repos.devices.list_in_space(space, cursor, limit + 1)
-        return self._page_tokens.page(rows, limit, lambda d: Cursor(d.created_at, d.id))
+        return self._page_tokens.page(
+            rows, limit, lambda d: Cursor(d.created_at, d.id), listing=listing
+        )
 
     async def list_logs(
         self, caller: Caller, device_id: str, kind: str | None, requested_size: int, page_token: str
@@ -176,11 +179,14 @@ class DeviceHandlers:
         device = parse_uuid(device_id, "deviceId")
         kind = domain.log_kind_filter(kind)
         limit = page_size(requested_size)
-        cursor = self._page_tokens.decode(page_token)
+        listing = f"logs:{device}:{kind}"
+        cursor = self._page_tokens.decode(page_token, listing=listing)
         await self._authorized_device(caller, device, Right.READ)
         async with self._uow.read() as repos:
             rows = await repos.logs.list(device, kind, cursor, limit + 1)
-        return self._page_tokens.page(rows, limit, lambda e: Cursor(e.timestamp, e.id))
+        return self._page_tokens.page(
+            rows, limit, lambda e: Cursor(e.timestamp, e.id), listing=listing
+        )
 
     # Changes
 

@@ -3,7 +3,9 @@
 A token carries a keyset cursor: the sort key (create time, id) of the last
 item returned, so a page is one index range scan however deep the client
 pages. Tokens are HMAC-signed with a key of the service's, so a client cannot
-forge a cursor: whatever it sends is either one we issued or refused.
+forge a cursor: whatever it sends is either one we issued or refused. The
+signature also covers the listing that issued the token (e.g. "devices:<space
+id>"), so a token works only on the list it came from.
 """
 
 import base64
@@ -50,15 +52,17 @@ class PageTokens:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    def _sign(self, listing: str, payload: bytes) -> bytes:
+        signed = listing.encode() + b"\0" + payload
+        return hmac.new(self._key, signed, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
-    def encode(self, cursor: Cursor) -> str:
+    def encode(self, cursor: Cursor, *, listing: str) -> str:
         payload = json.dumps([cursor.created_at.isoformat(), str(cursor.id)]).encode()
-        return base64.urlsafe_b64encode(self._sign(payload) + payload).decode().rstrip("=")
+        signature = self._sign(listing, payload)
+        return base64.urlsafe_b64encode(signature + payload).decode().rstrip("=")
 
-    def decode(self, token: str) -> Cursor | None:
-        """The cursor inside `token`, or None for the first page."""
+    def decode(self, token: str, *, listing: str) -> Cursor | None:
+        """The cursor inside `token` (issued by `listing`), or None for the first page."""
         if not token:
             return None
         if len(token) > MAX_PAGE_TOKEN_LENGTH:
@@ -68,16 +72,16 @@ class PageTokens:
         except (binascii.Error, ValueError):
             raise _invalid_token() from None
         signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature, self._sign(listing, payload)):
             raise _invalid_token()
         created_at, item_id = json.loads(payload)
         return Cursor(datetime.fromisoformat(created_at), uuid.UUID(item_id))
 
     def page(
-        self, rows: Sequence[T], limit: int, cursor_of: Callable[[T], Cursor]
+        self, rows: Sequence[T], limit: int, cursor_of: Callable[[T], Cursor], *, listing: str
     ) -> tuple[list[T], str]:
         """Given up to `limit + 1` rows, the page and the token of the next one."""
         if len(rows) <= limit:
             return list(rows), ""
         items = list(rows[:limit])
-        return items, self.encode(cursor_of(items[-1]))
+        return items, self.encode(cursor_of(items[-1]), listing=listing)

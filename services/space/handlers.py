@@ -277,7 +277,6 @@ class SpaceHandlers:
         parent_space_id: str = "",
     ) -> tuple[list[SpaceRecord], str]:
         limit = page_size(requested_size)
-        cursor = self._page_tokens.decode(page_token)
         caller_id = _caller_id(caller)
         member = parse_uuid(user_id, "userId") if user_id else None
         owner = parse_uuid(owner_id, "ownerId") if owner_id else None
@@ -293,6 +292,8 @@ class SpaceHandlers:
                     "ADMIN_REQUIRED", "only an administrator may list another user's spaces"
                 )
             member = caller_id
+        listing = f"spaces:{member}:{owner}:{parent}"
+        cursor = self._page_tokens.decode(page_token, listing=listing)
         if parent is not None:
             access = await self._read_access(parent, caller_id)
             domain.authorize(caller, access.membership, Right.READ, now)
@@ -300,7 +301,7 @@ class SpaceHandlers:
             spaces = await repos.spaces.page(
                 SpaceFilter(member, owner, parent), now, cursor, limit + 1
             )
-        return self._page_tokens.page(spaces, limit, _space_cursor)
+        return self._page_tokens.page(spaces, limit, _space_cursor, listing=listing)
 
     async def rename_space(self, caller: Caller, space_id: str, name: str) -> SpaceRecord:
         target = parse_uuid(space_id, "spaceId")
@@ -406,13 +407,14 @@ class SpaceHandlers:
     ) -> tuple[list[MemberRecord], str]:
         space = parse_uuid(space_id, "spaceId")
         limit = page_size(requested_size)
-        cursor = self._page_tokens.decode(page_token)
+        listing = f"members:{space}"
+        cursor = self._page_tokens.decode(page_token, listing=listing)
         access = await self._read_access(space, _caller_id(caller))
         now = self._clock()
         domain.authorize(caller, access.membership, Right.READ, now)
         async with self._uow.read() as repos:
             members = await repos.members.page(access.space.home_id, now, cursor, limit + 1)
-        return self._page_tokens.page(members, limit, _member_cursor)
+        return self._page_tokens.page(members, limit, _member_cursor, listing=listing)
 
     async def update_member(
         self,

@@ -38,6 +38,8 @@ from services.user.tokens import (
 )
 
 Tx = Transaction[UserRepositories]
+# The listing page tokens of ListUsers are bound to.
+_USERS = "users"
 
 
 def _user_updated(user: UserRecord) -> user_pb2.UserUpdated:
@@ -344,10 +346,12 @@ class UserHandlers:
     ) -> tuple[list[UserRecord], str]:
         caller.require_admin()
         limit = page_size(requested_size)
-        cursor = self._page_tokens.decode(page_token)
+        cursor = self._page_tokens.decode(page_token, listing=_USERS)
         async with self._uow.read() as repos:
             users = await repos.users.list(cursor, limit + 1)
-        return self._page_tokens.page(users, limit, lambda user: Cursor(user.created_at, user.id))
+        return self._page_tokens.page(
+            users, limit, lambda user: Cursor(user.created_at, user.id), listing=_USERS
+        )
 
     async def update_user(
         self, caller: Caller, user_id: str, change: domain.ProfileChange

@@ -53,7 +53,7 @@ FORGED_PAGE_TOKENS = {
         json.dumps(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]).encode()
     ),
     "signed with another key": PageTokens(b"not the service's key, 32 bytes+").encode(
-        Cursor(datetime(1, 1, 2, tzinfo=UTC), uuid.uuid4())
+        Cursor(datetime(1, 1, 2, tzinfo=UTC), uuid.uuid4()), listing="users"
     ),
     "not base64": "%%%",
     "too short": "bm9wZQ",

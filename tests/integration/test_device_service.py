@@ -648,3 +648,22 @@ async def test_malformed_input_is_an_invalid_argument_never_a_server_error(
     count = device_pb2.CountSpaceDevicesRequest(space_id="x" * 6000)
     call = devices.CountSpaceDevices(count, metadata=internal(runtime_settings))
     assert await refused(call, Code.INVALID_ARGUMENT) == "INVALID_ID"
+
+
+async def test_a_page_token_works_only_on_the_list_that_issued_it(
+    devices: "DeviceServiceAsyncStub", household: Household
+) -> None:
+    for _ in range(2):
+        await device_id_in(devices, household)
+    first = await devices.ListDevices(
+        device_pb2.ListDevicesRequest(space_id=household.home, page_size=1),
+        metadata=household.owner.auth,
+    )
+    assert first.next_page_token
+    elsewhere = devices.ListDevices(
+        device_pb2.ListDevicesRequest(
+            space_id=household.room, page_size=1, page_token=first.next_page_token
+        ),
+        metadata=household.owner.auth,
+    )
+    assert await refused(elsewhere, grpc.StatusCode.INVALID_ARGUMENT) == "INVALID_PAGE_TOKEN"

@@ -24,30 +24,37 @@ def test_page_size_defaults_caps_and_refuses_negatives() -> None:
 
 def test_page_tokens_round_trip() -> None:
     cursor = Cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4())
-    assert TOKENS.decode(TOKENS.encode(cursor)) == cursor
-    assert TOKENS.decode("") is None
+    assert TOKENS.decode(TOKENS.encode(cursor, listing="a"), listing="a") == cursor
+    assert TOKENS.decode("", listing="a") is None
+
+
+def test_a_token_works_only_on_the_listing_that_issued_it() -> None:
+    cursor = Cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4())
+    token = TOKENS.encode(cursor, listing="devices:home-a")
+    with pytest.raises(InvalidArgument):
+        TOKENS.decode(token, listing="devices:home-b")
 
 
 def test_forged_or_garbled_page_tokens_are_refused() -> None:
-    genuine = TOKENS.encode(Cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4()))
+    genuine = TOKENS.encode(Cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.uuid4()), listing="a")
     # The shapes that used to reach the database: a wrong type, an out-of-range time.
     forged = [
         base64.urlsafe_b64encode(b"\0" * 16 + json.dumps(payload).encode()).decode()
         for payload in (["2026-01-01T00:00:00+00:00", 123], ["0001-01-01T00:00:00+14:00", "x"])
     ]
-    other_key = PageTokens(b"o" * 32).encode(Cursor(datetime.now(UTC), uuid.uuid4()))
+    other_key = PageTokens(b"o" * 32).encode(Cursor(datetime.now(UTC), uuid.uuid4()), listing="a")
     for garbage in ("%%%", "bm90IGpzb24", genuine[:-2], other_key, "A" * 6000, *forged):
         with pytest.raises(InvalidArgument) as refused:
-            TOKENS.decode(garbage)
+            TOKENS.decode(garbage, listing="a")
         assert garbage not in refused.value.message
 
 
 def test_a_page_has_a_next_token_only_when_more_rows_came_back() -> None:
     rows = [Cursor(datetime(2026, 1, day, tzinfo=UTC), uuid.uuid4()) for day in range(1, 4)]
-    items, token = TOKENS.page(rows, 2, lambda row: row)
+    items, token = TOKENS.page(rows, 2, lambda row: row, listing="a")
     assert items == rows[:2]
-    assert TOKENS.decode(token) == rows[1]
-    assert TOKENS.page(rows, 3, lambda row: row) == (rows, "")
+    assert TOKENS.decode(token, listing="a") == rows[1]
+    assert TOKENS.page(rows, 3, lambda row: row, listing="a") == (rows, "")
 
 
 def test_settings_are_read_with_types(tmp_path: Path) -> None:
