@@ -41,18 +41,22 @@ class DeviceSettings:
 def definition(settings: DeviceSettings) -> ServiceDefinition:
     async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
         uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
+        broker_settled = BrokerSettled(runtime.nats)
         space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
         handlers = DeviceHandlers(
             uow,
-            AccessCheck(uow, GrpcSpaceDirectory(space), BrokerSettled(runtime.nats)),
+            AccessCheck(uow, GrpcSpaceDirectory(space), broker_settled),
             DeviceSecrets(settings.secret_key),
             runtime.page_tokens,
             devices_per_home=settings.devices_per_home,
         )
         device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceService(handlers), server)
-        return tuple(
-            EventConsumer(runtime.database, runtime.jetstream, subscription)
-            for subscription in subscriptions()
+        return (
+            broker_settled,
+            *(
+                EventConsumer(runtime.database, runtime.jetstream, subscription)
+                for subscription in subscriptions()
+            ),
         )
 
     return ServiceDefinition(

@@ -203,28 +203,44 @@ class BrokerSettled:
     A projection fed by events may be missing some while the broker is
     unreachable, and for a moment after the connection returns (its consumers
     still fetching the backlog). Until `settle_seconds` after the connection
-    last came (back), a service asks the owner of the data instead.
+    last came (back), a service asks the owner of the data instead. Run it as
+    a worker: it watches the connection, so an idle service does not start the
+    wait only at its next request.
     """
+
+    name = "broker-settled"
 
     def __init__(
         self,
         nats: NatsClient,
         settle_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        watch_every: float = 0.1,
     ) -> None:
         self._nats = nats
         self._settle_seconds = settle_seconds
         self._clock = clock
-        self._connected_since: float | None = None
-        self._reconnects = -1
+        self._watch_every = watch_every
+        # From start: the consumers are fetching what was published meanwhile.
+        self._connected_since: float | None = clock() if nats.is_connected else None
+        self._reconnects = int(nats.stats["reconnects"])
 
-    def __call__(self) -> bool:
+    def _observe(self) -> None:
         if not self._nats.is_connected:
             self._connected_since = None
-            return False
-        now = self._clock()
-        # A disconnection between two calls shows only in the reconnect count.
+            return
+        # A disconnection between two looks shows only in the reconnect count.
         reconnects = int(self._nats.stats["reconnects"])
         if self._connected_since is None or reconnects != self._reconnects:
-            self._connected_since, self._reconnects = now, reconnects
-        return now - self._connected_since >= self._settle_seconds
+            self._connected_since, self._reconnects = self._clock(), reconnects
+
+    def __call__(self) -> bool:
+        self._observe()
+        since = self._connected_since
+        return since is not None and self._clock() - since >= self._settle_seconds
+
+    async def run(self) -> None:
+        while True:
+            raise_if_stopping()
+            self._observe()
+            await asyncio.sleep(self._watch_every)

@@ -9,10 +9,17 @@ NAME_MAX_LENGTH = 100
 # paragraph separators, private-use and unassigned code points: a name is one
 # line of characters every reader can see the same way.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp", "Co", "Cn"})
-# Bidirectional embeddings, overrides and isolates: they make "txt.exe" read
-# as "exe.txt". (Other format characters stay: emoji and some scripts need
-# joiners.)
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Bidirectional marks, embeddings, overrides and isolates (they make
+# "txt.exe" read as "exe.txt") and interlinear annotations: invisible, and
+# able to make two names that look alike differ. (Other format characters
+# stay: emoji and some scripts need joiners.)
+_HIDDEN_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufff9\ufffa\ufffb"
+)
+# Tag characters are invisible too, but spell a subdivision flag after a black
+# flag (England: U+1F3F4 + tags + U+E007F); anywhere else they hide text.
+_BLACK_FLAG = "\U0001f3f4"
+_TAGS = range(0xE0000, 0xE0080)
 # Letters and symbols that draw nothing (Hangul fillers, the blank braille cell).
 _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _VISIBLE_CATEGORY_PREFIXES = ("L", "N", "P", "S")
@@ -25,6 +32,19 @@ def _visible(character: str) -> bool:
     )
 
 
+def _stray_tags(name: str) -> bool:
+    """Whether a tag character stands anywhere but in a flag's tag sequence."""
+    in_flag = False
+    for character in name:
+        if ord(character) in _TAGS:
+            if not in_flag:
+                return True
+            in_flag = character != "\U000e007f"  # the cancel tag ends the flag
+        else:
+            in_flag = character == _BLACK_FLAG
+    return False
+
+
 def display_name(name: str, field: str = "name", max_length: int = NAME_MAX_LENGTH) -> str:
     """A name as stored: 1 to `max_length` characters of one line, with at
     least one visible character, without surrounding blanks. Errors never
@@ -33,8 +53,8 @@ def display_name(name: str, field: str = "name", max_length: int = NAME_MAX_LENG
         raise InvalidArgument(
             "FIELD_TOO_LONG", f"{field} must be at most {max_length} characters", field=field
         )
-    if any(
-        unicodedata.category(character) in _REFUSED_CATEGORIES or character in _BIDI_CONTROLS
+    if _stray_tags(name) or any(
+        unicodedata.category(character) in _REFUSED_CATEGORIES or character in _HIDDEN_CONTROLS
         for character in name
     ):
         raise InvalidArgument(

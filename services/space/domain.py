@@ -34,6 +34,8 @@ def user_not_available(field: str) -> InvalidArgument:
 class SpaceLimits:
     """How much one person may create: a platform's resources are shared."""
 
+    # Counted by whom a home was created for, not by who owns it now: handing
+    # homes to someone neither fills their quota nor frees one's own.
     homes_per_owner: int = 100
     rooms_per_home: int = 100
 

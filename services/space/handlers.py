@@ -215,7 +215,7 @@ class SpaceHandlers:
             # Under the owner's hold: concurrent creations are counted one by one.
             await self._admit(tx.repos, owner, "ownerId")
             domain.check_quota(
-                await tx.repos.members.count_owned(owner),
+                await tx.repos.spaces.count_created_for(owner),
                 self._limits.homes_per_owner,
                 "homes per owner",
             )

@@ -89,6 +89,9 @@ class SpaceFilter:
 class Spaces(Protocol):
     async def add(self, space: SpaceRecord) -> None: ...
 
+    async def count_created_for(self, user_id: uuid.UUID) -> int:
+        """How many live homes were created for the user, whoever owns them now."""
+
     async def get(self, space_id: uuid.UUID) -> SpaceRecord | None: ...
 
     async def access(self, space_id: uuid.UUID, user_id: uuid.UUID) -> SpaceAccess | None:
@@ -143,9 +146,6 @@ class Members(Protocol):
 
     async def homes_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         """Every home the user has a row in, live or expired."""
-
-    async def count_owned(self, user_id: uuid.UUID) -> int:
-        """How many homes the user is an OWNER of."""
 
     async def remove_expired(
         self, home_ids: Sequence[uuid.UUID], now: datetime

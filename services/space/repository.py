@@ -131,11 +131,15 @@ class SqlSpaces:
             name=space.name,
             # A room has no owner of its own: it reads its home's.
             owner_id=space.owner_id if space.is_home else None,
+            created_for=space.owner_id if space.is_home else None,
             parent_id=space.parent_id,
             membership_version=space.membership_version,
             created_at=space.created_at,
             updated_at=space.updated_at,
         )
+
+    async def count_created_for(self, user_id: uuid.UUID) -> int:
+        return int(await self._connection.fetchval(_COUNT_CREATED_FOR, user_id=user_id))
 
     async def get(self, space_id: uuid.UUID) -> SpaceRecord | None:
         row = await self._connection.fetchrow(_SPACE_BY_ID, id=space_id)
@@ -238,9 +242,7 @@ _MEMBERS_AFTER = Query(
     )
 )
 _HOMES_OF = Query(text("SELECT space_id FROM space_users WHERE user_id = :user_id"))
-_COUNT_OWNED = Query(
-    text("SELECT count(*) FROM space_users WHERE user_id = :user_id AND role = 'OWNER'")
-)
+_COUNT_CREATED_FOR = Query(text("SELECT count(*) FROM spaces WHERE created_for = :user_id"))
 _REMOVE_EXPIRED = Query(
     text(
         "DELETE FROM space_users WHERE space_id = ANY(CAST(:home_ids AS uuid[]))"
@@ -296,9 +298,6 @@ class SqlMembers:
 
     async def homes_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         return [row["space_id"] for row in await self._connection.fetch(_HOMES_OF, user_id=user_id)]
-
-    async def count_owned(self, user_id: uuid.UUID) -> int:
-        return int(await self._connection.fetchval(_COUNT_OWNED, user_id=user_id))
 
     async def remove_expired(
         self, home_ids: Sequence[uuid.UUID], now: datetime

@@ -20,6 +20,7 @@ spaces = Table(
     Column("id", Uuid, primary_key=True),
     Column("name", Text, nullable=False),
     Column("owner_id", Uuid),
+    Column("created_for", Uuid),
     Column("parent_id", Uuid, ForeignKey("spaces.id")),
     Column("membership_version", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

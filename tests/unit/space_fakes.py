@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from services.runtime.auth import Caller
 from services.runtime.errors import AlreadyExists
 from services.runtime.pagination import Cursor, PageTokens
-from services.runtime.space_roles import OWNER
 from services.space.domain import SpaceLimits
 from services.space.handlers import SpaceHandlers
 from services.space.ports import (
@@ -34,6 +33,8 @@ class Store:
     spaces: dict[uuid.UUID, SpaceRecord] = field(default_factory=dict)
     members: dict[tuple[uuid.UUID, uuid.UUID], MemberRecord] = field(default_factory=dict)
     deactivated: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    # Whom each home was created for.
+    created_for: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     # When each account last changed (deactivated or reactivated), as recorded.
     account_changes: dict[uuid.UUID, datetime] = field(default_factory=dict)
     # Homes the last transaction locked, in order, and users it held.
@@ -52,6 +53,15 @@ class FakeSpaces:
     async def add(self, space: SpaceRecord) -> None:
         self._store.spaces[space.id] = replace(
             space, owner_id=space.owner_id if space.is_home else None
+        )
+        if space.is_home and space.owner_id is not None:
+            self._store.created_for[space.id] = space.owner_id
+
+    async def count_created_for(self, user_id: uuid.UUID) -> int:
+        return sum(
+            1
+            for space_id, user in self._store.created_for.items()
+            if user == user_id and space_id in self._store.spaces
         )
 
     async def get(self, space_id: uuid.UUID) -> SpaceRecord | None:
@@ -173,13 +183,6 @@ class FakeMembers:
 
     async def homes_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         return [home for home, user in self._store.members if user == user_id]
-
-    async def count_owned(self, user_id: uuid.UUID) -> int:
-        return sum(
-            1
-            for (_, user), member in self._store.members.items()
-            if user == user_id and member.role == OWNER
-        )
 
     async def remove_expired(
         self, home_ids: Sequence[uuid.UUID], now: datetime

@@ -1,5 +1,7 @@
 """What the runtime's messaging module shows of its broker."""
 
+import asyncio
+
 from services.runtime import messaging
 
 
@@ -33,3 +35,21 @@ def test_events_are_trusted_only_once_the_connection_has_settled() -> None:
     assert not settled()
     now[0] += 2.0
     assert settled()
+
+
+async def test_the_wait_runs_from_the_reconnection_not_from_the_next_request() -> None:
+    nats, now = FakeNats(), [100.0]
+    settled = messaging.BrokerSettled(
+        nats,  # type: ignore[arg-type]
+        settle_seconds=2.0,
+        clock=lambda: now[0],
+        watch_every=0.01,
+    )
+    watcher = asyncio.create_task(settled.run())
+    try:
+        nats.stats["reconnects"] += 1  # reconnected while no request came
+        await asyncio.sleep(0.05)
+        now[0] += 2.0
+        assert settled()  # the watcher saw it happen, two seconds ago
+    finally:
+        watcher.cancel()

@@ -92,6 +92,17 @@ async def test_homes_per_owner_and_rooms_per_home_are_limited() -> None:
     assert (await raises(for_them, Throttled)).reason == "QUOTA_EXCEEDED"
 
 
+async def test_handing_homes_over_neither_fills_anothers_quota_nor_frees_ones_own() -> None:
+    world = space_world(SpaceLimits(homes_per_owner=1))
+    giver, taker = world.person(), world.person()
+    home = await world.handlers.create_space(giver, "Given away", "", "")
+    await world.handlers.add_member(giver, str(home.id), taker.user_id, OWNER, None)
+    await world.handlers.remove_member(giver, str(home.id), giver.user_id)
+    assert (await world.handlers.create_space(taker, "Own", "", "")).owner_id == uid(taker)
+    again = world.handlers.create_space(giver, "Another", "", "")
+    assert (await raises(again, Throttled)).reason == "QUOTA_EXCEEDED"
+
+
 async def test_a_new_home_has_its_owner_as_first_member_and_says_so(world: SpaceWorld) -> None:
     owner = world.person()
     home = await world.handlers.create_space(owner, " Квартира ", "", "")

@@ -5,12 +5,16 @@ CREATE TABLE spaces (
     -- The home's primary OWNER; NULL for rooms (they report their home's) and
     -- for a home whose last OWNER was deactivated.
     owner_id           uuid,
+    -- A home's: whom it was created for (they, or an ADMIN for them). Counts
+    -- against that person's quota whoever owns it later.
+    created_for        uuid,
     parent_id          uuid REFERENCES spaces (id),
     -- Taken by every change of a home's members, in commit order (see events).
     membership_version bigint      NOT NULL DEFAULT 0,
     created_at         timestamptz NOT NULL,
     updated_at         timestamptz NOT NULL
 );
+CREATE INDEX spaces_created_for ON spaces (created_for) WHERE created_for IS NOT NULL;
 CREATE INDEX spaces_by_parent ON spaces (parent_id, created_at, id);
 -- A home and its rooms, found from the home (listings by member or owner).
 CREATE INDEX spaces_by_home ON spaces ((COALESCE(parent_id, id)));
