@@ -19,6 +19,7 @@ from services.user.bootstrap import FirstAdmin, UserSettings, definition
 from services.user.domain import LoginThrottling
 from services.user.signing_keys import ensure_signing_key
 from tests.integration.hosts import fresh_database, running_service
+from tests.integration.households import household  # noqa: F401 (fixture)
 from tests.integration.mesh import devices, mesh, people, spaces  # noqa: F401 (fixtures)
 
 ADMIN = FirstAdmin("root@example.com", "an admin passphrase", "+15550000000")

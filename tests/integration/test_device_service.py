@@ -6,25 +6,30 @@ import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
-import nats.errors
 import pytest
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from sqlalchemy import text
 from warmhouse.device.v1 import device_pb2
-from warmhouse.space.v1 import space_pb2, space_pb2_grpc
+from warmhouse.space.v1 import space_pb2
 
 from services.runtime import messaging
 from services.runtime.config import RuntimeSettings
 from services.runtime.database import Query
-from services.runtime.internal_auth import SERVICE_TOKEN_HEADER, ServiceCredentials
-from services.runtime.timestamps import timestamp
 from tests.accounts import Metadata, refused
+from tests.integration.households import (
+    Household,
+    add_member,
+    as_service,
+    events_about,
+    new_home,
+    new_household,
+    new_room,
+)
 from tests.integration.mesh import Mesh, People, Person
 from tests.polling import eventually
 
@@ -42,78 +47,12 @@ _MEMBERSHIP_ROLE = Query(
 
 async def device_events(jetstream: JetStreamContext, kind: type[M], device_id: str) -> list[M]:
     """The events of that kind about the device published so far."""
-    subject = str(kind.DESCRIPTOR.full_name)
-    subscription = await jetstream.subscribe(subject, stream=DEVICE_STREAM, ordered_consumer=True)
-    found: list[M] = []
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=0.3)
-            except nats.errors.TimeoutError:
-                return found
-            event = kind.FromString(message.data)
-            if getattr(event, "device_id", None) == device_id:
-                found.append(event)
-    finally:
-        await subscription.unsubscribe()
+    return await events_about(jetstream, DEVICE_STREAM, kind, "device_id", device_id)
 
 
 def internal(runtime_settings: RuntimeSettings) -> Metadata:
     """A service credential, as the Device Adapter would send it."""
-    credentials = ServiceCredentials(
-        runtime_settings.derived_key("service-credentials"), "device-adapter"
-    )
-    return ((SERVICE_TOKEN_HEADER, credentials.token()),)
-
-
-@dataclass(frozen=True)
-class Household:
-    home: str
-    room: str
-    owner: Person
-    maintainer: Person
-    guest: Person
-    stranger: Person
-    admin: Person
-
-
-async def add_member(
-    spaces: "SpaceServiceAsyncStub",
-    by: Person,
-    space_id: str,
-    member: Person,
-    role: space_pb2.SpaceUserRole.ValueType,
-    expire_at: datetime | None = None,
-) -> None:
-    request = space_pb2.AddSpaceUserRequest(space_id=space_id, user_id=member.user_id, role=role)
-    if expire_at is not None:
-        request.expire_time.CopyFrom(timestamp(expire_at))
-    await spaces.AddSpaceUser(request, metadata=by.auth)
-
-
-async def new_home(spaces: "SpaceServiceAsyncStub", owner: Person, name: str = "Home") -> str:
-    created = await spaces.CreateSpace(space_pb2.CreateSpaceRequest(name=name), metadata=owner.auth)
-    return str(created.space_id)
-
-
-async def new_room(spaces: "SpaceServiceAsyncStub", owner: Person, home: str) -> str:
-    request = space_pb2.CreateSpaceRequest(name="Kitchen", parent_space_id=home)
-    return str((await spaces.CreateSpace(request, metadata=owner.auth)).space_id)
-
-
-async def new_household(spaces: "SpaceServiceAsyncStub", people: People) -> Household:
-    owner, maintainer, guest, stranger = [await people.new() for _ in range(4)]
-    home = await new_home(spaces, owner)
-    room = await new_room(spaces, owner, home)
-    await add_member(spaces, owner, home, maintainer, space_pb2.MAINTAINER)
-    await add_member(spaces, owner, home, guest, space_pb2.GUEST)
-    return Household(home, room, owner, maintainer, guest, stranger, people.admin())
-
-
-@pytest.fixture(scope="module")
-async def household(mesh: Mesh, people: People) -> Household:
-    """Shared by the tests that change nothing of its membership."""
-    return await new_household(space_pb2_grpc.SpaceServiceStub(mesh.space_channel), people)
+    return as_service(runtime_settings, "device-adapter")
 
 
 async def register(
@@ -303,7 +242,7 @@ async def test_a_guest_loses_access_when_it_expires(
     device_id = await device_id_in(devices, h)
     visitor = await people.new()
     ends = datetime.now(UTC) + timedelta(seconds=1.5)
-    await add_member(spaces, h.owner, h.home, visitor, space_pb2.GUEST, ends)
+    await add_member(spaces, h.owner, h.home, visitor.user_id, space_pb2.GUEST, ends)
     added_at = time.monotonic()
     get = device_pb2.GetDeviceRequest(device_id=device_id)
     assert (await devices.GetDevice(get, metadata=visitor.auth)).device.device_id == device_id

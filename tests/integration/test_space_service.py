@@ -14,20 +14,29 @@ import pytest
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 from warmhouse.device.v1 import device_pb2
-from warmhouse.space.v1 import space_pb2, space_pb2_grpc
+from warmhouse.space.v1 import space_pb2
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.devstack.nats_process import NatsProcess
 from services.runtime import messaging
 from services.runtime.config import RuntimeSettings
-from services.runtime.internal_auth import SERVICE_TOKEN_HEADER, ServiceCredentials
 from services.runtime.outbox import MSG_ID_HEADER
 from services.runtime.timestamps import timestamp
 from services.space.user_events import UserEvents
 from tests.accounts import Metadata, refused, token_of
 from tests.integration.conftest import ADMIN
+from tests.integration.households import (
+    Household,
+    Role,
+    add_member,
+    as_service,
+    events_about,
+    new_home,
+    new_household,
+    new_room,
+    published,
+)
 from tests.integration.mesh import Mesh, People, Person
 from tests.polling import eventually
 
@@ -41,7 +50,6 @@ M = TypeVar("M", bound=Message)
 SPACE_STREAM = str(messaging.stream_config("space").name)
 USER_STREAM = str(messaging.stream_config("user").name)
 HUGE = "y" * 6 * 1024
-Role: TypeAlias = space_pb2.SpaceUserRole.ValueType
 MembershipEvent: TypeAlias = (
     space_pb2.SpaceMemberAdded
     | space_pb2.SpaceMemberRoleChanged
@@ -62,32 +70,6 @@ MEMBERSHIP_EVENTS: dict[str, type[MembershipEvent]] = {
 # Helpers
 
 
-async def new_home(spaces: "SpaceServiceAsyncStub", owner: Person, name: str = "Home") -> str:
-    created = await spaces.CreateSpace(space_pb2.CreateSpaceRequest(name=name), metadata=owner.auth)
-    return str(created.space_id)
-
-
-async def new_room(
-    spaces: "SpaceServiceAsyncStub", by: Person, home: str, name: str = "Room"
-) -> str:
-    request = space_pb2.CreateSpaceRequest(name=name, parent_space_id=home)
-    return str((await spaces.CreateSpace(request, metadata=by.auth)).space_id)
-
-
-async def add_member(
-    spaces: "SpaceServiceAsyncStub",
-    by: Person,
-    home: str,
-    user_id: str,
-    role: Role,
-    expire_at: datetime | None = None,
-) -> space_pb2.SpaceUser:
-    request = space_pb2.AddSpaceUserRequest(space_id=home, user_id=user_id, role=role)
-    if expire_at is not None:
-        request.expire_time.CopyFrom(timestamp(expire_at))
-    return (await spaces.AddSpaceUser(request, metadata=by.auth)).space_user
-
-
 async def set_role(
     spaces: "SpaceServiceAsyncStub", by: Person, home: str, user_id: str, role: Role
 ) -> space_pb2.SpaceUser:
@@ -106,41 +88,6 @@ async def get_space(spaces: "SpaceServiceAsyncStub", by: Person, space_id: str) 
     return (await spaces.GetSpace(request, metadata=by.auth)).space
 
 
-@dataclass(frozen=True)
-class Household:
-    home: str
-    room: str
-    owner: Person
-    maintainer: Person
-    guest: Person
-    stranger: Person
-    admin: Person
-
-    def callers(self) -> dict[str, Person]:
-        return {
-            "owner": self.owner,
-            "maintainer": self.maintainer,
-            "guest": self.guest,
-            "stranger": self.stranger,
-            "admin": self.admin,
-        }
-
-
-async def new_household(spaces: "SpaceServiceAsyncStub", people: People) -> Household:
-    owner, maintainer, guest, stranger = [await people.new() for _ in range(4)]
-    home = await new_home(spaces, owner)
-    room = await new_room(spaces, owner, home)
-    await add_member(spaces, owner, home, maintainer.user_id, space_pb2.MAINTAINER)
-    await add_member(spaces, owner, home, guest.user_id, space_pb2.GUEST)
-    return Household(home, room, owner, maintainer, guest, stranger, people.admin())
-
-
-@pytest.fixture(scope="module")
-async def household(mesh: Mesh, people: People) -> Household:
-    """Shared by the tests that change nothing of its membership."""
-    return await new_household(space_pb2_grpc.SpaceServiceStub(mesh.space_channel), people)
-
-
 @pytest.fixture
 async def jetstream(nats_server: NatsProcess) -> AsyncIterator[JetStreamContext]:
     client = await messaging.connect(nats_server.url, "space-tests")
@@ -155,35 +102,14 @@ def users(mesh: Mesh) -> "UserServiceAsyncStub":
     return user_pb2_grpc.UserServiceStub(mesh.user_channel)
 
 
-async def published(jetstream: JetStreamContext, stream: str, subject: str) -> list[Msg]:
-    """Every message on `subject` (wildcards allowed) so far, in stream order."""
-    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
-    pull = await jetstream.pull_subscribe(subject, stream=stream, config=config)
-    found: list[Msg] = []
-    try:
-        while True:
-            try:
-                batch = await pull.fetch(256, timeout=0.5)
-            except TimeoutError:
-                return found
-            found += batch
-            if batch[-1].metadata.num_pending == 0:
-                return found
-    finally:
-        await pull.unsubscribe()
-
-
 async def space_events(jetstream: JetStreamContext, kind: type[M], space_id: str) -> list[M]:
     """The events of that kind about the space published so far."""
-    messages = await published(jetstream, SPACE_STREAM, str(kind.DESCRIPTOR.full_name))
-    events = [kind.FromString(message.data) for message in messages]
-    return [event for event in events if getattr(event, "space_id", None) == space_id]
+    return await events_about(jetstream, SPACE_STREAM, kind, "space_id", space_id)
 
 
 def internal(runtime_settings: RuntimeSettings) -> Metadata:
     """A service credential, as the Device service sends it."""
-    credentials = ServiceCredentials(runtime_settings.derived_key("service-credentials"), "device")
-    return ((SERVICE_TOKEN_HEADER, credentials.token()),)
+    return as_service(runtime_settings, "device")
 
 
 async def admin_token(users: "UserServiceAsyncStub") -> Metadata:

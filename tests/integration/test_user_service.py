@@ -16,7 +16,6 @@ from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
-from services.runtime.internal_auth import SERVICE_TOKEN_HEADER, ServiceCredentials
 from services.runtime.request import parse_networks
 from services.user.bootstrap import UserSettings, definition
 from services.user.domain import LoginThrottling, ThrottlePolicy
@@ -35,6 +34,7 @@ from tests.accounts import (
 from tests.grpc_errors import error_reason
 from tests.integration.conftest import ADMIN
 from tests.integration.hosts import running_service
+from tests.integration.households import as_service
 from tests.polling import eventually
 
 if TYPE_CHECKING:
@@ -615,22 +615,21 @@ async def test_an_update_that_changes_nothing_keeps_the_update_time(
 async def test_other_services_learn_whether_an_account_is_active(
     users: UserServiceAsyncStub, runtime_settings: RuntimeSettings
 ) -> None:
-    service = ServiceCredentials(runtime_settings.derived_key("service-credentials"), "space")
-    as_service = ((SERVICE_TOKEN_HEADER, service.token()),)
+    space = as_service(runtime_settings, "space")
     user_id, email = await register(users)
     status = await users.GetUserStatus(
-        user_pb2.GetUserStatusRequest(user_id=user_id), metadata=as_service
+        user_pb2.GetUserStatusRequest(user_id=user_id), metadata=space
     )
     assert (status.user_id, status.is_active) == (user_id, True)
     await users.DeleteUser(
         user_pb2.DeleteUserRequest(user_id=user_id), metadata=await token_of(users, email)
     )
     status = await users.GetUserStatus(
-        user_pb2.GetUserStatusRequest(user_id=user_id), metadata=as_service
+        user_pb2.GetUserStatusRequest(user_id=user_id), metadata=space
     )
     assert not status.is_active
     unknown = users.GetUserStatus(
-        user_pb2.GetUserStatusRequest(user_id=str(uuid.uuid4())), metadata=as_service
+        user_pb2.GetUserStatusRequest(user_id=str(uuid.uuid4())), metadata=space
     )
     assert await refused(unknown, grpc.StatusCode.NOT_FOUND) == "USER_NOT_FOUND"
     # End users cannot probe accounts with it, not even an ADMIN.
