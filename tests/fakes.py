@@ -2,6 +2,8 @@
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -75,3 +77,22 @@ class FakeUnitOfWork(Generic[R]):
 
     def events_of(self, kind: type[Message]) -> list[Message]:
         return [event for event in self.events if isinstance(event, kind)]
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves; with a `tick`, every reading is that much later
+    than the one before (records made one after another then sort in order)."""
+
+    now: datetime = T0
+    tick: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        self.now += self.tick
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)

@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from services.device.access import AccessCheck, SpaceAccessAnswer
 from services.device.device_secrets import DeviceSecrets
@@ -16,20 +16,7 @@ from services.device.ports import (
 )
 from services.runtime.pagination import Cursor, PageTokens
 from services.runtime.space_roles import Membership
-from tests.fakes import FakeUnitOfWork
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class FakeClock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from tests.fakes import FakeClock, FakeUnitOfWork
 
 
 @dataclass(frozen=True)

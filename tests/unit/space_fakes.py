@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from services.runtime.auth import Caller
 from services.runtime.errors import AlreadyExists
@@ -17,9 +17,7 @@ from services.space.ports import (
     SpaceRecord,
     SpaceRepositories,
 )
-from tests.fakes import FakeUnitOfWork
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.fakes import FakeClock, FakeUnitOfWork
 
 
 def _after(created_at: datetime, item_id: uuid.UUID, cursor: Cursor | None) -> bool:
@@ -247,19 +245,6 @@ class FakeDeviceInventory:
 
 
 @dataclass
-class FakeClock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        # Every reading a moment later, so records made one after another sort in that order.
-        self.now += timedelta(microseconds=1)
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
 class SpaceWorld:
     """Handlers wired to fakes, and the fakes to look at."""
 
@@ -284,7 +269,11 @@ def space_world(limits: SpaceLimits | None = None) -> SpaceWorld:
     store = Store()
     repos = SpaceRepositories(FakeSpaces(store), FakeMembers(store), FakeDeactivations(store))
     uow = FakeUnitOfWork(repos)
-    users, devices, clock = FakeUserDirectory(), FakeDeviceInventory(), FakeClock()
+    users, devices, clock = (
+        FakeUserDirectory(),
+        FakeDeviceInventory(),
+        FakeClock(tick=timedelta(microseconds=1)),
+    )
     handlers = SpaceHandlers(
         uow,
         users,

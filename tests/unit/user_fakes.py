@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -13,9 +13,7 @@ from services.user.domain import ThrottleState
 from services.user.handlers import UserHandlers, UserPolicies
 from services.user.ports import FoundSession, SessionRecord, UserRecord, UserRepositories
 from services.user.tokens import DeviceTokens, TokenIssuer
-from tests.fakes import FakeUnitOfWork
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.fakes import FakeClock, FakeUnitOfWork
 
 
 class FakeUsers:
@@ -139,17 +137,6 @@ class FakePasswords:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         self.checks += 1
         return password_hash == f"plain:{password}"
-
-
-@dataclass
-class FakeClock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
