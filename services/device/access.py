@@ -22,7 +22,6 @@ from services.device.ports import DeviceRepositories, ProjectedAccess
 from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import NotFound, dependency_unavailable
-from services.runtime.request import parse_uuid
 from services.runtime.space_roles import SPACE_ROLES, Membership, Right, authorize
 from services.runtime.unit_of_work import UnitOfWork
 
@@ -85,10 +84,6 @@ def answer_of(space_id: uuid.UUID, response: space_pb2.GetSpaceAccessResponse) -
     )
 
 
-def caller_id(caller: Caller) -> uuid.UUID:
-    return parse_uuid(caller.user_id, "sub")
-
-
 class AccessCheck:
     def __init__(
         self,
@@ -114,7 +109,7 @@ class AccessCheck:
         """The space's home, if `caller` holds `right` there; else `not_found()`
         (not a member, or no such space) or PermissionDenied."""
         async with self._uow.read() as repos:
-            projected = await repos.spaces.access(space_id, caller_id(caller))
+            projected = await repos.spaces.access(space_id, caller.user_uuid)
         return await self.decide(caller, space_id, projected, right, not_found)
 
     async def decide(
@@ -144,7 +139,7 @@ class AccessCheck:
     async def home_of(self, caller: Caller, space_id: uuid.UUID) -> uuid.UUID | None:
         """The home of an existing space; None when there is no such space."""
         async with self._uow.read() as repos:
-            projected = await repos.spaces.access(space_id, caller_id(caller))
+            projected = await repos.spaces.access(space_id, caller.user_uuid)
         if projected.home_id is not None and not projected.deleted:
             return projected.home_id
         answer = await self._ask(caller, space_id, already_known=False)
@@ -154,7 +149,7 @@ class AccessCheck:
         self, caller: Caller, space_id: uuid.UUID, *, already_known: bool
     ) -> SpaceAccessAnswer | None:
         """Space's answer, stored so the next call need not ask again."""
-        user_id = caller_id(caller)
+        user_id = caller.user_uuid
         answer = await self._directory.access(space_id, user_id)
         if answer is None or (already_known and answer.role is None):
             # Nothing to store: a stranger's every probe must not cost a write.

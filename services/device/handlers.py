@@ -14,7 +14,7 @@ from datetime import datetime
 from warmhouse.device.v1 import device_pb2
 
 from services.device import domain
-from services.device.access import AccessCheck, caller_id
+from services.device.access import AccessCheck
 from services.device.device_secrets import DeviceSecrets
 from services.device.ports import DeviceLogRecord, DeviceRecord, DeviceRepositories
 from services.runtime.auth import Caller
@@ -95,7 +95,7 @@ class DeviceHandlers:
     ) -> DeviceRecord:
         """The live device, if the caller holds `right` in its home; else 404 or 403."""
         async with self._uow.read() as repos:
-            found = await repos.devices.get_with_access(device_id, caller_id(caller))
+            found = await repos.devices.get_with_access(device_id, caller.user_uuid)
         if found is None:
             raise device_not_found()
         device, projected = found

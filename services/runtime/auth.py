@@ -7,6 +7,7 @@ service's events; see `revocation.py`.
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import jwt
 
 from services.runtime.errors import PermissionDenied, Unauthenticated
+from services.runtime.request import parse_uuid
 
 ISSUER = "warmhouse-user"
 AUDIENCE = "warmhouse"
@@ -34,6 +36,11 @@ class Caller:
     @property
     def is_admin(self) -> bool:
         return self.role == ROLE_ADMIN
+
+    @property
+    def user_uuid(self) -> uuid.UUID:
+        """`user_id` as stored: our tokens name users by UUID."""
+        return parse_uuid(self.user_id, "sub")
 
     def require_self_or_admin(self, user_id: str) -> None:
         if not (self.is_admin or self.user_id == user_id):

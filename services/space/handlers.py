@@ -198,7 +198,7 @@ class SpaceHandlers:
         self, caller: Caller, name: str, owner_id: str, parent_space_id: str
     ) -> SpaceRecord:
         name = display_name(name)
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         if parent_space_id:
             parent = parse_uuid(parent_space_id, "parentSpaceId")
             return await self._create_room(caller, caller_id, name, parent)
@@ -262,7 +262,7 @@ class SpaceHandlers:
         return room
 
     async def get_space(self, caller: Caller, space_id: str) -> SpaceRecord:
-        access = await self._read_access(parse_uuid(space_id, "spaceId"), _caller_id(caller))
+        access = await self._read_access(parse_uuid(space_id, "spaceId"), caller.user_uuid)
         domain.authorize(caller, access.membership, Right.READ, self._clock())
         return access.space
 
@@ -277,7 +277,7 @@ class SpaceHandlers:
         parent_space_id: str = "",
     ) -> tuple[list[SpaceRecord], str]:
         limit = page_size(requested_size)
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         member = parse_uuid(user_id, "userId") if user_id else None
         owner = parse_uuid(owner_id, "ownerId") if owner_id else None
         parent = parse_uuid(parent_space_id, "parentSpaceId") if parent_space_id else None
@@ -306,7 +306,7 @@ class SpaceHandlers:
     async def rename_space(self, caller: Caller, space_id: str, name: str) -> SpaceRecord:
         target = parse_uuid(space_id, "spaceId")
         name = display_name(name)
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         now = self._clock()
         async with self._uow.transaction() as tx:
             # Under the home's lock: a deletion or the caller's removal either
@@ -325,7 +325,7 @@ class SpaceHandlers:
     async def delete_space(self, caller: Caller, space_id: str) -> None:
         """A space and, for a home, its rooms; refused while any holds a device."""
         target = parse_uuid(space_id, "spaceId")
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         access = await self._read_access(target, caller_id)
         domain.authorize(caller, access.membership, Right.READ, self._clock())
         domain.authorize(caller, access.membership, Right.MANAGE_MEMBERS, self._clock())
@@ -361,7 +361,7 @@ class SpaceHandlers:
     ) -> MemberRecord:
         home_id = parse_uuid(space_id, "spaceId")
         target = parse_uuid(user_id, "userId")
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         domain.check_terms(role, expire_at, self._clock())
         # Before asking User: whoever may not add members learns nothing about accounts.
         self._may_manage_members(caller, await self._read_access(home_id, caller_id), self._clock())
@@ -393,7 +393,7 @@ class SpaceHandlers:
         """A user's live membership of the space's home (a room answers with its home)."""
         space = parse_uuid(space_id, "spaceId")
         target = parse_uuid(user_id, "userId")
-        access = await self._read_access(space, _caller_id(caller))
+        access = await self._read_access(space, caller.user_uuid)
         now = self._clock()
         domain.authorize(caller, access.membership, Right.READ, now)
         async with self._uow.read() as repos:
@@ -409,7 +409,7 @@ class SpaceHandlers:
         limit = page_size(requested_size)
         listing = f"members:{space}"
         cursor = self._page_tokens.decode(page_token, listing=listing)
-        access = await self._read_access(space, _caller_id(caller))
+        access = await self._read_access(space, caller.user_uuid)
         now = self._clock()
         domain.authorize(caller, access.membership, Right.READ, now)
         async with self._uow.read() as repos:
@@ -427,7 +427,7 @@ class SpaceHandlers:
         """Set a member's role and expiry (unset: never). Unchanged: nothing written."""
         home_id = parse_uuid(space_id, "spaceId")
         target = parse_uuid(user_id, "userId")
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         now = self._clock()
         domain.check_terms(role, expire_at, now)
         async with self._uow.transaction() as tx:
@@ -462,7 +462,7 @@ class SpaceHandlers:
         """An OWNER or an ADMIN removes a member; any member may leave."""
         home_id = parse_uuid(space_id, "spaceId")
         target = parse_uuid(user_id, "userId")
-        caller_id = _caller_id(caller)
+        caller_id = caller.user_uuid
         leaving = target == caller_id
         now = self._clock()
         async with self._uow.transaction() as tx:
@@ -494,7 +494,3 @@ class SpaceHandlers:
         if access.member is not None and not access.member.is_live(self._clock()):
             return replace(access, member=None)
         return access
-
-
-def _caller_id(caller: Caller) -> uuid.UUID:
-    return parse_uuid(caller.user_id, "sub")
