@@ -419,7 +419,7 @@ class UserHandlers:
         """Lock the caller's and the target's rows (in id order, so two admins
         changing each other take turns) and check the caller's rights against
         its row as it is now, not against the role its token was issued with."""
-        caller_id = parse_uuid(caller.user_id, "sub")
+        caller_id = caller.user_uuid
         rows = {
             user_id: await tx.repos.users.get(user_id, lock=True)
             for user_id in sorted({caller_id, target})
