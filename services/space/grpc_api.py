@@ -1,5 +1,7 @@
 """SpaceService over gRPC: proto in → handler → proto out."""
 
+from datetime import datetime
+
 from warmhouse.space.v1 import space_pb2, space_pb2_grpc
 
 from services.runtime.auth import current_caller
@@ -23,6 +25,13 @@ def _role_name(value: int) -> str:
             "INVALID_ROLE", "role must be OWNER, MAINTAINER or GUEST", field="role"
         )
     return _ROLES[value]
+
+
+def _expiry(
+    request: space_pb2.AddSpaceUserRequest | space_pb2.UpdateSpaceUserRequest,
+) -> datetime | None:
+    """The requested expire_time; None when unset (the membership never ends)."""
+    return moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None
 
 
 def _space_message(space: SpaceRecord) -> space_pb2.Space:
@@ -89,7 +98,7 @@ class SpaceService(space_pb2_grpc.SpaceServiceServicer):
             request.space_id,
             request.user_id,
             _role_name(request.role),
-            moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None,
+            _expiry(request),
         )
         return space_pb2.AddSpaceUserResponse(space_user=_member_message(member))
 
@@ -138,7 +147,7 @@ class SpaceService(space_pb2_grpc.SpaceServiceServicer):
             request.space_id,
             request.user_id,
             _role_name(request.role),
-            moment(request.expire_time, "expireTime") if request.HasField("expire_time") else None,
+            _expiry(request),
         )
         return space_pb2.UpdateSpaceUserResponse(space_user=_member_message(member))
 
