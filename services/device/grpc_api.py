@@ -9,6 +9,7 @@ from services.device.ports import DeviceLogRecord, DeviceRecord
 from services.runtime.auth import current_caller
 from services.runtime.errors import DomainError
 from services.runtime.grpc_types import ServicerContext
+from services.runtime.request import parse_uuid
 from services.runtime.timestamps import timestamp
 
 
@@ -100,15 +101,19 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
 
     # Commands come with the device loop (next issue). Answered here, not by the
     # generated base: its synchronous NotImplementedError would reach the guard
-    # as an unexpected error (INTERNAL).
+    # as an unexpected error (INTERNAL). Malformed ids are still the client's
+    # mistake (400), not a 501.
     async def SendCommand(
         self, request: device_pb2.SendCommandRequest, context: ServicerContext
     ) -> device_pb2.SendCommandResponse:
+        parse_uuid(request.device_id, "deviceId")
         raise _NotYetAvailable()
 
     async def GetCommand(
         self, request: device_pb2.GetCommandRequest, context: ServicerContext
     ) -> device_pb2.GetCommandResponse:
+        parse_uuid(request.device_id, "deviceId")
+        parse_uuid(request.command_id, "commandId")
         raise _NotYetAvailable()
 
     async def ListDeviceLogs(
