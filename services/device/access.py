@@ -22,7 +22,7 @@ from services.device.ports import DeviceRepositories, ProjectedAccess
 from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import NotFound, dependency_unavailable
-from services.runtime.space_roles import SPACE_ROLES, Membership, Right, authorize
+from services.runtime.space_roles import Membership, Right, authorize, role_named
 from services.runtime.unit_of_work import UnitOfWork
 
 _SPACE_SERVICE = space_pb2.DESCRIPTOR.services_by_name["SpaceService"].full_name
@@ -71,14 +71,13 @@ class GrpcSpaceDirectory:
 
 
 def answer_of(space_id: uuid.UUID, response: space_pb2.GetSpaceAccessResponse) -> SpaceAccessAnswer:
-    known = space_pb2.SpaceUserRole.DESCRIPTOR.values_by_number.get(response.role)
     expire_at = (
         response.expire_time.ToDatetime(tzinfo=UTC) if response.HasField("expire_time") else None
     )
     return SpaceAccessAnswer(
         space_id=space_id,
         home_id=uuid.UUID(response.home_space_id),
-        role=known.name if known is not None and known.name in SPACE_ROLES else None,
+        role=role_named(response.role),
         expire_at=expire_at,
         version=response.membership_version,
     )

@@ -22,7 +22,7 @@ from services.runtime.clock import utc_now
 from services.runtime.database import Connection
 from services.runtime.messaging import EventContext, EventT, Handler, Subscription
 from services.runtime.outbox import add_event
-from services.runtime.space_roles import SPACE_ROLES
+from services.runtime.space_roles import role_named
 
 log = logging.getLogger(__name__)
 SPACE_STREAM = str(messaging.stream_config("space").name)
@@ -35,11 +35,6 @@ def _home_of(space_id: str, parent_space_id: str) -> tuple[uuid.UUID, uuid.UUID]
 
 def _expiry(event_time: Timestamp, present: bool) -> datetime | None:
     return event_time.ToDatetime(tzinfo=UTC) if present else None
-
-
-def _role(value: int) -> str | None:
-    known = space_pb2.SpaceUserRole.DESCRIPTOR.values_by_number.get(value)
-    return known.name if known is not None and known.name in SPACE_ROLES else None
 
 
 async def on_space_created(
@@ -77,7 +72,7 @@ async def on_space_deleted(
 
 
 def _granted(value: int, context: EventContext) -> str | None:
-    role = _role(value)
+    role = role_named(value)
     if role is None:
         # A role this service does not know: granting nothing is the safe reading.
         log.warning("membership event %s names an unknown role", context.event_id)

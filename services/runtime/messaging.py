@@ -197,6 +197,10 @@ async def _first_time(connection: Connection, consumer: str, event_id: str) -> b
     return inserted is not None
 
 
+# How long after (re)connecting a service waits before trusting its projections.
+SETTLE_SECONDS = 2.0
+
+
 class BrokerSettled:
     """Whether events from the broker can be trusted to have arrived.
 
@@ -213,7 +217,7 @@ class BrokerSettled:
     def __init__(
         self,
         nats: NatsClient,
-        settle_seconds: float = 2.0,
+        settle_seconds: float = SETTLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         watch_every: float = 0.1,
     ) -> None:

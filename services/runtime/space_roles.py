@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from warmhouse.space.v1 import space_pb2
+
 from services.runtime.auth import Caller
 from services.runtime.errors import NotFound, PermissionDenied
 
@@ -19,6 +21,13 @@ OWNER = "OWNER"
 MAINTAINER = "MAINTAINER"
 GUEST = "GUEST"
 SPACE_ROLES = (OWNER, MAINTAINER, GUEST)
+
+
+def role_named(value: int) -> str | None:
+    """The role a SpaceUserRole number from the wire names; None for
+    ROLE_UNSPECIFIED or a number no role has."""
+    known = space_pb2.SpaceUserRole.DESCRIPTOR.values_by_number.get(value)
+    return str(known.name) if known is not None and known.name in SPACE_ROLES else None
 
 
 class Right(Enum):

@@ -7,24 +7,20 @@ from warmhouse.space.v1 import space_pb2, space_pb2_grpc
 from services.runtime.auth import current_caller
 from services.runtime.errors import InvalidArgument
 from services.runtime.grpc_types import ServicerContext
+from services.runtime.space_roles import role_named
 from services.runtime.timestamps import moment, timestamp
 from services.space.handlers import SpaceHandlers
 from services.space.ports import MemberRecord, SpaceRecord
 
-_ROLES: dict[int, str] = {
-    space_pb2.OWNER: "OWNER",
-    space_pb2.MAINTAINER: "MAINTAINER",
-    space_pb2.GUEST: "GUEST",
-}
-
 
 def _role_name(value: int) -> str:
     """An enum from the wire may hold any number: only the three roles are roles."""
-    if value not in _ROLES:
+    role = role_named(value)
+    if role is None:
         raise InvalidArgument(
             "INVALID_ROLE", "role must be OWNER, MAINTAINER or GUEST", field="role"
         )
-    return _ROLES[value]
+    return role
 
 
 def _expiry(

@@ -4,6 +4,7 @@ people to call them as.
 Space and Device call each other, so both ports are picked before either starts.
 """
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from services.device.domain import DEVICES_PER_HOME
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.postgres_process import PostgresProcess
 from services.runtime.config import RuntimeSettings
+from services.runtime.messaging import SETTLE_SECONDS
 from services.runtime.server import ServiceHost
 from services.space import bootstrap as space_bootstrap
 from services.space.domain import SpaceLimits
@@ -90,6 +92,9 @@ async def space_and_device(
             grpc_address=device_address,
         ) as device,
     ):
+        # Until its broker connection has settled, Device trusts none of its
+        # projection: tests that feed it events directly need it trusted.
+        await asyncio.sleep(SETTLE_SECONDS)
         yield SpaceAndDevice(space.host, device.host, space.channel, device.channel)
 
 
