@@ -1,18 +1,20 @@
 """Fakes for unit tests of use cases: no database, no broker."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
+import pytest
 from google.protobuf.message import Message
 
-from services.runtime.errors import Conflict
+from services.runtime.errors import Conflict, DomainError
 from services.runtime.idempotency import IdempotencyKey
 from services.runtime.unit_of_work import Transaction
 
 R = TypeVar("R")
+E = TypeVar("E", bound=DomainError)
 # An idempotency key's request (serialized) and the response it got.
 Served = dict[IdempotencyKey, tuple[bytes, bytes]]
 
@@ -96,3 +98,10 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+async def raises(call: Awaitable[object], kind: type[E]) -> E:
+    """Await a use case, expecting the domain error `kind`; the error."""
+    with pytest.raises(kind) as refused:
+        await call
+    return refused.value

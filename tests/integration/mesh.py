@@ -17,7 +17,7 @@ import grpc
 import pytest
 from warmhouse.device.v1 import device_pb2_grpc
 from warmhouse.space.v1 import space_pb2_grpc
-from warmhouse.user.v1 import user_pb2, user_pb2_grpc
+from warmhouse.user.v1 import user_pb2_grpc
 
 from services.device import bootstrap as device_bootstrap
 from services.device.domain import DEVICES_PER_HOME
@@ -32,7 +32,7 @@ from services.user.bootstrap import UserSettings
 from services.user.bootstrap import definition as user_definition
 from services.user.signing_keys import load_private_key
 from services.user.tokens import TokenIssuer
-from tests.accounts import PASSWORD, PHONE, Metadata, bearer, new_email
+from tests.accounts import Metadata, bearer, register
 from tests.integration.hosts import running_service
 
 if TYPE_CHECKING:
@@ -147,10 +147,8 @@ class People:
         self._issuer = issuer
 
     async def new(self) -> Person:
-        created = await self._users.CreateUser(
-            user_pb2.CreateUserRequest(email=new_email(), password=PASSWORD, phone=PHONE)
-        )
-        return self.as_user(created.user_id)
+        user_id, _ = await register(self._users)
+        return self.as_user(user_id)
 
     def as_user(self, user_id: str, role: str = "USER") -> Person:
         token = self._issuer.access_token(user_id, role, str(uuid.uuid4()))

@@ -1,6 +1,7 @@
 """The Device service's use cases on in-memory repositories and a fake Space."""
 
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -21,6 +22,7 @@ from services.runtime.errors import (
     dependency_unavailable,
 )
 from services.runtime.space_roles import GUEST, MAINTAINER, OWNER, Right
+from tests.fakes import raises
 from tests.unit.device_fakes import DeviceWorld, device_world
 
 M = TypeVar("M", bound=Message)
@@ -38,10 +40,8 @@ def uid(caller: Caller) -> uuid.UUID:
     return uuid.UUID(caller.user_id)
 
 
-async def refused(call: object, kind: type[DomainError]) -> str:
-    with pytest.raises(kind) as refusal:
-        await call  # type: ignore[misc]
-    return refusal.value.reason
+async def refused(call: Awaitable[object], kind: type[DomainError]) -> str:
+    return (await raises(call, kind)).reason
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The Space service's use cases on in-memory repositories: no database, no broker."""
 
 import uuid
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -22,6 +21,7 @@ from services.runtime.space_roles import GUEST, MAINTAINER, OWNER
 from services.space.domain import SpaceLimits
 from services.space.expiry import GuestExpiry
 from services.space.handlers import user_deactivated, user_reactivated
+from tests.fakes import raises
 from tests.unit.space_fakes import SpaceWorld, space_world
 
 M = TypeVar("M", bound=Message)
@@ -39,13 +39,6 @@ def events(world: SpaceWorld, kind: type[M]) -> list[M]:
 
 def uid(caller: Caller) -> uuid.UUID:
     return uuid.UUID(caller.user_id)
-
-
-async def raises(call: Awaitable[object], kind: type[E]) -> E:
-    """Await `call`, expecting `kind`; the error."""
-    with pytest.raises(kind) as refused:
-        await call
-    return refused.value
 
 
 class Home:
