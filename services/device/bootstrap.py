@@ -2,14 +2,19 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 from warmhouse.device.v1 import device_pb2_grpc
 
+from services.device import connections
 from services.device.access import GET_SPACE_ACCESS, AccessCheck, GrpcSpaceDirectory
+from services.device.commands import CommandHandlers, expire_lapsed
+from services.device.connections import ConnectionEvents, mark_lapsed_offline
 from services.device.description import DESCRIPTION, SECRET_KEY_ENV
 from services.device.device_secrets import DeviceSecrets
+from services.device.dispatch import CommandDispatcher, RevocationNotices
 from services.device.domain import DEVICES_PER_HOME
 from services.device.grpc_api import DeviceService
 from services.device.handlers import DeviceHandlers
@@ -17,8 +22,13 @@ from services.device.repository import sql_repositories
 from services.device.space_events import subscriptions
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.messaging import BrokerSettled, EventConsumer
+from services.runtime.periodic import PeriodicJob
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
+
+# Deadlines and leases are seconds long: checked every second.
+EXPIRY_CHECK_EVERY = timedelta(seconds=1)
+LEASE_CHECK_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -43,19 +53,30 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
         broker_settled = BrokerSettled(runtime.nats)
         space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
+        dispatcher = CommandDispatcher(uow, runtime.nats)
         handlers = DeviceHandlers(
             uow,
             AccessCheck(uow, GrpcSpaceDirectory(space), broker_settled),
             DeviceSecrets(settings.secret_key),
             runtime.page_tokens,
             devices_per_home=settings.devices_per_home,
+            on_revoked=RevocationNotices(runtime.nats),
         )
-        device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceService(handlers), server)
+        commands = CommandHandlers(uow, handlers, runtime.page_tokens, dispatcher.wake)
+        device_pb2_grpc.add_DeviceServiceServicer_to_server(
+            DeviceService(handlers, commands), server
+        )
+        consumed = [*subscriptions(), *connections.subscriptions(ConnectionEvents(dispatcher.wake))]
         return (
             broker_settled,
+            dispatcher,
+            PeriodicJob("command-expiry", EXPIRY_CHECK_EVERY, lambda: expire_lapsed(uow)),
+            PeriodicJob(
+                "lease-sweep", LEASE_CHECK_EVERY, lambda: mark_lapsed_offline(runtime.database)
+            ),
             *(
                 EventConsumer(runtime.database, runtime.jetstream, subscription)
-                for subscription in subscriptions()
+                for subscription in consumed
             ),
         )
 
@@ -63,7 +84,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         description=DESCRIPTION,
         migrations=Path(__file__).parent / "migrations",
         attach=attach,
-        consumes_from=("space",),
+        consumes_from=("space", "device-adapter"),
     )
 
 

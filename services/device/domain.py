@@ -14,8 +14,9 @@ COMMAND_UPDATED = "COMMAND_UPDATED"
 READING_RECORDED = "READING_RECORDED"
 ALARM_RAISED = "ALARM_RAISED"
 DEVICE_CHANGED = "DEVICE_CHANGED"
+ALARM_CLEARED = "ALARM_CLEARED"
 LOG_KINDS = frozenset(
-    {STATUS_CHANGED, COMMAND_UPDATED, READING_RECORDED, ALARM_RAISED, DEVICE_CHANGED}
+    {STATUS_CHANGED, COMMAND_UPDATED, READING_RECORDED, ALARM_RAISED, DEVICE_CHANGED, ALARM_CLEARED}
 )
 
 # The lines DEVICE_CHANGED entries carry.
@@ -59,9 +60,18 @@ def log_kind_filter(value: str | None) -> str | None:
     return value
 
 
-def status_line(old: str, new: str) -> str:
-    """The STATUS_CHANGED entry's line, e.g. "status ONLINE -> OFFLINE"."""
-    return f"status {old} -> {new}"
+def status_line(old: str, new: str, why: str = "") -> str:
+    """The STATUS_CHANGED entry's line, e.g. "status ONLINE -> OFFLINE (HEARTBEAT_TIMEOUT)"."""
+    return f"status {old} -> {new}" + (f" ({why})" if why else "")
+
+
+def connected_status(current: str) -> str:
+    """The status a device takes when it connects: ERROR, set by hand, stays."""
+    return current if current == ERROR else ONLINE
+
+
+def disconnected_status(current: str) -> str:
+    return current if current == ERROR else OFFLINE
 
 
 def nothing_to_update() -> InvalidArgument:

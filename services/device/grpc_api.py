@@ -1,15 +1,14 @@
 """DeviceService over gRPC: proto in → handler → proto out."""
 
-import grpc
 from google.protobuf.descriptor import EnumDescriptor
 from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 
+from services.device.commands import CommandHandlers
 from services.device.handlers import DeviceHandlers
-from services.device.ports import DeviceLogRecord, DeviceRecord
+from services.device.ports import CommandRecord, DeviceLogRecord, DeviceRecord
+from services.runtime import idempotency
 from services.runtime.auth import current_caller
-from services.runtime.errors import DomainError
 from services.runtime.grpc_types import ServicerContext
-from services.runtime.request import parse_uuid
 from services.runtime.timestamps import timestamp
 
 
@@ -20,11 +19,7 @@ def _enum_name(enum: EnumDescriptor, value: int) -> str:
     return str(known.name) if known is not None else ""
 
 
-class _NotYetAvailable(DomainError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-    def __init__(self) -> None:
-        super().__init__("NOT_IMPLEMENTED", "commands are not available yet")
+SEND_COMMAND = f"/{device_pb2.DESCRIPTOR.services_by_name['DeviceService'].full_name}/SendCommand"
 
 
 def device_message(device: DeviceRecord) -> device_pb2.Device:
@@ -38,6 +33,26 @@ def device_message(device: DeviceRecord) -> device_pb2.Device:
     )
     if device.last_seen is not None:
         message.last_seen_time.CopyFrom(timestamp(device.last_seen))
+    if device.last_reading is not None:
+        message.last_reading.MergeFromString(device.last_reading)
+    return message
+
+
+def command_message(command: CommandRecord) -> device_pb2.Command:
+    message = device_pb2.Command(
+        command_id=str(command.id),
+        device_id=str(command.device_id),
+        kind=device_pb2.CommandKind.Value(command.kind),
+        status=device_pb2.CommandStatus.Value(command.status),
+        message=command.message,
+        request_id=command.request_id,
+        requester_id=str(command.requester_id),
+        create_time=timestamp(command.created_at),
+        update_time=timestamp(command.updated_at),
+        expire_time=timestamp(command.expire_at),
+    )
+    if command.target_temperature is not None:
+        message.target_temperature_celsius = command.target_temperature
     return message
 
 
@@ -55,8 +70,9 @@ def _log_message(entry: DeviceLogRecord) -> device_pb2.DeviceLog:
 
 
 class DeviceService(device_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, handlers: DeviceHandlers) -> None:
+    def __init__(self, handlers: DeviceHandlers, commands: CommandHandlers) -> None:
         self._handlers = handlers
+        self._commands = commands
 
     async def RegisterDevice(
         self, request: device_pb2.RegisterDeviceRequest, context: ServicerContext
@@ -99,22 +115,38 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
             device_id=str(device.id), status=device_pb2.DeviceStatus.Value(device.status)
         )
 
-    # Commands come with the device loop (next issue). Answered here, not by the
-    # generated base: its synchronous NotImplementedError would reach the guard
-    # as an unexpected error (INTERNAL). Malformed ids are still the client's
-    # mistake (400), not a 501.
     async def SendCommand(
         self, request: device_pb2.SendCommandRequest, context: ServicerContext
     ) -> device_pb2.SendCommandResponse:
-        parse_uuid(request.device_id, "deviceId")
-        raise _NotYetAvailable()
+        caller = current_caller()
+        key = idempotency.key_of(context, request.request_id, caller.user_id, SEND_COMMAND)
+        return await self._commands.send(
+            caller, key, request, _enum_name(device_pb2.CommandKind.DESCRIPTOR, request.kind)
+        )
 
     async def GetCommand(
         self, request: device_pb2.GetCommandRequest, context: ServicerContext
     ) -> device_pb2.GetCommandResponse:
-        parse_uuid(request.device_id, "deviceId")
-        parse_uuid(request.command_id, "commandId")
-        raise _NotYetAvailable()
+        command = await self._commands.get(current_caller(), request.device_id, request.command_id)
+        return device_pb2.GetCommandResponse(command=command_message(command))
+
+    async def ListCommands(
+        self, request: device_pb2.ListCommandsRequest, context: ServicerContext
+    ) -> device_pb2.ListCommandsResponse:
+        unspecified = request.status == device_pb2.COMMAND_STATUS_UNSPECIFIED
+        commands, next_token = await self._commands.list_commands(
+            current_caller(),
+            request.device_id,
+            None
+            if unspecified
+            else _enum_name(device_pb2.CommandStatus.DESCRIPTOR, request.status),
+            request.page_size,
+            request.page_token,
+        )
+        return device_pb2.ListCommandsResponse(
+            commands=[command_message(command) for command in commands],
+            next_page_token=next_token,
+        )
 
     async def ListDeviceLogs(
         self, request: device_pb2.ListDeviceLogsRequest, context: ServicerContext

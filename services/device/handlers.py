@@ -8,6 +8,7 @@ transaction waits on the network.
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -82,7 +83,11 @@ class DeviceHandlers:
         *,
         devices_per_home: int = domain.DEVICES_PER_HOME,
         clock: Clock = utc_now,
+        # Told after a commit that ended a device's credential (retired, new
+        # secret), so that the stream it holds ends too.
+        on_revoked: Callable[[uuid.UUID], None] = lambda device_id: None,
     ) -> None:
+        self._on_revoked = on_revoked
         self._devices_per_home = devices_per_home
         self._uow = uow
         self._access = access
@@ -90,7 +95,7 @@ class DeviceHandlers:
         self._page_tokens = page_tokens
         self._clock = clock
 
-    async def _authorized_device(
+    async def authorized_device(
         self, caller: Caller, device_id: uuid.UUID, right: Right
     ) -> DeviceRecord:
         """The live device, if the caller holds `right` in its home; else 404 or 403."""
@@ -154,7 +159,7 @@ class DeviceHandlers:
     # Reads
 
     async def get_device(self, caller: Caller, device_id: str) -> DeviceRecord:
-        return await self._authorized_device(caller, parse_uuid(device_id, "deviceId"), Right.READ)
+        return await self.authorized_device(caller, parse_uuid(device_id, "deviceId"), Right.READ)
 
     async def list_devices(
         self, caller: Caller, space_id: str, requested_size: int, page_token: str
@@ -181,7 +186,7 @@ class DeviceHandlers:
         limit = page_size(requested_size)
         listing = f"logs:{device}:{kind}"
         cursor = self._page_tokens.decode(page_token, listing=listing)
-        await self._authorized_device(caller, device, Right.READ)
+        await self.authorized_device(caller, device, Right.READ)
         async with self._uow.read() as repos:
             rows = await repos.logs.list(device, kind, cursor, limit + 1)
         return self._page_tokens.page(
@@ -193,7 +198,7 @@ class DeviceHandlers:
     async def update_status(self, caller: Caller, device_id: str, status: str) -> DeviceRecord:
         target = parse_uuid(device_id, "deviceId")
         status = domain.device_status(status)
-        await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
+        await self.authorized_device(caller, target, Right.MANAGE_DEVICES)
         async with self._uow.transaction() as tx:
             device = await self._locked(tx, target)
             now = self._clock()
@@ -225,7 +230,7 @@ class DeviceHandlers:
         target = parse_uuid(device_id, "deviceId")
         new_name = display_name(name) if name is not None else None
         new_space = parse_uuid(space_id, "spaceId") if space_id is not None else None
-        device = await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
+        device = await self.authorized_device(caller, target, Right.MANAGE_DEVICES)
         # Rights are the home's: one who may manage the device here may in its other spaces.
         if new_space is not None and new_space != device.space_id:
             await self._require_same_home(caller, new_space, device.home_id)
@@ -264,7 +269,7 @@ class DeviceHandlers:
 
     async def retire(self, caller: Caller, device_id: str) -> None:
         target = parse_uuid(device_id, "deviceId")
-        await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
+        await self.authorized_device(caller, target, Right.MANAGE_DEVICES)
         async with self._uow.transaction() as tx:
             device = await self._locked(tx, target)
             now = self._clock()
@@ -272,10 +277,11 @@ class DeviceHandlers:
             await tx.repos.devices.save(retired)
             await tx.repos.logs.add(log_entry(target, domain.DEVICE_CHANGED, domain.RETIRED, now))
             await tx.add_event(retired_event(retired, now))
+            tx.after_commit(lambda: self._on_revoked(target))
 
     async def rotate_secret(self, caller: Caller, device_id: str) -> str:
         target = parse_uuid(device_id, "deviceId")
-        await self._authorized_device(caller, target, Right.MANAGE_DEVICES)
+        await self.authorized_device(caller, target, Right.MANAGE_DEVICES)
         secret = self._secrets.new()
         async with self._uow.transaction() as tx:
             device = await self._locked(tx, target)
@@ -293,6 +299,7 @@ class DeviceHandlers:
                     occur_time=timestamp(now),
                 )
             )
+            tx.after_commit(lambda: self._on_revoked(target))
         return secret
 
     async def _require_same_home(

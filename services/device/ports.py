@@ -30,6 +30,39 @@ class DeviceRecord:
     created_at: datetime
     updated_at: datetime
     retired_at: datetime | None = None
+    # The adapter stream it holds (connections.py); None when it has none.
+    connection_id: str | None = None
+    connected_at: datetime | None = None
+    # Counts as connected until then unless an adapter reports it again.
+    lease_until: datetime | None = None
+    # The newest sample (a serialized Reading), written by telemetry ingestion only.
+    last_reading: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Presence:
+    """An adapter's report that a device still holds a stream."""
+
+    device_id: uuid.UUID
+    connection_id: str
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    id: uuid.UUID
+    device_id: uuid.UUID
+    kind: str
+    target_temperature: float | None
+    status: str
+    message: str
+    request_id: str
+    requester_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    expire_at: datetime
+    # The stream it was last written to; a newer stream gets it again.
+    sent_connection_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,44 @@ class Devices(Protocol):
     async def retire_in_space(self, space_id: uuid.UUID, now: datetime) -> list[DeviceRecord]:
         """Retire every live device of exactly this space; those retired."""
 
+    async def renew_leases(
+        self, reports: list[Presence], lease_until: datetime
+    ) -> list[DeviceRecord]:
+        """Extend the lease and last_seen of each reported device still on the
+        reported stream, OFFLINE ones back ONLINE; the renewed devices,
+        row-locked, as they were before."""
+
+    async def lapsed_leases(self, now: datetime, limit: int) -> list[DeviceRecord]:
+        """Live devices whose lease ran out, row-locked (skipping rows locked elsewhere)."""
+
+
+class Commands(Protocol):
+    async def add(self, command: CommandRecord) -> None: ...
+
+    async def get(
+        self, device_id: uuid.UUID, command_id: uuid.UUID, *, lock: bool = False
+    ) -> CommandRecord | None: ...
+
+    async def listing(
+        self, device_id: uuid.UUID, status: str | None, after: Cursor | None, limit: int
+    ) -> list[CommandRecord]:
+        """Newest first, in (created_at, id) descending order, after the cursor."""
+
+    async def undelivered(
+        self, device_id: uuid.UUID, connection_id: str, now: datetime
+    ) -> list[CommandRecord]:
+        """Open, unexpired commands not yet written to stream `connection_id`, oldest first."""
+
+    async def save(self, command: CommandRecord) -> None:
+        """Write status, message, sent_connection_id and updated_at back."""
+
+    async def lapsed(self, now: datetime, limit: int) -> list[tuple[CommandRecord, uuid.UUID]]:
+        """Open commands past their deadline with their device's space, row-locked
+        (skipping rows locked elsewhere)."""
+
+    async def devices_awaiting_delivery(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        """Connected devices with open commands not yet written to their stream."""
+
 
 class DeviceLogs(Protocol):
     async def add(self, entry: DeviceLogRecord) -> None: ...
@@ -146,3 +217,4 @@ class DeviceRepositories:
     devices: Devices
     logs: DeviceLogs
     spaces: SpaceProjection
+    commands: Commands

@@ -9,11 +9,13 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select, text, update
 
+from services.device.command_repository import SqlCommands
 from services.device.ports import (
     DeviceLogRecord,
     DeviceRecord,
     DeviceRepositories,
     KnownSpace,
+    Presence,
     ProjectedAccess,
 )
 from services.device.tables import device_logs, devices
@@ -63,6 +65,9 @@ _SAVE_DEVICE = Query(
         secret_hash=bindparam("secret_hash"),
         updated_at=bindparam("updated_at"),
         retired_at=bindparam("retired_at"),
+        connection_id=bindparam("connection_id"),
+        connected_at=bindparam("connected_at"),
+        lease_until=bindparam("lease_until"),
     )
 )
 _COUNT_IN_SPACE = Query(
@@ -79,6 +84,34 @@ _RETIRE_IN_SPACE = Query(
     )
 )
 
+
+# Devices still on the reported stream, locked in id order (no deadlock with another batch).
+_LOCK_REPORTED = Query(
+    text(
+        "SELECT d.* FROM devices d"
+        " JOIN unnest(CAST(:ids AS uuid[]), CAST(:connections AS text[])) AS p(id, connection_id)"
+        " ON d.id = p.id AND d.connection_id = p.connection_id AND d.retired_at IS NULL"
+        " ORDER BY d.id FOR UPDATE OF d"
+    )
+)
+_RENEW_LEASES = Query(
+    text(
+        "UPDATE devices SET lease_until = :lease_until,"
+        " last_seen = GREATEST(devices.last_seen, p.seen),"
+        # Still on the stream it connected with: connected (ERROR stays ERROR).
+        " status = CASE WHEN devices.status = 'OFFLINE' THEN 'ONLINE' ELSE devices.status END"
+        " FROM unnest(CAST(:ids AS uuid[]), CAST(:connections AS text[]),"
+        " CAST(:seen AS timestamptz[])) AS p(id, connection_id, seen)"
+        " WHERE devices.id = p.id AND devices.connection_id = p.connection_id"
+        " AND devices.retired_at IS NULL"
+    )
+)
+_LAPSED_LEASES = Query(
+    text(
+        "SELECT * FROM devices WHERE lease_until < :now AND retired_at IS NULL"
+        " ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED"
+    )
+)
 
 _DEVICE_FIELDS = tuple(column.name for column in devices.columns)
 
@@ -154,6 +187,9 @@ class SqlDevices:
             secret_hash=device.secret_hash,
             updated_at=device.updated_at,
             retired_at=device.retired_at,
+            connection_id=device.connection_id,
+            connected_at=device.connected_at,
+            lease_until=device.lease_until,
         )
 
     async def hold_home(self, home_id: uuid.UUID) -> None:
@@ -164,6 +200,28 @@ class SqlDevices:
 
     async def retire_in_space(self, space_id: uuid.UUID, now: datetime) -> list[DeviceRecord]:
         rows = await self._connection.fetch(_RETIRE_IN_SPACE, space_id=space_id, now=now)
+        return [_device(row) for row in rows]
+
+    async def renew_leases(
+        self, reports: list[Presence], lease_until: datetime
+    ) -> list[DeviceRecord]:
+        # Sorted: two transactions locking overlapping devices take them in one order.
+        ordered = sorted(reports, key=lambda report: report.device_id)
+        columns = {
+            "ids": [report.device_id for report in ordered],
+            "connections": [report.connection_id for report in ordered],
+        }
+        rows = await self._connection.fetch(_LOCK_REPORTED, **columns)
+        await self._connection.execute(
+            _RENEW_LEASES,
+            **columns,
+            seen=[report.last_seen for report in ordered],
+            lease_until=lease_until,
+        )
+        return [_device(row) for row in rows]
+
+    async def lapsed_leases(self, now: datetime, limit: int) -> list[DeviceRecord]:
+        rows = await self._connection.fetch(_LAPSED_LEASES, now=now, limit=limit)
         return [_device(row) for row in rows]
 
 
@@ -296,5 +354,8 @@ class SqlSpaceProjection:
 
 def sql_repositories(connection: Connection) -> DeviceRepositories:
     return DeviceRepositories(
-        SqlDevices(connection), SqlDeviceLogs(connection), SqlSpaceProjection(connection)
+        SqlDevices(connection),
+        SqlDeviceLogs(connection),
+        SqlSpaceProjection(connection),
+        SqlCommands(connection),
     )

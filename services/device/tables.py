@@ -5,6 +5,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     LargeBinary,
     MetaData,
     Table,
@@ -28,6 +29,11 @@ devices = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("retired_at", DateTime(timezone=True)),
+    Column("connection_id", Text),
+    Column("connected_at", DateTime(timezone=True)),
+    Column("lease_until", DateTime(timezone=True)),
+    # Written by telemetry ingestion (migrations/0003_readings.sql), only read here.
+    Column("last_reading", LargeBinary),
 )
 
 device_logs = Table(
@@ -57,4 +63,21 @@ memberships = Table(
     Column("role", Text),
     Column("expire_at", DateTime(timezone=True)),
     Column("version", BigInteger, nullable=False),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("device_id", Uuid, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("target_temperature", Float),
+    Column("status", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("requester_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("expire_at", DateTime(timezone=True), nullable=False),
+    Column("sent_connection_id", Text),
 )

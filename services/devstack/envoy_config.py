@@ -143,6 +143,7 @@ def kubernetes_settings() -> EnvoySettings:
 def render(
     settings: EnvoySettings, services: Sequence[ServiceDescription] = SERVICES
 ) -> dict[str, Any]:
+    services = [spec for spec in services if spec.behind_edge]
     return {
         "admin": {"address": _socket_address(settings.admin)},
         # An edge proxy without a connection cap can be exhausted by idle clients.

@@ -100,7 +100,8 @@ class Stack:
         try:
             self.postgres.start()
             for spec in self._specs:
-                self.postgres.create_database(spec.database)
+                if spec.owns_database:
+                    self.postgres.create_database(spec.database)
             self.nats.start()
             ensure_signing_key(self.layout.signing_key_file, self.layout.jwks_file)
             ensure_secret_file(self.layout.service_secret_file)
@@ -142,10 +143,15 @@ class Stack:
 
     def _service_env(self, spec: ServiceDescription) -> dict[str, str]:
         key_files = {var: str(self.layout.keys / name) for var, name in spec.secret_files.items()}
+        database = (
+            {"WARMHOUSE_DATABASE_URL": self.postgres.url(spec.database)}
+            if spec.owns_database
+            else {}
+        )
         return {
             # Passed through so OTEL_*, WARMHOUSE_ADMIN_* and the like reach services.
             **os.environ,
-            "WARMHOUSE_DATABASE_URL": self.postgres.url(spec.database),
+            **database,
             "WARMHOUSE_NATS_URL": self.nats.url,
             "WARMHOUSE_JWKS_FILE": str(self.layout.jwks_file),
             "WARMHOUSE_SERVICE_SECRET_FILE": str(self.layout.service_secret_file),

@@ -88,7 +88,8 @@ class RuntimeSettings:
     """What every service needs to run, whatever its domain."""
 
     grpc_address: str
-    database_url: str
+    # Unset for a service without a database of its own.
+    database_url: str | None
     nats_url: str
     jwks_file: Path
     # Shared by the services: signs service credentials; keys for page tokens
@@ -101,10 +102,16 @@ class RuntimeSettings:
     log_level: str
 
     @classmethod
-    def from_environment(cls, env: Environment) -> "RuntimeSettings":
+    def from_environment(
+        cls, env: Environment, *, needs_database: bool = True
+    ) -> "RuntimeSettings":
         return cls(
             grpc_address=env.string("WARMHOUSE_GRPC_ADDRESS", "127.0.0.1:50051"),
-            database_url=env.string("WARMHOUSE_DATABASE_URL"),
+            database_url=(
+                env.string("WARMHOUSE_DATABASE_URL")
+                if needs_database
+                else env.optional_string("WARMHOUSE_DATABASE_URL")
+            ),
             nats_url=env.string("WARMHOUSE_NATS_URL", "nats://127.0.0.1:4222"),
             jwks_file=env.existing_file("WARMHOUSE_JWKS_FILE"),
             service_secret=env.secret("WARMHOUSE_SERVICE_SECRET_FILE"),

@@ -5,7 +5,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,10 +31,12 @@ EventT = TypeVar("EventT", bound=Message)
 
 
 def stream_config(service: str) -> StreamConfig:
-    """Every service publishes on one stream, `WARMHOUSE_<SERVICE>`."""
+    """Every service publishes on one stream, `WARMHOUSE_<SERVICE>`, the
+    subjects of its proto package (device-adapter: warmhouse.device_adapter.v1)."""
+    package = service.replace("-", "_")
     return StreamConfig(
-        name=f"WARMHOUSE_{service.upper()}",
-        subjects=[f"warmhouse.{service}.v1.>"],
+        name=f"WARMHOUSE_{package.upper()}",
+        subjects=[f"warmhouse.{package}.v1.>"],
         storage=StorageType.FILE,
         # Long enough to cover a relay retrying after a crash-restart.
         duplicate_window=3600.0,
@@ -107,6 +109,12 @@ async def pull_batches(
 class EventContext:
     event_id: str
     subject: str
+    # In-process effects that must wait until the event's transaction commits
+    # (e.g. start delivering to a device that has just connected).
+    committed_actions: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self.committed_actions.append(action)
 
 
 Handler = Callable[[Connection, EventT, EventContext], Awaitable[None]]
@@ -180,6 +188,8 @@ class EventConsumer(Generic[EventT]):
                 await message.nak(delay=2.0)
                 return
             await message.ack()
+            for action in context.committed_actions:
+                action()
 
 
 _RECORD_PROCESSED = Query(

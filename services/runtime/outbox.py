@@ -91,6 +91,8 @@ async def add_event(connection: Connection, event: Message) -> uuid.UUID:
 class OutboxRelay:
     """Publishes outbox rows in commit order until acknowledged."""
 
+    name = "outbox-relay"
+
     def __init__(
         self,
         database: Database,

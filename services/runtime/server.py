@@ -65,16 +65,29 @@ class Runtime:
     """What a service's wiring receives: the shared, started infrastructure."""
 
     settings: RuntimeSettings
-    database: db.Database
+    # None for a service without a database of its own (the Device Adapter).
+    own_database: db.Database | None
     nats: NatsClient
     jetstream: JetStreamContext
-    relay: OutboxRelay
+    own_relay: OutboxRelay | None
     revoked: RevokedTokens
     page_tokens: PageTokens
     client_addresses: ClientAddresses
     # This service's credential for calling others (and checking theirs).
     credentials: ServiceCredentials
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    @property
+    def database(self) -> db.Database:
+        if self.own_database is None:
+            raise RuntimeError("this service has no database (ServiceDescription.owns_database)")
+        return self.own_database
+
+    @property
+    def relay(self) -> OutboxRelay:
+        if self.own_relay is None:
+            raise RuntimeError("this service has no database, so no outbox")
+        return self.own_relay
 
     def open_channel(
         self, address: str, *, idempotent_methods: Collection[str] = ()
@@ -92,7 +105,8 @@ class ServiceDefinition:
     """How one service plugs into the runtime."""
 
     description: ServiceDescription
-    migrations: Path
+    # None only for a service that owns no database.
+    migrations: Path | None
     # Registers servicers and does start-up work; returns the workers to run
     # alongside the server (event consumers, periodic clean-ups).
     attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[Worker]]]
@@ -124,19 +138,22 @@ class ServiceHost:
         """Start serving; return the bound port."""
         runtime = await self._connect()
         server = await self._build_server(runtime)
-        workers = [
-            *await self._definition.attach(server, runtime),
-            PeriodicJob(
-                "idempotency-key-pruner",
-                IDEMPOTENCY_PRUNE_EVERY,
-                lambda: idempotency.prune(runtime.database),
-            ),
-        ]
+        workers = [*await self._definition.attach(server, runtime)]
+        if runtime.own_database is not None:
+            database = runtime.own_database
+            workers.append(
+                PeriodicJob(
+                    "idempotency-key-pruner",
+                    IDEMPOTENCY_PRUNE_EVERY,
+                    lambda: idempotency.prune(database),
+                )
+            )
+        if runtime.own_relay is not None:
+            workers.append(runtime.own_relay)
         port: int = server.add_insecure_port(self._settings.grpc_address)
         await server.start()
         self._server = server
         self._tasks += [
-            asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
             asyncio.create_task(self._watch_health(), name="health"),
             *(asyncio.create_task(worker.run(), name=worker.name) for worker in workers),
         ]
@@ -147,9 +164,7 @@ class ServiceHost:
     async def _connect(self) -> Runtime:
         """Migrate the database, reach the broker, start following revocations."""
         definition, settings = self._definition, self._settings
-        database = await db.Database.connect(settings.database_url)
-        await db.apply_migrations(database, "runtime", db.RUNTIME_MIGRATIONS)
-        await db.apply_migrations(database, definition.description.name, definition.migrations)
+        database = await self._migrated_database()
         nats_client = await messaging.connect(
             settings.nats_url, f"warmhouse-{definition.description.name}"
         )
@@ -163,7 +178,7 @@ class ServiceHost:
         revocations = RevocationFeed(jetstream, revoked, settings.access_token_ttl_seconds)
         # Replaying revocations starts before serving, so it is done moments after.
         self._tasks = [asyncio.create_task(revocations.run(), name="revocations")]
-        relay = OutboxRelay(database, jetstream)
+        relay = OutboxRelay(database, jetstream) if database is not None else None
         self._runtime = Runtime(
             settings,
             database,
@@ -178,6 +193,17 @@ class ServiceHost:
             ),
         )
         return self._runtime
+
+    async def _migrated_database(self) -> db.Database | None:
+        definition, settings = self._definition, self._settings
+        if not definition.description.owns_database:
+            return None
+        if settings.database_url is None or definition.migrations is None:
+            raise ConfigError(f"{self.name} needs WARMHOUSE_DATABASE_URL and its migrations")
+        database = await db.Database.connect(settings.database_url)
+        await db.apply_migrations(database, "runtime", db.RUNTIME_MIGRATIONS)
+        await db.apply_migrations(database, definition.description.name, definition.migrations)
+        return database
 
     async def _build_server(self, runtime: Runtime) -> grpc.aio.Server:
         verifier = TokenVerifier.from_file(
@@ -201,7 +227,8 @@ class ServiceHost:
 
     async def _report_health(self) -> None:
         runtime = self.runtime
-        healthy = runtime.nats.is_connected and await runtime.database.is_reachable()
+        database = runtime.own_database
+        healthy = runtime.nats.is_connected and (database is None or await database.is_reachable())
         status = SERVING if healthy else NOT_SERVING
         for name in ("", *self._definition.description.grpc_services):
             await self._health.set(name, status)
@@ -232,7 +259,8 @@ class ServiceHost:
                 await channel.close()
             with contextlib.suppress(Exception):
                 await self._runtime.nats.drain()
-            await self._runtime.database.close()
+            if self._runtime.own_database is not None:
+                await self._runtime.own_database.close()
         log.info("stopped")
 
 

@@ -37,6 +37,12 @@ class ServiceDescription:
     # Environment variable → file name in the secrets directory, for secrets
     # only this service may hold.
     secret_files: Mapping[str, str] = field(default_factory=dict)
+    # False for a service whose state lives elsewhere (the Device Adapter's
+    # is its open streams): no database, no outbox.
+    owns_database: bool = True
+    # False for a service Envoy never routes to (hardware reaches the Device
+    # Adapter on its own port).
+    behind_edge: bool = True
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name):

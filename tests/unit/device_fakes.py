@@ -5,13 +5,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.device.access import AccessCheck, SpaceAccessAnswer
+from services.device.command_rules import OPEN_STATUSES
+from services.device.commands import CommandHandlers
 from services.device.device_secrets import DeviceSecrets
+from services.device.domain import OFFLINE, ONLINE
 from services.device.handlers import DeviceHandlers
 from services.device.ports import (
+    CommandRecord,
     DeviceLogRecord,
     DeviceRecord,
     DeviceRepositories,
     KnownSpace,
+    Presence,
     ProjectedAccess,
 )
 from services.runtime.pagination import Cursor, PageTokens
@@ -133,6 +138,28 @@ class FakeDevices:
         self.rows.update({device.id: device for device in retired})
         return retired
 
+    async def renew_leases(
+        self, reports: list[Presence], lease_until: datetime
+    ) -> list[DeviceRecord]:
+        renewed = []
+        for report in reports:
+            device = await self.get(report.device_id)
+            if device is None or device.connection_id != report.connection_id:
+                continue
+            renewed.append(device)
+            status = ONLINE if device.status == OFFLINE else device.status
+            self.rows[device.id] = replace(
+                device,
+                lease_until=lease_until,
+                status=status,
+                last_seen=max(filter(None, (device.last_seen, report.last_seen))),
+            )
+        return renewed
+
+    async def lapsed_leases(self, now: datetime, limit: int) -> list[DeviceRecord]:
+        due = [d for d in self._live() if d.lease_until is not None and d.lease_until < now]
+        return due[:limit]
+
 
 class FakeDeviceLogs:
     def __init__(self) -> None:
@@ -156,6 +183,66 @@ class FakeDeviceLogs:
         if after is not None:
             rows = [e for e in rows if (e.timestamp, e.id) < (after.created_at, after.id)]
         return rows[:limit]
+
+
+class FakeCommands:
+    def __init__(self, devices: FakeDevices) -> None:
+        self.rows: dict[uuid.UUID, CommandRecord] = {}
+        self._devices = devices
+
+    async def add(self, command: CommandRecord) -> None:
+        self.rows[command.id] = command
+
+    async def get(
+        self, device_id: uuid.UUID, command_id: uuid.UUID, *, lock: bool = False
+    ) -> CommandRecord | None:
+        command = self.rows.get(command_id)
+        return command if command is not None and command.device_id == device_id else None
+
+    async def listing(
+        self, device_id: uuid.UUID, status: str | None, after: Cursor | None, limit: int
+    ) -> list[CommandRecord]:
+        rows = sorted(
+            (
+                c
+                for c in self.rows.values()
+                if c.device_id == device_id and status in (None, c.status)
+            ),
+            key=lambda command: (command.created_at, command.id),
+            reverse=True,
+        )
+        if after is not None:
+            rows = [c for c in rows if (c.created_at, c.id) < (after.created_at, after.id)]
+        return rows[:limit]
+
+    def _open(self, now: datetime) -> list[CommandRecord]:
+        ordered = sorted(self.rows.values(), key=lambda command: (command.created_at, command.id))
+        return [c for c in ordered if c.status in OPEN_STATUSES and c.expire_at > now]
+
+    async def undelivered(
+        self, device_id: uuid.UUID, connection_id: str, now: datetime
+    ) -> list[CommandRecord]:
+        return [
+            c
+            for c in self._open(now)
+            if c.device_id == device_id and c.sent_connection_id != connection_id
+        ]
+
+    async def save(self, command: CommandRecord) -> None:
+        self.rows[command.id] = command
+
+    async def lapsed(self, now: datetime, limit: int) -> list[tuple[CommandRecord, uuid.UUID]]:
+        due = [c for c in self.rows.values() if c.status in OPEN_STATUSES and c.expire_at <= now]
+        return [(c, self._devices.rows[c.device_id].space_id) for c in due[:limit]]
+
+    async def devices_awaiting_delivery(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        waiting = []
+        for command in self._open(now):
+            device = self._devices.rows[command.device_id]
+            connected = device.lease_until is not None and device.retired_at is None
+            if connected and command.sent_connection_id != device.connection_id:
+                waiting.append(device.id)
+        return list(dict.fromkeys(waiting))[:limit]
 
 
 class FakeSpace:
@@ -208,6 +295,9 @@ class DeviceWorld:
     """Handlers wired to fakes, and the fakes to look at."""
 
     handlers: DeviceHandlers
+    commands: CommandHandlers
+    # Devices whose delivery was started, in order.
+    woken: list[uuid.UUID]
     access: AccessCheck
     uow: FakeUnitOfWork[DeviceRepositories]
     devices: FakeDevices
@@ -233,19 +323,28 @@ def device_world(devices_per_home: int = 2000) -> DeviceWorld:
     clock = FakeClock()
     projection = FakeSpaceProjection()
     devices, logs = FakeDevices(projection), FakeDeviceLogs()
-    uow = FakeUnitOfWork(DeviceRepositories(devices, logs, projection))
+    uow = FakeUnitOfWork(DeviceRepositories(devices, logs, projection, FakeCommands(devices)))
     space = FakeSpace(clock)
     events_arriving = [True]
     access = AccessCheck(uow, space, lambda: events_arriving[0], clock)
     secrets = DeviceSecrets(b"device-secret-key-for-unit-tests-0123456789")
+    page_tokens = PageTokens(b"page-token-key-for-unit-tests-0123456789")
     handlers = DeviceHandlers(
-        uow,
-        access,
-        secrets,
-        PageTokens(b"page-token-key-for-unit-tests-0123456789"),
-        devices_per_home=devices_per_home,
-        clock=clock,
+        uow, access, secrets, page_tokens, devices_per_home=devices_per_home, clock=clock
     )
+    woken: list[uuid.UUID] = []
+    commands = CommandHandlers(uow, handlers, page_tokens, woken.append, clock)
     return DeviceWorld(
-        handlers, access, uow, devices, logs, projection, space, secrets, clock, events_arriving
+        handlers,
+        commands,
+        woken,
+        access,
+        uow,
+        devices,
+        logs,
+        projection,
+        space,
+        secrets,
+        clock,
+        events_arriving,
     )

@@ -131,6 +131,8 @@ class _DeviceLogKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeviceL
     """A dangerous reading (see Hazard)."""
     DEVICE_CHANGED: _DeviceLogKind.ValueType  # 5
     """Registered, renamed, moved, its secret rotated, or retired."""
+    ALARM_CLEARED: _DeviceLogKind.ValueType  # 6
+    """A dangerous reading's episode ended: readings are back to normal."""
 
 class DeviceLogKind(_DeviceLogKind, metaclass=_DeviceLogKindEnumTypeWrapper): ...
 
@@ -145,6 +147,8 @@ ALARM_RAISED: DeviceLogKind.ValueType  # 4
 """A dangerous reading (see Hazard)."""
 DEVICE_CHANGED: DeviceLogKind.ValueType  # 5
 """Registered, renamed, moved, its secret rotated, or retired."""
+ALARM_CLEARED: DeviceLogKind.ValueType  # 6
+"""A dangerous reading's episode ended: readings are back to normal."""
 Global___DeviceLogKind: _TypeAlias = DeviceLogKind  # noqa: Y015
 
 class _Hazard:
@@ -284,6 +288,7 @@ class Command(_message.Message):
     REQUESTER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     device_id: _builtins.str
     kind: Global___CommandKind.ValueType
@@ -300,6 +305,10 @@ class Command(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The deadline: not delivered, or not answered, by then → EXPIRED."""
+
     def __init__(
         self,
         *,
@@ -313,10 +322,11 @@ class Command(_message.Message):
         requester_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "create_time", b"create_time", "target_temperature_celsius", b"target_temperature_celsius", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "create_time", b"create_time", "expire_time", b"expire_time", "target_temperature_celsius", b"target_temperature_celsius", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "command_id", b"command_id", "create_time", b"create_time", "device_id", b"device_id", "kind", b"kind", "message", b"message", "request_id", b"request_id", "requester_id", b"requester_id", "status", b"status", "target_temperature_celsius", b"target_temperature_celsius", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "command_id", b"command_id", "create_time", b"create_time", "device_id", b"device_id", "expire_time", b"expire_time", "kind", b"kind", "message", b"message", "request_id", b"request_id", "requester_id", b"requester_id", "status", b"status", "target_temperature_celsius", b"target_temperature_celsius", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__target_temperature_celsius: _TypeAlias = _typing.Literal["target_temperature_celsius"]  # noqa: Y015
     _WhichOneofArgType__target_temperature_celsius: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius"]  # noqa: Y015
@@ -556,6 +566,7 @@ class SendCommandRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     TARGET_TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     kind: Global___CommandKind.ValueType
     target_temperature_celsius: _builtins.float
@@ -564,6 +575,11 @@ class SendCommandRequest(_message.Message):
     """Optional idempotency key (a UUID the client makes up). Retrying with the
     same key for the same device returns the first command instead of
     sending another; reusing it with different parameters is a conflict.
+    The Idempotency-Key header does the same.
+    """
+    deadline_seconds: _builtins.int
+    """Seconds from now until the command expires if the device has not
+    answered it: 1 to 604800 (a week); unset means 600.
     """
     def __init__(
         self,
@@ -572,13 +588,19 @@ class SendCommandRequest(_message.Message):
         kind: Global___CommandKind.ValueType = ...,
         target_temperature_celsius: _builtins.float | None = ...,
         request_id: _builtins.str = ...,
+        deadline_seconds: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deadline_seconds", b"_deadline_seconds", "_target_temperature_celsius", b"_target_temperature_celsius", "deadline_seconds", b"deadline_seconds", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "device_id", b"device_id", "kind", b"kind", "request_id", b"request_id", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deadline_seconds", b"_deadline_seconds", "_target_temperature_celsius", b"_target_temperature_celsius", "deadline_seconds", b"deadline_seconds", "device_id", b"device_id", "kind", b"kind", "request_id", b"request_id", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__deadline_seconds: _TypeAlias = _typing.Literal["deadline_seconds"]  # noqa: Y015
+    _WhichOneofArgType__deadline_seconds: _TypeAlias = _typing.Literal["_deadline_seconds", b"_deadline_seconds"]  # noqa: Y015
     _WhichOneofReturnType__target_temperature_celsius: _TypeAlias = _typing.Literal["target_temperature_celsius"]  # noqa: Y015
     _WhichOneofArgType__target_temperature_celsius: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deadline_seconds) -> _WhichOneofReturnType__deadline_seconds | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__target_temperature_celsius) -> _WhichOneofReturnType__target_temperature_celsius | None: ...
 
 Global___SendCommandRequest: _TypeAlias = SendCommandRequest  # noqa: Y015
@@ -646,6 +668,187 @@ class GetCommandResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCommandResponse: _TypeAlias = GetCommandResponse  # noqa: Y015
+
+@_typing.final
+class ListCommandsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    page_size: _builtins.int
+    """At most 100; 0 means 20."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    status: Global___CommandStatus.ValueType
+    """Only commands in this status; unspecified for all."""
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        status: Global___CommandStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCommandsRequest: _TypeAlias = ListCommandsRequest  # noqa: Y015
+
+@_typing.final
+class ListCommandsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___Command]: ...
+    def __init__(
+        self,
+        *,
+        commands: _abc.Iterable[Global___Command] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCommandsResponse: _TypeAlias = ListCommandsResponse  # noqa: Y015
+
+@_typing.final
+class ListReadingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    to: _builtins.str
+    max_points: _builtins.int
+    """At most 1000; 0 means 200."""
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        to: _builtins.str = ...,
+        max_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "from", b"from", "max_points", b"max_points", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReadingsRequest: _TypeAlias = ListReadingsRequest  # noqa: Y015
+
+@_typing.final
+class ListReadingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    BUCKET_SECONDS_FIELD_NUMBER: _builtins.int
+    bucket_seconds: _builtins.int
+    """0: each point is one raw sample. Otherwise each point summarises the
+    samples of one bucket this many seconds long.
+    """
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReadingPoint]: ...
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[Global___ReadingPoint] | None = ...,
+        bucket_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_seconds", b"bucket_seconds", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReadingsResponse: _TypeAlias = ListReadingsResponse  # noqa: Y015
+
+@_typing.final
+class ReadingPoint(_message.Message):
+    """One raw sample, or a bucket's summary. Fields the samples did not carry
+    stay unset.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    MIN_TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    MAX_TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    POWER_WATTS_FIELD_NUMBER: _builtins.int
+    HEATER_ON_RATIO_FIELD_NUMBER: _builtins.int
+    GAS_ALARM_FIELD_NUMBER: _builtins.int
+    sample_count: _builtins.int
+    temperature_celsius: _builtins.float
+    """The mean over the bucket (the value itself for a raw sample)."""
+    min_temperature_celsius: _builtins.float
+    max_temperature_celsius: _builtins.float
+    power_watts: _builtins.float
+    heater_on_ratio: _builtins.float
+    """The share of samples with the heater on, 0 to 1."""
+    gas_alarm: _builtins.bool
+    """True when any sample in the bucket was in gas alarm."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """The sample's time, or the bucket's start."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        sample_count: _builtins.int = ...,
+        temperature_celsius: _builtins.float | None = ...,
+        min_temperature_celsius: _builtins.float | None = ...,
+        max_temperature_celsius: _builtins.float | None = ...,
+        power_watts: _builtins.float | None = ...,
+        heater_on_ratio: _builtins.float | None = ...,
+        gas_alarm: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gas_alarm", b"_gas_alarm", "_heater_on_ratio", b"_heater_on_ratio", "_max_temperature_celsius", b"_max_temperature_celsius", "_min_temperature_celsius", b"_min_temperature_celsius", "_power_watts", b"_power_watts", "_temperature_celsius", b"_temperature_celsius", "gas_alarm", b"gas_alarm", "heater_on_ratio", b"heater_on_ratio", "max_temperature_celsius", b"max_temperature_celsius", "min_temperature_celsius", b"min_temperature_celsius", "power_watts", b"power_watts", "temperature_celsius", b"temperature_celsius", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gas_alarm", b"_gas_alarm", "_heater_on_ratio", b"_heater_on_ratio", "_max_temperature_celsius", b"_max_temperature_celsius", "_min_temperature_celsius", b"_min_temperature_celsius", "_power_watts", b"_power_watts", "_temperature_celsius", b"_temperature_celsius", "gas_alarm", b"gas_alarm", "heater_on_ratio", b"heater_on_ratio", "max_temperature_celsius", b"max_temperature_celsius", "min_temperature_celsius", b"min_temperature_celsius", "power_watts", b"power_watts", "sample_count", b"sample_count", "temperature_celsius", b"temperature_celsius", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gas_alarm: _TypeAlias = _typing.Literal["gas_alarm"]  # noqa: Y015
+    _WhichOneofArgType__gas_alarm: _TypeAlias = _typing.Literal["_gas_alarm", b"_gas_alarm"]  # noqa: Y015
+    _WhichOneofReturnType__heater_on_ratio: _TypeAlias = _typing.Literal["heater_on_ratio"]  # noqa: Y015
+    _WhichOneofArgType__heater_on_ratio: _TypeAlias = _typing.Literal["_heater_on_ratio", b"_heater_on_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__max_temperature_celsius: _TypeAlias = _typing.Literal["max_temperature_celsius"]  # noqa: Y015
+    _WhichOneofArgType__max_temperature_celsius: _TypeAlias = _typing.Literal["_max_temperature_celsius", b"_max_temperature_celsius"]  # noqa: Y015
+    _WhichOneofReturnType__min_temperature_celsius: _TypeAlias = _typing.Literal["min_temperature_celsius"]  # noqa: Y015
+    _WhichOneofArgType__min_temperature_celsius: _TypeAlias = _typing.Literal["_min_temperature_celsius", b"_min_temperature_celsius"]  # noqa: Y015
+    _WhichOneofReturnType__power_watts: _TypeAlias = _typing.Literal["power_watts"]  # noqa: Y015
+    _WhichOneofArgType__power_watts: _TypeAlias = _typing.Literal["_power_watts", b"_power_watts"]  # noqa: Y015
+    _WhichOneofReturnType__temperature_celsius: _TypeAlias = _typing.Literal["temperature_celsius"]  # noqa: Y015
+    _WhichOneofArgType__temperature_celsius: _TypeAlias = _typing.Literal["_temperature_celsius", b"_temperature_celsius"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gas_alarm) -> _WhichOneofReturnType__gas_alarm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__heater_on_ratio) -> _WhichOneofReturnType__heater_on_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_temperature_celsius) -> _WhichOneofReturnType__max_temperature_celsius | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_temperature_celsius) -> _WhichOneofReturnType__min_temperature_celsius | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__power_watts) -> _WhichOneofReturnType__power_watts | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature_celsius) -> _WhichOneofReturnType__temperature_celsius | None: ...
+
+Global___ReadingPoint: _TypeAlias = ReadingPoint  # noqa: Y015
 
 @_typing.final
 class ListDeviceLogsRequest(_message.Message):
@@ -1115,6 +1318,42 @@ class DeviceCommandRequested(_message.Message):
 Global___DeviceCommandRequested: _TypeAlias = DeviceCommandRequested  # noqa: Y015
 
 @_typing.final
+class DeviceCommandSent(_message.Message):
+    """A command was written to the device's stream (again, after a reconnect,
+    when connection_id differs from the last time).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    device_id: _builtins.str
+    space_id: _builtins.str
+    connection_id: _builtins.str
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        space_id: _builtins.str = ...,
+        connection_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "connection_id", b"connection_id", "device_id", b"device_id", "occur_time", b"occur_time", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceCommandSent: _TypeAlias = DeviceCommandSent  # noqa: Y015
+
+@_typing.final
 class DeviceCommandCompleted(_message.Message):
     """A command reached its final status: ACKNOWLEDGED, REJECTED or EXPIRED."""
 
@@ -1153,6 +1392,10 @@ Global___DeviceCommandCompleted: _TypeAlias = DeviceCommandCompleted  # noqa: Y0
 
 @_typing.final
 class DeviceReadingRecorded(_message.Message):
+    """Not published: samples travel as the adapter's TelemetryBatch events, and a
+    device's history is ListReadings.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DEVICE_ID_FIELD_NUMBER: _builtins.int
@@ -1215,3 +1458,38 @@ class DangerousReadingDetected(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DangerousReadingDetected: _TypeAlias = DangerousReadingDetected  # noqa: Y015
+
+@_typing.final
+class DangerousReadingCleared(_message.Message):
+    """The dangerous reading's episode is over: readings are back to normal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    space_id: _builtins.str
+    hazard: Global___Hazard.ValueType
+    @_builtins.property
+    def reading(self) -> Global___Reading: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        space_id: _builtins.str = ...,
+        hazard: Global___Hazard.ValueType = ...,
+        reading: Global___Reading | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "reading", b"reading"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "hazard", b"hazard", "occur_time", b"occur_time", "reading", b"reading", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DangerousReadingCleared: _TypeAlias = DangerousReadingCleared  # noqa: Y015

@@ -69,6 +69,16 @@ class DeviceServiceStub:
                 request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetCommandRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetCommandResponse.FromString,
                 _registered_method=True)
+        self.ListCommands = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/ListCommands',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListCommandsRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListCommandsResponse.FromString,
+                _registered_method=True)
+        self.ListReadings = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/ListReadings',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListReadingsRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListReadingsResponse.FromString,
+                _registered_method=True)
         self.ListDeviceLogs = channel.unary_unary(
                 '/warmhouse.device.v1.DeviceService/ListDeviceLogs',
                 request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListDeviceLogsRequest.SerializeToString,
@@ -141,8 +151,10 @@ class DeviceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SendCommand(self, request, context):
-        """Sends a command to a device: the space's OWNER or MAINTAINER. Returns at
-        once; the device's answer arrives later, read it with GetCommand.
+        """Sends a command to a device: the space's OWNER or MAINTAINER (a GUEST may
+        set the target temperature). Stored first (QUEUED) and returned at once;
+        delivered when the device is connected, in order, exactly once as the
+        device sees it. Read how far it got with GetCommand.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +162,22 @@ class DeviceServiceServicer:
 
     def GetCommand(self, request, context):
         """A command and how far it got: members of the device's space.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommands(self, request, context):
+        """A device's commands, newest first: members of its space.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReadings(self, request, context):
+        """A device's readings over a time range, oldest first: members of its
+        space. Raw samples while they fit in max_points and are still kept;
+        otherwise averaged (with minimum and maximum) over equal buckets.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -236,6 +264,16 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     servicer.GetCommand,
                     request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetCommandRequest.FromString,
                     response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetCommandResponse.SerializeToString,
+            ),
+            'ListCommands': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommands,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListCommandsRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListCommandsResponse.SerializeToString,
+            ),
+            'ListReadings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReadings,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListReadingsRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.ListReadingsResponse.SerializeToString,
             ),
             'ListDeviceLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeviceLogs,
@@ -435,6 +473,60 @@ class DeviceService:
             '/warmhouse.device.v1.DeviceService/GetCommand',
             warmhouse_dot_device_dot_v1_dot_device__pb2.GetCommandRequest.SerializeToString,
             warmhouse_dot_device_dot_v1_dot_device__pb2.GetCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/ListCommands',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.ListCommandsRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.ListCommandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/ListReadings',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.ListReadingsRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.ListReadingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

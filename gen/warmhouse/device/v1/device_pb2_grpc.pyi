@@ -52,11 +52,20 @@ class DeviceServiceStub:
     change on their own as the device connects and disconnects.
     """
     SendCommand: _grpc.UnaryUnaryMultiCallable[_device_pb2.SendCommandRequest, _device_pb2.SendCommandResponse]
-    """Sends a command to a device: the space's OWNER or MAINTAINER. Returns at
-    once; the device's answer arrives later, read it with GetCommand.
+    """Sends a command to a device: the space's OWNER or MAINTAINER (a GUEST may
+    set the target temperature). Stored first (QUEUED) and returned at once;
+    delivered when the device is connected, in order, exactly once as the
+    device sees it. Read how far it got with GetCommand.
     """
     GetCommand: _grpc.UnaryUnaryMultiCallable[_device_pb2.GetCommandRequest, _device_pb2.GetCommandResponse]
     """A command and how far it got: members of the device's space."""
+    ListCommands: _grpc.UnaryUnaryMultiCallable[_device_pb2.ListCommandsRequest, _device_pb2.ListCommandsResponse]
+    """A device's commands, newest first: members of its space."""
+    ListReadings: _grpc.UnaryUnaryMultiCallable[_device_pb2.ListReadingsRequest, _device_pb2.ListReadingsResponse]
+    """A device's readings over a time range, oldest first: members of its
+    space. Raw samples while they fit in max_points and are still kept;
+    otherwise averaged (with minimum and maximum) over equal buckets.
+    """
     ListDeviceLogs: _grpc.UnaryUnaryMultiCallable[_device_pb2.ListDeviceLogsRequest, _device_pb2.ListDeviceLogsResponse]
     """A device's history, newest first: status changes, commands, readings
     and alarms. Members of its space.
@@ -107,11 +116,20 @@ class DeviceServiceAsyncStub(DeviceServiceStub):
     change on their own as the device connects and disconnects.
     """
     SendCommand: _aio.UnaryUnaryMultiCallable[_device_pb2.SendCommandRequest, _device_pb2.SendCommandResponse]  # type: ignore[assignment]
-    """Sends a command to a device: the space's OWNER or MAINTAINER. Returns at
-    once; the device's answer arrives later, read it with GetCommand.
+    """Sends a command to a device: the space's OWNER or MAINTAINER (a GUEST may
+    set the target temperature). Stored first (QUEUED) and returned at once;
+    delivered when the device is connected, in order, exactly once as the
+    device sees it. Read how far it got with GetCommand.
     """
     GetCommand: _aio.UnaryUnaryMultiCallable[_device_pb2.GetCommandRequest, _device_pb2.GetCommandResponse]  # type: ignore[assignment]
     """A command and how far it got: members of the device's space."""
+    ListCommands: _aio.UnaryUnaryMultiCallable[_device_pb2.ListCommandsRequest, _device_pb2.ListCommandsResponse]  # type: ignore[assignment]
+    """A device's commands, newest first: members of its space."""
+    ListReadings: _aio.UnaryUnaryMultiCallable[_device_pb2.ListReadingsRequest, _device_pb2.ListReadingsResponse]  # type: ignore[assignment]
+    """A device's readings over a time range, oldest first: members of its
+    space. Raw samples while they fit in max_points and are still kept;
+    otherwise averaged (with minimum and maximum) over equal buckets.
+    """
     ListDeviceLogs: _aio.UnaryUnaryMultiCallable[_device_pb2.ListDeviceLogsRequest, _device_pb2.ListDeviceLogsResponse]  # type: ignore[assignment]
     """A device's history, newest first: status changes, commands, readings
     and alarms. Members of its space.
@@ -189,8 +207,10 @@ class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _device_pb2.SendCommandRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_device_pb2.SendCommandResponse, _abc.Awaitable[_device_pb2.SendCommandResponse]]:
-        """Sends a command to a device: the space's OWNER or MAINTAINER. Returns at
-        once; the device's answer arrives later, read it with GetCommand.
+        """Sends a command to a device: the space's OWNER or MAINTAINER (a GUEST may
+        set the target temperature). Stored first (QUEUED) and returned at once;
+        delivered when the device is connected, in order, exactly once as the
+        device sees it. Read how far it got with GetCommand.
         """
 
     @_abc_1.abstractmethod
@@ -200,6 +220,25 @@ class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_device_pb2.GetCommandResponse, _abc.Awaitable[_device_pb2.GetCommandResponse]]:
         """A command and how far it got: members of the device's space."""
+
+    @_abc_1.abstractmethod
+    def ListCommands(
+        self,
+        request: _device_pb2.ListCommandsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ListCommandsResponse, _abc.Awaitable[_device_pb2.ListCommandsResponse]]:
+        """A device's commands, newest first: members of its space."""
+
+    @_abc_1.abstractmethod
+    def ListReadings(
+        self,
+        request: _device_pb2.ListReadingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ListReadingsResponse, _abc.Awaitable[_device_pb2.ListReadingsResponse]]:
+        """A device's readings over a time range, oldest first: members of its
+        space. Raw samples while they fit in max_points and are still kept;
+        otherwise averaged (with minimum and maximum) over equal buckets.
+        """
 
     @_abc_1.abstractmethod
     def ListDeviceLogs(

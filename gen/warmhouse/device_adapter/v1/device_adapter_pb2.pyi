@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -57,6 +59,10 @@ class _DisconnectReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Disc
     """The device opened a new stream; it is still connected."""
     ADAPTER_SHUTDOWN: _DisconnectReason.ValueType  # 4
     """The adapter is shutting down; the device is expected to reconnect."""
+    CREDENTIALS_REVOKED: _DisconnectReason.ValueType  # 5
+    """The device was retired, or its secret rotated: the credential the stream
+    was opened with no longer holds.
+    """
 
 class DisconnectReason(_DisconnectReason, metaclass=_DisconnectReasonEnumTypeWrapper):
     """Why a device's stream ended. Only CLOSED_BY_DEVICE and HEARTBEAT_TIMEOUT
@@ -72,6 +78,10 @@ REPLACED: DisconnectReason.ValueType  # 3
 """The device opened a new stream; it is still connected."""
 ADAPTER_SHUTDOWN: DisconnectReason.ValueType  # 4
 """The adapter is shutting down; the device is expected to reconnect."""
+CREDENTIALS_REVOKED: DisconnectReason.ValueType  # 5
+"""The device was retired, or its secret rotated: the credential the stream
+was opened with no longer holds.
+"""
 Global___DisconnectReason: _TypeAlias = DisconnectReason  # noqa: Y015
 
 @_typing.final
@@ -302,20 +312,28 @@ class Command(_message.Message):
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     TARGET_TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     kind: Global___CommandKind.ValueType
     target_temperature_celsius: _builtins.float
     """Set for SET_TARGET_TEMPERATURE."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The command's deadline: a device that receives it later answers with
+        ok = false instead of carrying it out.
+        """
+
     def __init__(
         self,
         *,
         command_id: _builtins.str = ...,
         kind: Global___CommandKind.ValueType = ...,
         target_temperature_celsius: _builtins.float | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "expire_time", b"expire_time", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "command_id", b"command_id", "kind", b"kind", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius", "command_id", b"command_id", "expire_time", b"expire_time", "kind", b"kind", "target_temperature_celsius", b"target_temperature_celsius"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__target_temperature_celsius: _TypeAlias = _typing.Literal["target_temperature_celsius"]  # noqa: Y015
     _WhichOneofArgType__target_temperature_celsius: _TypeAlias = _typing.Literal["_target_temperature_celsius", b"_target_temperature_celsius"]  # noqa: Y015
@@ -492,6 +510,8 @@ Global___DeviceDisconnected: _TypeAlias = DeviceDisconnected  # noqa: Y015
 
 @_typing.final
 class TelemetryReceived(_message.Message):
+    """One sample as the adapter received it; published inside a TelemetryBatch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DEVICE_ID_FIELD_NUMBER: _builtins.int
@@ -501,7 +521,12 @@ class TelemetryReceived(_message.Message):
     device_id: _builtins.str
     connection_id: _builtins.str
     @_builtins.property
-    def telemetry(self) -> Global___Telemetry: ...
+    def telemetry(self) -> Global___Telemetry:
+        """sample_time is always set: the device's own when it is plausible (not
+        more than a minute ahead of the adapter's clock nor a day behind),
+        otherwise when the adapter received the sample.
+        """
+
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -519,6 +544,97 @@ class TelemetryReceived(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TelemetryReceived: _TypeAlias = TelemetryReceived  # noqa: Y015
+
+@_typing.final
+class TelemetryBatch(_message.Message):
+    """Samples from one adapter replica, published together so that ingesting
+    thousands of samples a second does not take a broker round trip each.
+    In arrival order per device.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___TelemetryReceived]: ...
+    def __init__(
+        self,
+        *,
+        samples: _abc.Iterable[Global___TelemetryReceived] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryBatch: _TypeAlias = TelemetryBatch  # noqa: Y015
+
+@_typing.final
+class DevicesPresent(_message.Message):
+    """The streams one adapter replica holds, published every few seconds. A
+    device stays ONLINE while a replica keeps reporting it; when reports stop
+    (the replica was killed and never said "disconnected") the lease runs out
+    and DeviceService marks it OFFLINE.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADAPTER_ID_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    adapter_id: _builtins.str
+    """Tells replicas apart, e.g. in logs; new at every process start."""
+    lease_seconds: _builtins.int
+    """How long these reports hold without the next one."""
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Presence]: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        adapter_id: _builtins.str = ...,
+        devices: _abc.Iterable[Global___Presence] | None = ...,
+        lease_seconds: _builtins.int = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "devices", b"devices", "lease_seconds", b"lease_seconds", "occur_time", b"occur_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DevicesPresent: _TypeAlias = DevicesPresent  # noqa: Y015
+
+@_typing.final
+class Presence(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    connection_id: _builtins.str
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """The last frame received on the stream."""
+
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        connection_id: _builtins.str = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_time", b"last_seen_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "device_id", b"device_id", "last_seen_time", b"last_seen_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Presence: _TypeAlias = Presence  # noqa: Y015
 
 @_typing.final
 class CommandAcknowledged(_message.Message):

@@ -84,18 +84,26 @@ class DeviceAdapterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SendCommand(self, request, context):
-        """Writes a command to a connected device's stream. Internal: called by
-        DeviceService. Returns once the frame is written; the device's answer
-        comes later as a CommandAcknowledged event. FAILED_PRECONDITION when the
-        device has no open stream.
+        """Writes a command to a connected device's stream, on whichever adapter
+        replica holds it. Internal. Returns once the frame is written; the
+        device's answer comes later as a CommandAcknowledged event.
+        FAILED_PRECONDITION when the device has no open stream.
+
+        DeviceService itself reaches the replica without this call: each
+        replica, while it holds a device's stream, answers on the NATS subject
+        "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
+        Command; an empty reply once written). No responders means the device is
+        not connected. The same subject family carries "replace" (a newer
+        stream's connection_id: the older stream ends with REPLACED, on every
+        replica) and "revoke" (the device was retired or its secret rotated).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetConnection(self, request, context):
-        """Whether a device is connected now, and since when. Internal: called by
-        DeviceService.
+        """Whether a device is connected now, and since when, asked of the replica
+        that holds its stream. Internal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,14 +54,22 @@ class DeviceAdapterServiceStub:
     disconnected. A device keeps one stream: a new one replaces the old.
     """
     SendCommand: _grpc.UnaryUnaryMultiCallable[_device_adapter_pb2.SendCommandRequest, _device_adapter_pb2.SendCommandResponse]
-    """Writes a command to a connected device's stream. Internal: called by
-    DeviceService. Returns once the frame is written; the device's answer
-    comes later as a CommandAcknowledged event. FAILED_PRECONDITION when the
-    device has no open stream.
+    """Writes a command to a connected device's stream, on whichever adapter
+    replica holds it. Internal. Returns once the frame is written; the
+    device's answer comes later as a CommandAcknowledged event.
+    FAILED_PRECONDITION when the device has no open stream.
+
+    DeviceService itself reaches the replica without this call: each
+    replica, while it holds a device's stream, answers on the NATS subject
+    "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
+    Command; an empty reply once written). No responders means the device is
+    not connected. The same subject family carries "replace" (a newer
+    stream's connection_id: the older stream ends with REPLACED, on every
+    replica) and "revoke" (the device was retired or its secret rotated).
     """
     GetConnection: _grpc.UnaryUnaryMultiCallable[_device_adapter_pb2.GetConnectionRequest, _device_adapter_pb2.GetConnectionResponse]
-    """Whether a device is connected now, and since when. Internal: called by
-    DeviceService.
+    """Whether a device is connected now, and since when, asked of the replica
+    that holds its stream. Internal.
     """
 
 @_typing.type_check_only
@@ -90,14 +98,22 @@ class DeviceAdapterServiceAsyncStub(DeviceAdapterServiceStub):
     disconnected. A device keeps one stream: a new one replaces the old.
     """
     SendCommand: _aio.UnaryUnaryMultiCallable[_device_adapter_pb2.SendCommandRequest, _device_adapter_pb2.SendCommandResponse]  # type: ignore[assignment]
-    """Writes a command to a connected device's stream. Internal: called by
-    DeviceService. Returns once the frame is written; the device's answer
-    comes later as a CommandAcknowledged event. FAILED_PRECONDITION when the
-    device has no open stream.
+    """Writes a command to a connected device's stream, on whichever adapter
+    replica holds it. Internal. Returns once the frame is written; the
+    device's answer comes later as a CommandAcknowledged event.
+    FAILED_PRECONDITION when the device has no open stream.
+
+    DeviceService itself reaches the replica without this call: each
+    replica, while it holds a device's stream, answers on the NATS subject
+    "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
+    Command; an empty reply once written). No responders means the device is
+    not connected. The same subject family carries "replace" (a newer
+    stream's connection_id: the older stream ends with REPLACED, on every
+    replica) and "revoke" (the device was retired or its secret rotated).
     """
     GetConnection: _aio.UnaryUnaryMultiCallable[_device_adapter_pb2.GetConnectionRequest, _device_adapter_pb2.GetConnectionResponse]  # type: ignore[assignment]
-    """Whether a device is connected now, and since when. Internal: called by
-    DeviceService.
+    """Whether a device is connected now, and since when, asked of the replica
+    that holds its stream. Internal.
     """
 
 class DeviceAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -135,10 +151,18 @@ class DeviceAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _device_adapter_pb2.SendCommandRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_device_adapter_pb2.SendCommandResponse, _abc.Awaitable[_device_adapter_pb2.SendCommandResponse]]:
-        """Writes a command to a connected device's stream. Internal: called by
-        DeviceService. Returns once the frame is written; the device's answer
-        comes later as a CommandAcknowledged event. FAILED_PRECONDITION when the
-        device has no open stream.
+        """Writes a command to a connected device's stream, on whichever adapter
+        replica holds it. Internal. Returns once the frame is written; the
+        device's answer comes later as a CommandAcknowledged event.
+        FAILED_PRECONDITION when the device has no open stream.
+
+        DeviceService itself reaches the replica without this call: each
+        replica, while it holds a device's stream, answers on the NATS subject
+        "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
+        Command; an empty reply once written). No responders means the device is
+        not connected. The same subject family carries "replace" (a newer
+        stream's connection_id: the older stream ends with REPLACED, on every
+        replica) and "revoke" (the device was retired or its secret rotated).
         """
 
     @_abc_1.abstractmethod
@@ -147,8 +171,8 @@ class DeviceAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _device_adapter_pb2.GetConnectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_device_adapter_pb2.GetConnectionResponse, _abc.Awaitable[_device_adapter_pb2.GetConnectionResponse]]:
-        """Whether a device is connected now, and since when. Internal: called by
-        DeviceService.
+        """Whether a device is connected now, and since when, asked of the replica
+        that holds its stream. Internal.
         """
 
 def add_DeviceAdapterServiceServicer_to_server(servicer: DeviceAdapterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

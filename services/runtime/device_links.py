@@ -1,0 +1,46 @@
+"""Core NATS subjects that reach the Device Adapter replica holding a device's stream.
+
+A replica subscribes to a device's subjects while it holds the stream and
+unsubscribes when the stream ends, so interest disappears with the
+connection (or the replica's process): "no responders" means the device is
+not connected, and nothing can route to a replica that is gone. These
+subjects lie outside every JetStream stream (warmhouse.<service>.v1.>), so a
+request is never stored and acknowledged by the broker instead.
+"""
+
+import uuid
+from enum import Enum
+
+_PREFIX = "warmhouse.live.device_adapter"
+# A reply carrying this header: the replica could not write to the stream.
+ERROR_HEADER = "Warmhouse-Error"
+NOT_CONNECTED = "not-connected"
+
+
+class LiveAction(Enum):
+    # Request: a serialized device_adapter Command; an empty reply once written.
+    COMMAND = "command"
+    # Publish: the newer stream's connection_id; older streams end (REPLACED).
+    REPLACE = "replace"
+    # Publish: the device was retired or its secret rotated; its stream ends.
+    REVOKE = "revoke"
+    # Request: a serialized GetConnectionResponse.
+    CONNECTION = "connection"
+
+
+def live_subject(device_id: uuid.UUID | str, action: LiveAction) -> str:
+    return f"{_PREFIX}.{uuid.UUID(str(device_id))}.{action.value}"
+
+
+def live_wildcard(device_id: uuid.UUID | str) -> str:
+    """Every action for one device: what the holding replica subscribes to."""
+    return f"{_PREFIX}.{uuid.UUID(str(device_id))}.*"
+
+
+def action_of(subject: str) -> LiveAction | None:
+    """The action a live subject names; None for anything else."""
+    _, _, last = subject.rpartition(".")
+    try:
+        return LiveAction(last)
+    except ValueError:
+        return None
