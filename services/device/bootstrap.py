@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 from warmhouse.device.v1 import device_pb2_grpc
 
-from services.device import connections
+from services.device import connections, telemetry
 from services.device.access import GET_SPACE_ACCESS, AccessCheck, GrpcSpaceDirectory
 from services.device.commands import CommandHandlers, expire_lapsed
 from services.device.connections import ConnectionEvents, mark_lapsed_offline
@@ -18,12 +18,16 @@ from services.device.dispatch import CommandDispatcher, RevocationNotices
 from services.device.domain import DEVICES_PER_HOME
 from services.device.grpc_api import DeviceService
 from services.device.handlers import DeviceHandlers
+from services.device.reading_queries import ReadingQueries
+from services.device.readings import TelemetrySettings
+from services.device.readings_repository import reading_history
 from services.device.repository import sql_repositories
 from services.device.space_events import subscriptions
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.messaging import BrokerSettled, EventConsumer
 from services.runtime.periodic import PeriodicJob
 from services.runtime.server import Runtime, ServiceDefinition, Worker
+from services.runtime.space_roles import Right
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 
 # Deadlines and leases are seconds long: checked every second.
@@ -38,6 +42,7 @@ class DeviceSettings:
     # Where SpaceService listens (the access check's fallback).
     space_address: str
     devices_per_home: int = DEVICES_PER_HOME
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @classmethod
     def from_environment(cls, env: Environment) -> "DeviceSettings":
@@ -45,6 +50,7 @@ class DeviceSettings:
             secret_key=env.secret(SECRET_KEY_ENV),
             space_address=env.service_address("space"),
             devices_per_home=env.integer("WARMHOUSE_DEVICE_MAX_PER_HOME", DEVICES_PER_HOME, 1),
+            telemetry=TelemetrySettings.from_environment(env),
         )
 
 
@@ -63,10 +69,19 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             on_revoked=RevocationNotices(runtime.nats),
         )
         commands = CommandHandlers(uow, handlers, runtime.page_tokens, dispatcher.wake)
-        device_pb2_grpc.add_DeviceServiceServicer_to_server(
-            DeviceService(handlers, commands), server
+        readings = ReadingQueries(
+            reading_history(runtime.database),
+            lambda caller, device_id: handlers.authorized_device(caller, device_id, Right.READ),
+            settings.telemetry,
         )
-        consumed = [*subscriptions(), *connections.subscriptions(ConnectionEvents(dispatcher.wake))]
+        device_pb2_grpc.add_DeviceServiceServicer_to_server(
+            DeviceService(handlers, commands, readings), server
+        )
+        consumed = [
+            *subscriptions(),
+            *connections.subscriptions(ConnectionEvents(dispatcher.wake)),
+            telemetry.subscription(settings.telemetry, events_written=runtime.relay.wake),
+        ]
         return (
             broker_settled,
             dispatcher,
@@ -74,6 +89,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             PeriodicJob(
                 "lease-sweep", LEASE_CHECK_EVERY, lambda: mark_lapsed_offline(runtime.database)
             ),
+            telemetry.pruning_job(runtime.database, settings.telemetry),
             *(
                 EventConsumer(runtime.database, runtime.jetstream, subscription)
                 for subscription in consumed

@@ -6,6 +6,7 @@ from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 from services.device.commands import CommandHandlers
 from services.device.handlers import DeviceHandlers
 from services.device.ports import CommandRecord, DeviceLogRecord, DeviceRecord
+from services.device.reading_queries import ReadingQueries, point_message
 from services.runtime import idempotency
 from services.runtime.auth import current_caller
 from services.runtime.grpc_types import ServicerContext
@@ -70,9 +71,12 @@ def _log_message(entry: DeviceLogRecord) -> device_pb2.DeviceLog:
 
 
 class DeviceService(device_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, handlers: DeviceHandlers, commands: CommandHandlers) -> None:
+    def __init__(
+        self, handlers: DeviceHandlers, commands: CommandHandlers, readings: ReadingQueries
+    ) -> None:
         self._handlers = handlers
         self._commands = commands
+        self._readings = readings
 
     async def RegisterDevice(
         self, request: device_pb2.RegisterDeviceRequest, context: ServicerContext
@@ -146,6 +150,21 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
         return device_pb2.ListCommandsResponse(
             commands=[command_message(command) for command in commands],
             next_page_token=next_token,
+        )
+
+    async def ListReadings(
+        self, request: device_pb2.ListReadingsRequest, context: ServicerContext
+    ) -> device_pb2.ListReadingsResponse:
+        points, bucket_seconds = await self._readings.list_readings(
+            current_caller(),
+            request.device_id,
+            # `from` is a Python keyword.
+            getattr(request, "from"),
+            request.to,
+            request.max_points,
+        )
+        return device_pb2.ListReadingsResponse(
+            points=[point_message(point) for point in points], bucket_seconds=bucket_seconds
         )
 
     async def ListDeviceLogs(

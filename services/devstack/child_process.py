@@ -99,6 +99,14 @@ class ChildProcess:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would end it: no clean-up of its own runs."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self.stop()
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines the latest run wrote."""
         try:

@@ -62,13 +62,7 @@ class Stack:
         # Picked before any service starts: each one's environment names all.
         self._ports = {spec.name: free_port() for spec in self._specs}
         self.services = {
-            spec.name: ServiceProcess(
-                spec.name,
-                spec.module,
-                self._service_env(spec),
-                self.layout.service_logs / f"{spec.name}.log",
-                port=self._ports[spec.name],
-            )
+            spec.name: self.replica(spec.name, port=self._ports[spec.name])
             for spec in self._specs
         }
         self.envoy_admin_port = free_port()
@@ -77,6 +71,18 @@ class Stack:
             self.layout.envoy / "envoy.log",
             # Started means every service is reachable through Envoy.
             ready_url=f"{self.base_url}/healthz",
+        )
+
+    def replica(self, name: str, *, port: int | None = None, log_name: str = "") -> ServiceProcess:
+        """A process of service `name` configured as the stack's own (not started):
+        the stack's, or another replica beside it (on a port of its own)."""
+        spec = next(spec for spec in self._specs if spec.name == name)
+        return ServiceProcess(
+            spec.name,
+            spec.module,
+            self._service_env(spec),
+            self.layout.service_logs / f"{log_name or spec.name}.log",
+            port=port,
         )
 
     @property
