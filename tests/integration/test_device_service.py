@@ -183,14 +183,6 @@ async def test_owners_maintainers_and_admins_manage_guests_may_not(
     assert await refused(call(devices, h, h.stranger), Code.NOT_FOUND) == hidden
 
 
-async def test_commands_are_not_available_yet(
-    devices: "DeviceServiceAsyncStub", household: Household
-) -> None:
-    request = device_pb2.SendCommandRequest(device_id=str(uuid.uuid4()), kind=device_pb2.TURN_ON)
-    call = devices.SendCommand(request, metadata=household.owner.auth)
-    assert await refused(call, Code.UNIMPLEMENTED) == "NOT_IMPLEMENTED"
-
-
 # Space's changes reach Device
 
 

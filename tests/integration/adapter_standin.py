@@ -1,0 +1,115 @@
+"""An adapter replica as Device sees one, on the real broker: it answers a
+device's live subjects and publishes the adapter's events. Tests of Device's
+side of the device loop use it; the real adapter is tested end to end."""
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import nats
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
+
+from services.runtime.device_links import live_wildcard
+from services.runtime.outbox import MSG_ID_HEADER, subject_of
+from services.runtime.timestamps import timestamp
+
+
+class Replica:
+    """Holds streams of devices: records the commands written to each."""
+
+    def __init__(self, client: NatsClient) -> None:
+        self._nats = client
+        self._held: dict[str, tuple[str, Subscription]] = {}
+        self.written: dict[str, list[adapter_pb2.Command]] = {}
+
+    async def publish(self, event: Message) -> None:
+        await self._nats.jetstream().publish(
+            subject_of(event), event.SerializeToString(), headers={MSG_ID_HEADER: str(uuid.uuid4())}
+        )
+
+    async def connect(self, device_id: str, *, announce: bool = True) -> str:
+        """Hold a new stream of the device; its DeviceConnected is published."""
+        connection_id = str(uuid.uuid4())
+
+        async def on_live(message: Msg) -> None:
+            if message.subject.endswith(".command"):
+                command = adapter_pb2.Command.FromString(message.data)
+                self.written.setdefault(device_id, []).append(command)
+                await message.respond(connection_id.encode())
+
+        subscription = await self._nats.subscribe(live_wildcard(device_id), cb=on_live)
+        await self._nats.flush()
+        self._held[device_id] = (connection_id, subscription)
+        if announce:
+            await self.publish(
+                adapter_pb2.DeviceConnected(
+                    device_id=device_id,
+                    connection_id=connection_id,
+                    occur_time=timestamp(datetime.now(UTC)),
+                )
+            )
+        return connection_id
+
+    async def drop(
+        self,
+        device_id: str,
+        reason: adapter_pb2.DisconnectReason.ValueType = adapter_pb2.CLOSED_BY_DEVICE,
+        *,
+        announce: bool = True,
+    ) -> str:
+        """End the device's stream (a killed replica does not announce it)."""
+        connection_id, subscription = self._held.pop(device_id)
+        await subscription.unsubscribe()
+        if announce:
+            now = timestamp(datetime.now(UTC))
+            await self.publish(
+                adapter_pb2.DeviceDisconnected(
+                    device_id=device_id,
+                    connection_id=connection_id,
+                    reason=reason,
+                    last_seen_time=now,
+                    occur_time=now,
+                )
+            )
+        return connection_id
+
+    async def report_presence(self, lease_seconds: int) -> None:
+        now = timestamp(datetime.now(UTC))
+        await self.publish(
+            adapter_pb2.DevicesPresent(
+                adapter_id="stand-in",
+                devices=[
+                    adapter_pb2.Presence(
+                        device_id=device, connection_id=held[0], last_seen_time=now
+                    )
+                    for device, held in self._held.items()
+                ],
+                lease_seconds=lease_seconds,
+                occur_time=now,
+            )
+        )
+
+    async def answer(self, device_id: str, command_id: str, ok: bool, message: str = "") -> None:
+        await self.publish(
+            adapter_pb2.CommandAcknowledged(
+                device_id=device_id,
+                command_id=command_id,
+                ok=ok,
+                message=message,
+                occur_time=timestamp(datetime.now(UTC)),
+            )
+        )
+
+
+@asynccontextmanager
+async def replica(nats_url: str) -> AsyncIterator[Replica]:
+    client = await nats.connect(nats_url)
+    try:
+        yield Replica(client)
+    finally:
+        await client.drain()
