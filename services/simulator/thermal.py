@@ -1,0 +1,98 @@
+"""A room's temperature: heaters in, losses out, integrated over simulated seconds.
+
+    dT/dt = (P_heaters - k * (T - T_out)) / C
+
+with k the heat loss coefficient (W/K) and C the thermal mass (J/K). Pure: no
+clock, no I/O; devices advance their room to the simulated time before
+reading it or changing a heater.
+"""
+
+from dataclasses import dataclass, field
+
+DEFAULT_TARGET_CELSIUS = 20.0
+# Half the thermostat's dead band: on below target - this, off above target + this.
+HYSTERESIS_CELSIUS = 0.25
+# Long enough to keep thousands of rooms cheap, short enough that a heater at
+# full power moves the default room by well under the dead band per step.
+MAX_STEP_SECONDS = 30.0
+
+
+@dataclass
+class Thermostat:
+    """A heater and its on/off regulation. Disabled (TURN_OFF), it stays off."""
+
+    power_watts: float = 2000.0
+    target_celsius: float = DEFAULT_TARGET_CELSIUS
+    enabled: bool = True
+    on: bool = False
+
+    def regulate(self, room_celsius: float) -> None:
+        if not self.enabled:
+            self.on = False
+        elif room_celsius < self.target_celsius - HYSTERESIS_CELSIUS:
+            self.on = True
+        elif room_celsius > self.target_celsius + HYSTERESIS_CELSIUS:
+            self.on = False
+        # Inside the band it keeps doing what it did, so it does not flicker.
+
+    def disable(self) -> None:
+        self.enabled = False
+        self.on = False
+
+    @property
+    def output_watts(self) -> float:
+        return self.power_watts if self.on else 0.0
+
+
+@dataclass
+class Room:
+    """One room's air, shared by every device in it. Defaults: a small room that a
+    2 kW heater warms by a few degrees an hour and holds at 20 °C down to -20 °C outside."""
+
+    name: str
+    temperature_celsius: float = 15.0
+    outdoor_celsius: float = 0.0
+    loss_watts_per_kelvin: float = 50.0
+    capacity_joules_per_kelvin: float = 1_000_000.0
+    heaters: list[Thermostat] = field(default_factory=list)
+    # The simulated time (seconds since the clock's start) the temperature holds for.
+    time_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.loss_watts_per_kelvin > 0 and self.capacity_joules_per_kelvin > 0):
+            raise ValueError("the heat loss coefficient and thermal mass must be positive")
+
+    def add_heater(self, power_watts: float = 2000.0) -> Thermostat:
+        heater = Thermostat(power_watts=power_watts)
+        heater.regulate(self.temperature_celsius)
+        self.heaters.append(heater)
+        return heater
+
+    @property
+    def heating(self) -> bool:
+        return any(heater.on for heater in self.heaters)
+
+    def step(self, seconds: float) -> None:
+        """One explicit Euler step: the thermostats decide, then the air takes `seconds`."""
+        for heater in self.heaters:
+            heater.regulate(self.temperature_celsius)
+        power = sum(heater.output_watts for heater in self.heaters)
+        loss = self.loss_watts_per_kelvin * (self.temperature_celsius - self.outdoor_celsius)
+        self.temperature_celsius += (power - loss) / self.capacity_joules_per_kelvin * seconds
+        self.time_seconds += seconds
+
+    def advance(self, seconds: float, max_step: float = MAX_STEP_SECONDS) -> None:
+        """`seconds` of simulated time, in steps short enough for the thermostats and
+        for stability (explicit Euler diverges past the time constant C/k)."""
+        limit = min(max_step, 0.5 * self.capacity_joules_per_kelvin / self.loss_watts_per_kelvin)
+        while seconds > 0:
+            step = min(seconds, limit)
+            self.step(step)
+            seconds -= step
+
+    def advance_to(self, time_seconds: float) -> None:
+        """Catch up to a simulated time; a time already passed changes nothing."""
+        if time_seconds > self.time_seconds:
+            self.advance(time_seconds - self.time_seconds)
+            # The steps' sum drifts by rounding; the room holds for exactly this time.
+            self.time_seconds = time_seconds
