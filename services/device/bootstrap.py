@@ -1,7 +1,7 @@
 """Wiring of the Device service: its settings, handlers, servicer and consumers."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class DeviceSettings:
     # Where SpaceService listens (the access check's fallback).
     space_address: str
     devices_per_home: int = DEVICES_PER_HOME
-    telemetry: TelemetrySettings = TelemetrySettings()
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @classmethod
     def from_environment(cls, env: Environment) -> "DeviceSettings":

@@ -73,14 +73,21 @@ class Stack:
             ready_url=f"{self.base_url}/healthz",
         )
 
-    def replica(self, name: str, *, port: int | None = None, log_name: str = "") -> ServiceProcess:
+    def replica(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        log_name: str = "",
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ServiceProcess:
         """A process of service `name` configured as the stack's own (not started):
         the stack's, or another replica beside it (on a port of its own)."""
         spec = next(spec for spec in self._specs if spec.name == name)
         return ServiceProcess(
             spec.name,
             spec.module,
-            self._service_env(spec),
+            {**self._service_env(spec), **(extra_env or {})},
             self.layout.service_logs / f"{log_name or spec.name}.log",
             port=port,
         )

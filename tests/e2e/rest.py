@@ -32,12 +32,15 @@ class Rest:
         body: object = None,
         token: str | None = None,
         raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status, payload = response.status, response.read()
