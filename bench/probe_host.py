@@ -236,6 +236,7 @@ def with_probes(user: ServiceDefinition, stub: StubbedHash) -> ServiceDefinition
 
     async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
         workers = await user.attach(server, runtime)
+        assert runtime.settings.database_url is not None, "the User service owns a database"
         pool = await asyncpg.create_pool(
             asyncpg_dsn(runtime.settings.database_url), min_size=POOL_SIZE, max_size=POOL_SIZE
         )

@@ -5,9 +5,10 @@ manifests are all derived from this list.
 """
 
 from services.device.description import DESCRIPTION as DEVICE
+from services.device_adapter.description import DESCRIPTION as DEVICE_ADAPTER
 from services.runtime.service import ServiceDescription
 from services.space.description import DESCRIPTION as SPACE
 from services.user.description import DESCRIPTION as USER
 
 # In start order: a service starts after those it calls at start-up (none yet).
-SERVICES: tuple[ServiceDescription, ...] = (USER, SPACE, DEVICE)
+SERVICES: tuple[ServiceDescription, ...] = (USER, SPACE, DEVICE, DEVICE_ADAPTER)

@@ -18,7 +18,8 @@ NOT_CONNECTED = "not-connected"
 
 
 class LiveAction(Enum):
-    # Request: a serialized device_adapter Command; an empty reply once written.
+    # Request: a serialized device_adapter Command; the reply, once it is
+    # written, carries the stream's connection_id.
     COMMAND = "command"
     # Publish: the newer stream's connection_id; older streams end (REPLACED).
     REPLACE = "replace"

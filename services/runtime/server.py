@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -76,6 +77,10 @@ class Runtime:
     # This service's credential for calling others (and checking theirs).
     credentials: ServiceCredentials
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    # Awaited at stop, after health says NOT_SERVING and before the server's
+    # drain, with the drain time: for calls that never end on their own (the
+    # Device Adapter's streams), which the drain would only wait out.
+    stop_hooks: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def database(self) -> db.Database:
@@ -244,8 +249,13 @@ class ServiceHost:
             if task.get_name() == "health":
                 task.cancel()
         await self._health.enter_graceful_shutdown()
+        started = time.monotonic()
+        drain = float(self._settings.drain_seconds)
+        if self._runtime is not None:
+            for hook in self._runtime.stop_hooks:
+                await hook(drain)
         if self._server is not None:
-            await self._server.stop(self._settings.drain_seconds)
+            await self._server.stop(max(0.0, drain - (time.monotonic() - started)))
         for task in self._tasks:
             task.cancel()
         if self._tasks:

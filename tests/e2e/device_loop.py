@@ -66,12 +66,14 @@ class Hardware:
             self.api.call("GET", f"/devices/{self.device_id}{path}", token=self.home.guest.token)
         )
 
+    async def device(self) -> dict[str, Any]:
+        return dict((await asyncio.to_thread(self.get))["device"])
+
     async def status(self) -> str:
-        device = await asyncio.to_thread(self.get)
-        return str(device["status"])
+        return str((await self.device())["status"])
 
     async def command(self, command_id: str) -> dict[str, Any]:
-        return dict(await asyncio.to_thread(self.get, f"/commands/{command_id}"))
+        return dict((await asyncio.to_thread(self.get, f"/commands/{command_id}"))["command"])
 
     async def send(self, body: dict[str, Any], token: str | None = None) -> str:
         reply = await asyncio.to_thread(

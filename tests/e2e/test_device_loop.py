@@ -47,10 +47,10 @@ async def test_a_device_connects_reports_and_obeys(api: Rest, home: Home, stack:
         await within(ONLINE_BOUND_SECONDS, is_status(hardware, "ONLINE"), "ONLINE")
 
         async def has_reading() -> bool:
-            return "lastReading" in await asyncio.to_thread(hardware.get)
+            return "lastReading" in await hardware.device()
 
         await within(10, has_reading, "a reading")
-        reading = (await asyncio.to_thread(hardware.get))["lastReading"]
+        reading = (await hardware.device())["lastReading"]
         assert {"temperatureCelsius", "heaterOn", "sampleTime"} <= set(reading)
         command_id = await hardware.send(
             {"kind": "SET_TARGET_TEMPERATURE", "targetTemperatureCelsius": 21.5},

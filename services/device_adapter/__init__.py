@@ -1,0 +1,1 @@
+"""The Device Adapter: hardware's way in (one bidirectional gRPC stream per device)."""

@@ -1,0 +1,376 @@
+"""One device's stream, from Hello to its DeviceDisconnected event.
+
+`Connections.serve` is the Connect use case: refuse a throttled client,
+authenticate the Hello, register the stream and its live subscription,
+announce it, then write commands while a reader task takes in frames. However
+the stream ends (the device, silence, a newer stream, a revocation,
+shutdown), whoever ends it first calls `Stream.end`; the clean-up (drop the
+live subscription, publish DeviceDisconnected) then runs once, in a task of
+its own, so a cancelled handler cannot skip it.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+
+from services.device_adapter.streams import Stream, StreamRegistry, ending_error, settle
+from services.device_adapter.throttle import FailedConnectThrottle, peer_key
+from services.device_adapter.validation import (
+    HelloFields,
+    accepted_telemetry,
+    check_hello,
+    command_answer,
+    stamp,
+    telemetry_problem,
+)
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+# Acknowledgements being published at once; a device flooding answers beyond
+# this loses them (logged) rather than the adapter its memory.
+MAX_PENDING_ACKNOWLEDGEMENTS = 1000
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, hello: HelloFields) -> str:
+        """The device id the Device service confirmed; raises Unauthenticated or Unavailable."""
+        ...
+
+
+class Routes(Protocol):
+    async def follow(self, stream: Stream) -> None: ...
+
+    async def announce(self, stream: Stream) -> None: ...
+
+    async def unfollow(self, stream: Stream) -> None: ...
+
+    async def replies_sent(self) -> None: ...
+
+
+class Events(Protocol):
+    async def publish(self, event: Message, msg_id: str) -> None: ...
+
+
+class TelemetrySink(Protocol):
+    def add(self, sample: pb.TelemetryReceived) -> None: ...
+
+    def reject(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    heartbeat_seconds: int
+    hello_seconds: float
+
+
+def _hello_required() -> Unauthenticated:
+    return Unauthenticated("HELLO_REQUIRED", "the first frame must be a Hello, sent promptly")
+
+
+def _shutting_down() -> DomainError:
+    error = ending_error(pb.ADAPTER_SHUTDOWN)
+    assert error is not None
+    return error
+
+
+def _broker_unavailable() -> Unavailable:
+    return Unavailable("DEPENDENCY_UNAVAILABLE", "the message broker could not answer; reconnect")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Connections:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        authenticator: Authenticator,
+        routes: Routes,
+        events: Events,
+        telemetry: TelemetrySink,
+        throttle: FailedConnectThrottle,
+        registry: StreamRegistry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._authenticator = authenticator
+        self._routes = routes
+        self._events = events
+        self._telemetry = telemetry
+        self._throttle = throttle
+        self._registry = registry
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._stopping = False
+        # Streams whose clean-up has not finished, so shutdown can wait for them.
+        self._unclosed = 0
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._awaiting_hello: set[asyncio.Timeout] = set()
+        # One bound method for every stream, not one per stream.
+        self._ended_callback = self._stream_ended
+
+    async def serve(
+        self, requests: AsyncIterator[pb.ConnectRequest], peer: str
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        if self._stopping:
+            raise _shutting_down()
+        client = peer_key(peer)
+        if self._throttle.blocked(client):
+            raise Throttled(
+                "TOO_MANY_FAILED_CONNECTS", "too many failed connects from this address; wait"
+            )
+        frames = aiter(requests)
+        first = await self._hello(frames)
+        try:
+            hello = check_hello(first)
+            device_id = await self._authenticator.authenticate(hello)
+        except Unauthenticated:
+            # Only a refused credential counts (guessing secrets), not a slow
+            # or silent client: many devices may share one address.
+            self._throttle.record_failure(client)
+            raise
+        stream = self._new_stream(device_id, hello.firmware_version)
+        reader: asyncio.Task[None] | None = None
+        try:
+            await self._open(stream)
+            if not stream.ended:
+                reader = asyncio.create_task(self._read(frames, stream))
+                yield pb.ConnectResponse(
+                    welcome=pb.Welcome(
+                        heartbeat_interval_seconds=self._settings.heartbeat_seconds,
+                        server_time=stamp(self._wall_clock()),
+                    )
+                )
+            while (outgoing := await stream.next_outgoing()) is not None:
+                frame, written = outgoing
+                try:
+                    yield frame
+                except BaseException:
+                    settle(written, ok=False)
+                    raise
+                # grpc asks for the next frame only once it wrote this one.
+                settle(written, ok=True)
+        finally:
+            # No-op when something else ended it; otherwise the device left
+            # (its request stream closed, or grpc cancelled the call).
+            stream.end(pb.CLOSED_BY_DEVICE)
+            if reader is not None:
+                reader.cancel()
+        if stream.error is not None:
+            raise stream.error
+
+    async def _hello(self, frames: AsyncIterator[pb.ConnectRequest]) -> pb.Hello:
+        try:
+            async with asyncio.timeout(self._settings.hello_seconds) as waiting:
+                # Shutdown cuts the wait short rather than let it hold the stop.
+                self._awaiting_hello.add(waiting)
+                try:
+                    first = await anext(frames, None)
+                finally:
+                    self._awaiting_hello.discard(waiting)
+        except TimeoutError:
+            if self._stopping:
+                raise _shutting_down() from None
+            raise _hello_required() from None
+        if first is None or first.WhichOneof("frame") != "hello":
+            raise _hello_required()
+        return first.hello
+
+    def _new_stream(self, device_id: str, firmware_version: str) -> Stream:
+        self._unclosed += 1
+        self._all_closed.clear()
+        return Stream(
+            device_id,
+            _new_id(),
+            firmware_version,
+            monotonic=self._clock(),
+            wall=self._wall_clock(),
+            on_end=self._ended_callback,
+        )
+
+    async def _open(self, stream: Stream) -> None:
+        """Hold the stream, take over the device's live subjects, announce it.
+
+        Until this returns, the clean-up of a stream that ends is left to it
+        (an event must not overtake the DeviceConnected being published).
+        """
+        try:
+            if self._stopping:
+                stream.end(pb.ADAPTER_SHUTDOWN)
+                return
+            previous = self._registry.add(stream)
+            if previous is not None:
+                previous.end(pb.REPLACED)
+            await self._routes.follow(stream)
+            if stream.ended:
+                return
+            # Other replicas end this device's older streams.
+            await self._routes.announce(stream)
+            if stream.ended:
+                return
+            # Set before publishing: a publish that timed out may still have landed.
+            stream.announced = True
+            connected = pb.DeviceConnected(
+                device_id=stream.device_id,
+                connection_id=stream.connection_id,
+                firmware_version=stream.firmware_version,
+                occur_time=stamp(stream.connect_time),
+            )
+            await self._events.publish(connected, _new_id())
+        except Exception:
+            log.warning("stream of device %s not opened", stream.device_id, exc_info=True)
+            stream.end(pb.ADAPTER_SHUTDOWN, _broker_unavailable())
+        finally:
+            stream.opened = True
+            if stream.ended:
+                self._close_later(stream)
+
+    async def _read(self, frames: AsyncIterator[pb.ConnectRequest], stream: Stream) -> None:
+        try:
+            async for frame in frames:
+                self._receive(stream, frame)
+                if stream.ended:
+                    return
+        except DomainError as error:
+            # A frame that does not parse (the guard's check).
+            stream.end(pb.CLOSED_BY_DEVICE, error)
+        except Exception:  # a broken connection is the device leaving
+            log.debug("stream of device %s broke", stream.device_id, exc_info=True)
+        stream.end(pb.CLOSED_BY_DEVICE)
+
+    def _receive(self, stream: Stream, frame: pb.ConnectRequest) -> None:
+        stream.saw_frame(self._clock(), self._wall_clock())
+        kind = frame.WhichOneof("frame")
+        if kind == "telemetry":
+            self._take_telemetry(stream, frame.telemetry)
+        elif kind == "command_result":
+            self._take_command_result(stream, frame.command_result)
+        elif kind == "hello":
+            stream.end(
+                pb.CLOSED_BY_DEVICE,
+                InvalidArgument("HELLO_ONLY_ONCE", "Hello is the first frame, and only that"),
+            )
+
+    def _take_telemetry(self, stream: Stream, telemetry: pb.Telemetry) -> None:
+        now = stream.last_seen_time
+        accepted = accepted_telemetry(telemetry, now)
+        if accepted is None:
+            self._telemetry.reject()
+            if not stream.warned:
+                stream.warned = True
+                log.warning(
+                    "invalid telemetry from device %s dropped: %s",
+                    stream.device_id,
+                    telemetry_problem(telemetry),
+                )
+            return
+        self._telemetry.add(
+            pb.TelemetryReceived(
+                device_id=stream.device_id,
+                connection_id=stream.connection_id,
+                telemetry=accepted,
+                occur_time=stamp(now),
+            )
+        )
+
+    def _take_command_result(self, stream: Stream, result: pb.CommandResult) -> None:
+        answer = command_answer(result)
+        if answer is None:
+            log.info("device %s answered a command id that is not a UUID", stream.device_id)
+            return
+        if len(self._background) >= MAX_PENDING_ACKNOWLEDGEMENTS:
+            log.warning("acknowledgement of device %s dropped: too many pending", stream.device_id)
+            return
+        event = pb.CommandAcknowledged(
+            device_id=stream.device_id,
+            command_id=answer.command_id,
+            ok=answer.ok,
+            message=answer.message,
+            occur_time=stamp(stream.last_seen_time),
+        )
+        # The same answer to the same command is one event (a device repeats
+        # its answer when a command arrives again after a reconnect).
+        msg_id = f"{stream.device_id}-{answer.command_id}-acknowledged"
+        self._in_background(self._publish_quietly(event, msg_id))
+
+    async def _publish_quietly(self, event: Message, msg_id: str) -> None:
+        try:
+            await self._events.publish(event, msg_id)
+        except Exception:
+            log.exception("%s not published", event.DESCRIPTOR.name)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _stream_ended(self, stream: Stream) -> None:
+        self._registry.remove(stream)
+        if stream.opened:
+            self._close_later(stream)
+
+    def _close_later(self, stream: Stream) -> None:
+        self._in_background(self._close(stream))
+
+    async def _close(self, stream: Stream) -> None:
+        try:
+            await self._routes.unfollow(stream)
+            if stream.announced:
+                assert stream.reason is not None, "an ended stream has its reason"
+                disconnected = pb.DeviceDisconnected(
+                    device_id=stream.device_id,
+                    connection_id=stream.connection_id,
+                    reason=stream.reason,
+                    last_seen_time=stamp(stream.last_seen_time),
+                    occur_time=stamp(self._wall_clock()),
+                )
+                await self._publish_quietly(disconnected, _new_id())
+        finally:
+            self._unclosed -= 1
+            if self._unclosed == 0:
+                self._all_closed.set()
+
+    async def shut_down(self, within_seconds: float) -> None:
+        """End every stream (ADAPTER_SHUTDOWN) and wait, at most `within_seconds`,
+        until their DeviceDisconnected events and pending replies are out."""
+        self._stopping = True
+        for waiting in self._awaiting_hello:
+            waiting.reschedule(asyncio.get_running_loop().time())
+        streams = list(self._registry)
+        for stream in streams:
+            stream.end(pb.ADAPTER_SHUTDOWN)
+        try:
+            async with asyncio.timeout(within_seconds):
+                await self._all_closed.wait()
+                await self._routes.replies_sent()
+                if self._background:
+                    await asyncio.wait(set(self._background))
+        except TimeoutError:
+            log.warning(
+                "shutdown: not every stream's end was published in time",
+                extra={"unclosed": self._unclosed},
+            )
+        log.info("shutdown: streams ended", extra={"streams": len(streams)})
+
+    @property
+    def awaiting_hello(self) -> int:
+        """Connections still waiting for their first frame."""
+        return len(self._awaiting_hello)

@@ -1,0 +1,85 @@
+"""Failed device logins, counted per client address, refused beyond a limit.
+
+Guessing device secrets from one address costs a Device-service call per
+guess; past the limit the adapter refuses before asking. Memory is bounded:
+at most `max_peers` addresses are remembered (the least recently failing
+forgotten first), each with at most `limit` failure times.
+"""
+
+import ipaddress
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+WINDOW_SECONDS = 60.0
+MAX_PEERS = 100_000
+# An address that does not parse (a Unix socket, an in-process transport) is
+# still one client; its text is bounded.
+_MAX_PEER_TEXT = 100
+# One IPv6 host usually holds a whole /64 and can pick any address in it.
+_IPV6_PREFIX = 64
+
+
+def peer_key(peer: str) -> str:
+    """The client a gRPC peer string stands for: "ipv4:127.0.0.1:5555" →
+    "127.0.0.1"; "ipv6:[2001:db8::1]:5555" → "2001:db8::/64"."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer[:_MAX_PEER_TEXT]
+    host = rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return peer[:_MAX_PEER_TEXT]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, _IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+class FailedConnectThrottle:
+    """A sliding window of failed connects per client: `limit` failures within
+    `window_seconds` and further attempts are refused until the oldest ages out."""
+
+    def __init__(
+        self,
+        limit: int,
+        window_seconds: float = WINDOW_SECONDS,
+        max_peers: int = MAX_PEERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1 or max_peers < 1:
+            raise ValueError("limit and max_peers must be at least 1")
+        self._limit = limit
+        self._window = window_seconds
+        self._max_peers = max_peers
+        self._clock = clock
+        # Oldest failure first; only the latest `limit` matter.
+        self._failures: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many clients are remembered."""
+        return len(self._failures)
+
+    def _recent(self, key: str, now: float) -> tuple[float, ...]:
+        times = self._failures.get(key, ())
+        recent = tuple(at for at in times if at > now - self._window)
+        if len(recent) != len(times):
+            if recent:
+                self._failures[key] = recent
+            else:
+                del self._failures[key]
+        return recent
+
+    def blocked(self, key: str) -> bool:
+        """Whether `key` has used up its failures for now."""
+        return len(self._recent(key, self._clock())) >= self._limit
+
+    def record_failure(self, key: str) -> None:
+        now = self._clock()
+        recent = self._recent(key, now)
+        self._failures[key] = (*recent, now)[-self._limit :]
+        self._failures.move_to_end(key)
+        while len(self._failures) > self._max_peers:
+            self._failures.popitem(last=False)

@@ -1,0 +1,407 @@
+"""The Connect use case, with fakes for the Device service, NATS and JetStream."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from google.protobuf.message import Message
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+
+from services.device_adapter.connections import Connections, ConnectionSettings
+from services.device_adapter.streams import Stream, StreamRegistry
+from services.device_adapter.throttle import FailedConnectThrottle
+from services.device_adapter.validation import HelloFields, credentials_invalid
+from services.runtime.errors import (
+    Conflict,
+    DomainError,
+    InvalidArgument,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+    dependency_unavailable,
+)
+from tests.polling import eventually
+
+SECRET = "good secret"
+PEER = "ipv4:10.0.0.7:40000"
+WALL = 1_800_000_000.0
+
+
+class FakeDevices:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.down = False
+
+    async def authenticate(self, hello: HelloFields) -> str:
+        self.asked.append(hello.device_id)
+        if self.down:
+            raise dependency_unavailable("device")
+        if hello.secret != SECRET:
+            raise credentials_invalid()
+        return hello.device_id
+
+
+class FakeSubscription:
+    def __init__(self) -> None:
+        self.unsubscribed = False
+
+    async def unsubscribe(self, limit: int = 0) -> None:
+        self.unsubscribed = True
+
+
+class FakeRoutes:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.subscriptions: list[FakeSubscription] = []
+
+    async def follow(self, stream: Stream) -> None:
+        subscription = FakeSubscription()
+        self.subscriptions.append(subscription)
+        stream.subscription = subscription
+        self.log.append(f"follow {stream.connection_id}")
+
+    async def announce(self, stream: Stream) -> None:
+        self.log.append(f"announce {stream.connection_id}")
+
+    async def unfollow(self, stream: Stream) -> None:
+        subscription, stream.subscription = stream.subscription, None
+        if subscription is not None:
+            await subscription.unsubscribe()
+        self.log.append(f"unfollow {stream.connection_id}")
+
+    async def replies_sent(self) -> None:
+        return None
+
+
+class FakeEvents:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.published: list[tuple[Message, str]] = []
+        self.failing = False
+
+    async def publish(self, event: Message, msg_id: str) -> None:
+        if self.failing:
+            raise TimeoutError("no ack")
+        self.published.append((event, msg_id))
+        self.log.append(f"publish {event.DESCRIPTOR.name}")
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        return [event for event, _ in self.published if isinstance(event, kind)]
+
+    def disconnected(self) -> list[pb.DeviceDisconnected]:
+        return [event for event, _ in self.published if isinstance(event, pb.DeviceDisconnected)]
+
+
+class FakeTelemetry:
+    def __init__(self) -> None:
+        self.samples: list[pb.TelemetryReceived] = []
+        self.rejected = 0
+
+    def add(self, sample: pb.TelemetryReceived) -> None:
+        self.samples.append(sample)
+
+    def reject(self) -> None:
+        self.rejected += 1
+
+
+class Adapter:
+    def __init__(self, hello_seconds: float = 5.0, failures_per_minute: int = 3) -> None:
+        self.log: list[str] = []
+        self.devices = FakeDevices()
+        self.routes = FakeRoutes(self.log)
+        self.events = FakeEvents(self.log)
+        self.telemetry = FakeTelemetry()
+        self.registry = StreamRegistry()
+        self.connections = Connections(
+            ConnectionSettings(heartbeat_seconds=5, hello_seconds=hello_seconds),
+            self.devices,
+            self.routes,
+            self.events,
+            self.telemetry,
+            FailedConnectThrottle(failures_per_minute),
+            self.registry,
+            wall_clock=lambda: WALL,
+        )
+
+
+class Device:
+    """The hardware's side of one stream."""
+
+    def __init__(self, adapter: Adapter, device_id: str | None = None, secret: str = SECRET):
+        self.device_id = device_id or str(uuid.uuid4())
+        self.secret = secret
+        self.frames: asyncio.Queue[pb.ConnectRequest | None] = asyncio.Queue()
+        self.responses = adapter.connections.serve(self._requests(), PEER)
+
+    async def _requests(self) -> AsyncIterator[pb.ConnectRequest]:
+        while (frame := await self.frames.get()) is not None:
+            yield frame
+
+    def send(self, frame: pb.ConnectRequest | None) -> None:
+        self.frames.put_nowait(frame)
+
+    def hello(self) -> None:
+        self.send(
+            pb.ConnectRequest(hello=pb.Hello(device_id=self.device_id, device_secret=self.secret))
+        )
+
+    async def connect(self) -> pb.Welcome:
+        self.hello()
+        response = await anext(self.responses)
+        assert response.WhichOneof("frame") == "welcome"
+        return response.welcome
+
+    async def refusal(self) -> DomainError:
+        """How the stream ends, expecting a status other than OK."""
+        with pytest.raises(DomainError) as ended:
+            await self._drain()
+        return ended.value
+
+    async def _drain(self) -> None:
+        async for _ in self.responses:
+            pass
+
+    async def closes_normally(self) -> None:
+        with pytest.raises(StopAsyncIteration):
+            await anext(self.responses)
+
+
+def the_stream(adapter: Adapter, device: Device) -> Stream:
+    stream = adapter.registry.get(device.device_id)
+    assert stream is not None
+    return stream
+
+
+async def test_a_device_is_welcomed_after_its_stream_is_followed_and_announced() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    welcome = await device.connect()
+    assert welcome.heartbeat_interval_seconds == 5
+    assert welcome.server_time.seconds == int(WALL)
+    stream = the_stream(adapter, device)
+    connection = stream.connection_id
+    assert adapter.log == [
+        f"follow {connection}",
+        f"announce {connection}",
+        "publish DeviceConnected",
+    ]
+    (connected,) = adapter.events.of(pb.DeviceConnected)
+    assert isinstance(connected, pb.DeviceConnected)
+    assert (connected.device_id, connected.connection_id) == (device.device_id, connection)
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_a_device_leaving_is_published_once_with_its_connection() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+    device.send(None)
+    await device.closes_normally()
+    disconnected = await eventually(adapter.events.disconnected)
+    assert [(event.connection_id, event.reason) for event in disconnected] == [
+        (stream.connection_id, pb.CLOSED_BY_DEVICE)
+    ]
+    assert adapter.routes.subscriptions[0].unsubscribed
+    assert len(adapter.registry) == 0
+    assert adapter.log.index(f"unfollow {stream.connection_id}") < adapter.log.index(
+        "publish DeviceDisconnected"
+    )
+
+
+async def test_telemetry_is_stamped_and_handed_on_and_bad_samples_dropped() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    device.send(pb.ConnectRequest(telemetry=pb.Telemetry(temperature_celsius=float("nan"))))
+    device.send(pb.ConnectRequest(telemetry=pb.Telemetry(temperature_celsius=21.0)))
+    (received,) = await eventually(lambda: adapter.telemetry.samples)
+    assert received.device_id == device.device_id
+    assert received.connection_id == the_stream(adapter, device).connection_id
+    assert received.telemetry.temperature_celsius == 21.0
+    assert received.telemetry.HasField("sample_time")
+    assert received.occur_time.seconds == int(WALL)
+    assert adapter.telemetry.rejected == 1
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_the_first_frame_must_be_a_hello() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    device.send(pb.ConnectRequest(heartbeat=pb.Heartbeat()))
+    refusal = await device.refusal()
+    assert isinstance(refusal, Unauthenticated)
+    assert refusal.reason == "HELLO_REQUIRED"
+    assert adapter.devices.asked == []
+
+
+async def test_a_hello_must_come_in_time() -> None:
+    adapter = Adapter(hello_seconds=0.01)
+    refusal = await Device(adapter).refusal()
+    assert refusal.reason == "HELLO_REQUIRED"
+
+
+async def test_wrong_credentials_are_refused_then_throttled_without_asking() -> None:
+    adapter = Adapter(failures_per_minute=2)
+    for _ in range(2):
+        device = Device(adapter, secret="guess")
+        device.hello()
+        refusal = await device.refusal()
+        assert isinstance(refusal, Unauthenticated)
+        assert refusal.reason == "DEVICE_CREDENTIALS_INVALID"
+        assert device.device_id not in refusal.message
+    asked = len(adapter.devices.asked)
+    device = Device(adapter)
+    device.hello()
+    refusal = await device.refusal()
+    assert isinstance(refusal, Throttled)
+    assert refusal.reason == "TOO_MANY_FAILED_CONNECTS"
+    assert len(adapter.devices.asked) == asked == 2
+
+
+async def test_an_unreachable_device_service_counts_no_failure() -> None:
+    adapter = Adapter(failures_per_minute=1)
+    adapter.devices.down = True
+    device = Device(adapter)
+    device.hello()
+    assert isinstance(await device.refusal(), Unavailable)
+    adapter.devices.down = False
+    await Device(adapter).connect()
+
+
+async def test_a_second_hello_ends_the_stream() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    device.hello()
+    refusal = await device.refusal()
+    assert isinstance(refusal, InvalidArgument)
+    assert refusal.reason == "HELLO_ONLY_ONCE"
+    disconnected = await eventually(adapter.events.disconnected)
+    assert disconnected[0].reason == pb.CLOSED_BY_DEVICE
+
+
+async def test_a_newer_stream_replaces_the_older() -> None:
+    adapter = Adapter()
+    older = Device(adapter)
+    await older.connect()
+    first = the_stream(adapter, older).connection_id
+    newer = Device(adapter, older.device_id)
+    await newer.connect()
+    refusal = await older.refusal()
+    assert isinstance(refusal, Conflict)
+    assert refusal.reason == "STREAM_REPLACED"
+    disconnected = await eventually(adapter.events.disconnected)
+    assert [(event.connection_id, event.reason) for event in disconnected] == [(first, pb.REPLACED)]
+    # The older stream's end leaves the newer one in place.
+    assert the_stream(adapter, newer).connection_id != first
+    newer.send(None)
+    await newer.closes_normally()
+
+
+async def test_a_command_is_written_and_only_then_reported_written() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+    command_id = str(uuid.uuid4())
+    written = stream.send(pb.ConnectResponse(command=pb.Command(command_id=command_id)))
+    response = await anext(device.responses)
+    assert response.command.command_id == command_id
+    # The generator resumes (grpc wrote the frame) when the next one is asked for.
+    assert not written.done()
+    later = stream.send(pb.ConnectResponse(command=pb.Command(command_id="next")))
+    await anext(device.responses)
+    assert written.result() is True
+    device.send(None)
+    await device.closes_normally()
+    assert later.result() is True
+
+
+async def test_a_command_not_yet_written_when_the_stream_ends_is_reported_unwritten() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+    stream.end(pb.CREDENTIALS_REVOKED)
+    pending = stream.send(pb.ConnectResponse(command=pb.Command(command_id="x")))
+    refusal = await device.refusal()
+    assert refusal.reason == "CREDENTIALS_REVOKED"
+    assert pending.result() is False
+
+
+async def test_an_answer_is_acknowledged_once_per_command() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    command_id = str(uuid.uuid4())
+    device.send(
+        pb.ConnectRequest(
+            command_result=pb.CommandResult(command_id=command_id, ok=False, message="too hot")
+        )
+    )
+    device.send(pb.ConnectRequest(command_result=pb.CommandResult(command_id="nonsense")))
+    device.send(None)
+    await device.closes_normally()
+    await eventually(adapter.events.disconnected)
+    acknowledgements = [
+        (event, msg_id)
+        for event, msg_id in adapter.events.published
+        if isinstance(event, pb.CommandAcknowledged)
+    ]
+    assert len(acknowledgements) == 1
+    event, msg_id = acknowledgements[0]
+    assert (event.device_id, event.command_id, event.ok, event.message) == (
+        device.device_id,
+        command_id,
+        False,
+        "too hot",
+    )
+    assert msg_id == f"{device.device_id}-{command_id}-acknowledged"
+
+
+async def test_shutdown_ends_every_stream_and_publishes_why() -> None:
+    adapter = Adapter()
+    devices = [Device(adapter) for _ in range(3)]
+    for device in devices:
+        await device.connect()
+    await adapter.connections.shut_down(within_seconds=5.0)
+    # Published before shut_down returns, while the broker is still there.
+    assert sorted(event.device_id for event in adapter.events.disconnected()) == sorted(
+        device.device_id for device in devices
+    )
+    assert {event.reason for event in adapter.events.disconnected()} == {pb.ADAPTER_SHUTDOWN}
+    for device in devices:
+        refusal = await device.refusal()
+        assert isinstance(refusal, Unavailable)
+        assert refusal.reason == "ADAPTER_SHUTDOWN"
+    latecomer = Device(adapter)
+    latecomer.hello()
+    assert (await latecomer.refusal()).reason == "ADAPTER_SHUTDOWN"
+
+
+async def test_shutdown_does_not_wait_for_a_hello() -> None:
+    adapter = Adapter(hello_seconds=3600.0)
+    device = Device(adapter)
+    refusal = asyncio.create_task(device.refusal())
+    await eventually(lambda: adapter.connections.awaiting_hello == 1)
+    await adapter.connections.shut_down(within_seconds=5.0)
+    ended = await refusal
+    assert isinstance(ended, Unavailable)
+    assert ended.reason == "ADAPTER_SHUTDOWN"
+    assert adapter.connections.awaiting_hello == 0
+
+
+async def test_a_stream_that_cannot_be_announced_is_refused_and_cleaned_up() -> None:
+    adapter = Adapter()
+    adapter.events.failing = True
+    device = Device(adapter)
+    device.hello()
+    refusal = await device.refusal()
+    assert isinstance(refusal, Unavailable)
+    assert refusal.reason == "DEPENDENCY_UNAVAILABLE"
+    await eventually(lambda: adapter.routes.subscriptions[0].unsubscribed)
+    assert len(adapter.registry) == 0

@@ -1,0 +1,245 @@
+"""Live subjects: the holder's answers and the asker's reading of them, with a fake broker."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import nats.errors
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+
+from services.device_adapter.routing import (
+    MALFORMED_COMMAND,
+    DeviceNotConnected,
+    LiveClient,
+    LiveRoutes,
+)
+from services.device_adapter.streams import Stream
+from services.runtime.device_links import (
+    ERROR_HEADER,
+    NOT_CONNECTED,
+    LiveAction,
+    live_subject,
+    live_wildcard,
+)
+from services.runtime.errors import InvalidArgument, Unavailable
+
+DEVICE = str(uuid.uuid4())
+Callback = Callable[[Msg], Awaitable[None]]
+
+
+class FakeSubscription:
+    def __init__(self) -> None:
+        self.unsubscribed = False
+
+    async def unsubscribe(self, limit: int = 0) -> None:
+        self.unsubscribed = True
+
+
+class FakeNats:
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callback] = {}
+        self.flushed = 0
+        self.published: list[tuple[str, bytes, dict[str, str] | None]] = []
+        self.answer: Msg | Exception = nats.errors.NoRespondersError()
+        self.requested: list[tuple[str, bytes]] = []
+
+    async def subscribe(self, subject: str, cb: Callback) -> FakeSubscription:
+        self.callbacks[subject] = cb
+        return FakeSubscription()
+
+    async def flush(self, timeout: int) -> None:  # noqa: ASYNC109 - the signature we fake
+        self.flushed += 1
+
+    async def publish(
+        self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None
+    ) -> None:
+        self.published.append((subject, payload, headers))
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        timeout: float,  # noqa: ASYNC109 - the signature we fake
+    ) -> Msg:
+        self.requested.append((subject, payload))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    async def deliver(self, action: LiveAction, data: bytes, reply: str = "") -> None:
+        message = Msg(
+            _client=cast(NatsClient, self),
+            subject=live_subject(DEVICE, action),
+            reply=reply,
+            data=data,
+        )
+        await self.callbacks[live_wildcard(DEVICE)](message)
+
+    def replies(self, inbox: str) -> list[tuple[bytes, dict[str, str] | None]]:
+        return [(data, headers) for subject, data, headers in self.published if subject == inbox]
+
+
+def new_stream(connection_id: str = "c1") -> Stream:
+    return Stream(DEVICE, connection_id, "2.0", monotonic=0.0, wall=1_800_000_000.0)
+
+
+async def followed(broker: FakeNats, stream: Stream) -> LiveRoutes:
+    routes = LiveRoutes(cast(NatsClient, broker))
+    await routes.follow(stream)
+    return routes
+
+
+def command(command_id: str | None = None) -> pb.Command:
+    return pb.Command(command_id=command_id or str(uuid.uuid4()), kind=pb.TURN_ON)
+
+
+async def test_following_takes_the_devices_subjects_before_announcing() -> None:
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    assert list(broker.callbacks) == [live_wildcard(DEVICE)]
+    assert broker.flushed == 1
+    await routes.announce(stream)
+    assert broker.published == [(live_subject(DEVICE, LiveAction.REPLACE), b"c1", None)]
+    subscription = stream.subscription
+    await routes.unfollow(stream)
+    assert isinstance(subscription, FakeSubscription)
+    assert subscription.unsubscribed
+    assert stream.subscription is None
+
+
+async def test_a_command_is_answered_once_written() -> None:
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    sent = command()
+    await broker.deliver(LiveAction.COMMAND, sent.SerializeToString(), reply="inbox.1")
+    queued = await stream.next_outgoing()
+    assert queued is not None
+    frame, written = queued
+    assert frame.command == sent
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert broker.replies("inbox.1") == []
+    written.set_result(True)
+    await routes.replies_sent()
+    assert broker.replies("inbox.1") == [(b"", None)]
+
+
+async def test_a_command_for_an_ended_stream_is_answered_not_connected() -> None:
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    stream.end(pb.CLOSED_BY_DEVICE)
+    await broker.deliver(LiveAction.COMMAND, command().SerializeToString(), reply="inbox.2")
+    await routes.replies_sent()
+    assert broker.replies("inbox.2") == [(b"", {ERROR_HEADER: NOT_CONNECTED})]
+
+
+async def test_a_malformed_command_is_answered_as_such() -> None:
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    await broker.deliver(LiveAction.COMMAND, b"\xff\xff\xff", reply="inbox.3")
+    await routes.replies_sent()
+    assert broker.replies("inbox.3") == [(b"", {ERROR_HEADER: MALFORMED_COMMAND})]
+    assert not stream.ended
+
+
+async def test_a_replacement_ends_only_other_connections() -> None:
+    broker, stream = FakeNats(), new_stream("mine")
+    await followed(broker, stream)
+    await broker.deliver(LiveAction.REPLACE, b"mine")
+    assert not stream.ended
+    await broker.deliver(LiveAction.REPLACE, b"newer")
+    assert stream.reason == pb.REPLACED
+
+
+async def test_a_revocation_ends_the_stream() -> None:
+    broker, stream = FakeNats(), new_stream()
+    await followed(broker, stream)
+    await broker.deliver(LiveAction.REVOKE, b"")
+    assert stream.reason == pb.CREDENTIALS_REVOKED
+
+
+async def test_the_holder_describes_its_connection() -> None:
+    broker, stream = FakeNats(), new_stream("c9")
+    stream.saw_frame(5.0, 1_800_000_042.0)
+    await followed(broker, stream)
+    await broker.deliver(LiveAction.CONNECTION, b"", reply="inbox.4")
+    ((data, headers),) = broker.replies("inbox.4")
+    described = pb.GetConnectionResponse.FromString(data)
+    assert described.connected
+    assert (described.connection_id, described.firmware_version) == ("c9", "2.0")
+    assert described.connect_time.seconds == 1_800_000_000
+    assert described.last_seen_time.seconds == 1_800_000_042
+    assert headers is None
+
+
+def client(broker: FakeNats) -> LiveClient:
+    return LiveClient(cast(NatsClient, broker))
+
+
+def reply(data: bytes = b"", headers: dict[str, str] | None = None) -> Msg:
+    return Msg(_client=cast(NatsClient, None), data=data, headers=headers)
+
+
+async def test_sending_to_a_device_nobody_holds_fails_its_precondition() -> None:
+    broker = FakeNats()
+    with pytest.raises(DeviceNotConnected) as refused:
+        await client(broker).send_command(DEVICE, command())
+    assert refused.value.reason == "DEVICE_NOT_CONNECTED"
+    assert broker.requested[0][0] == live_subject(DEVICE, LiveAction.COMMAND)
+
+
+async def test_a_holder_that_could_not_write_means_not_connected() -> None:
+    broker = FakeNats()
+    broker.answer = reply(headers={ERROR_HEADER: NOT_CONNECTED})
+    with pytest.raises(DeviceNotConnected):
+        await client(broker).send_command(DEVICE, command())
+
+
+async def test_a_written_command_returns() -> None:
+    broker = FakeNats()
+    broker.answer = reply()
+    sent = command()
+    await client(broker).send_command(DEVICE.upper(), sent)
+    assert broker.requested == [
+        (live_subject(DEVICE, LiveAction.COMMAND), sent.SerializeToString())
+    ]
+
+
+async def test_a_broker_that_does_not_answer_is_unavailable() -> None:
+    broker = FakeNats()
+    broker.answer = nats.errors.TimeoutError()
+    with pytest.raises(Unavailable):
+        await client(broker).send_command(DEVICE, command())
+
+
+@pytest.mark.parametrize(
+    ("device_id", "sent"),
+    [
+        ("not-a-device", command()),
+        (DEVICE, command("not-a-command")),
+        (DEVICE, pb.Command(command_id=str(uuid.uuid4()))),
+    ],
+)
+async def test_malformed_requests_are_refused_before_asking(
+    device_id: str, sent: pb.Command
+) -> None:
+    broker = FakeNats()
+    with pytest.raises(InvalidArgument):
+        await client(broker).send_command(device_id, sent)
+    assert broker.requested == []
+
+
+async def test_a_device_nobody_holds_is_not_connected() -> None:
+    broker = FakeNats()
+    assert not (await client(broker).connection(DEVICE)).connected
+
+
+async def test_the_holders_description_is_passed_on() -> None:
+    broker = FakeNats()
+    described = pb.GetConnectionResponse(connected=True, connection_id="c1")
+    broker.answer = reply(described.SerializeToString())
+    assert await client(broker).connection(DEVICE) == described

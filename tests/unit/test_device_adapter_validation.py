@@ -1,0 +1,146 @@
+"""What the Device Adapter accepts from a device's frames."""
+
+import math
+import uuid
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+
+from services.device_adapter.validation import (
+    MAX_RESULT_MESSAGE_LENGTH,
+    accepted_telemetry,
+    canonical_uuid,
+    check_hello,
+    command_answer,
+    plausible_sample_time,
+    stamp,
+    telemetry_problem,
+)
+from services.runtime.errors import InvalidArgument, Unauthenticated
+
+NOW = 1_800_000_000.0
+DEVICE = "0b7e8f3c-5a1d-4c2e-9f6a-1d2e3f4a5b6c"
+
+
+def at(seconds: float) -> Timestamp:
+    return stamp(seconds)
+
+
+def test_a_hello_names_the_device_by_its_canonical_id() -> None:
+    fields = check_hello(
+        pb.Hello(device_id=DEVICE.upper(), device_secret="s3cret", firmware_version="2.1.0")
+    )
+    assert fields.device_id == DEVICE
+    assert (fields.secret, fields.firmware_version) == ("s3cret", "2.1.0")
+
+
+@pytest.mark.parametrize(
+    ("device_id", "secret"),
+    [
+        ("not-a-uuid", "s3cret"),
+        (DEVICE + "0" * 30, "s3cret"),
+        ("", "s3cret"),
+        (DEVICE, ""),
+        (DEVICE, "x" * 257),
+    ],
+)
+def test_malformed_credentials_are_refused_like_wrong_ones(device_id: str, secret: str) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        check_hello(pb.Hello(device_id=device_id, device_secret=secret))
+    assert refused.value.reason == "DEVICE_CREDENTIALS_INVALID"
+    assert device_id not in refused.value.message or not device_id
+
+
+def test_the_longest_secret_is_accepted() -> None:
+    assert check_hello(pb.Hello(device_id=DEVICE, device_secret="x" * 256)).secret == "x" * 256
+
+
+@pytest.mark.parametrize("firmware", ["v" * 65, "1.0\n", "1.0\x00", "\u202e1.0"])
+def test_a_firmware_version_is_short_and_printable(firmware: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        check_hello(pb.Hello(device_id=DEVICE, device_secret="s", firmware_version=firmware))
+    assert refused.value.reason == "FIRMWARE_VERSION_INVALID"
+
+
+def test_a_uuid_is_recognised_only_in_its_usual_forms() -> None:
+    assert canonical_uuid(DEVICE.upper()) == DEVICE
+    assert canonical_uuid("x" * 36) is None
+    assert canonical_uuid(DEVICE + " ") is None
+
+
+@pytest.mark.parametrize(
+    "telemetry",
+    [
+        pb.Telemetry(temperature_celsius=math.nan),
+        pb.Telemetry(temperature_celsius=math.inf),
+        pb.Telemetry(temperature_celsius=-100.5),
+        pb.Telemetry(temperature_celsius=200.01),
+        pb.Telemetry(power_watts=-0.1),
+        pb.Telemetry(power_watts=100_000.5),
+        pb.Telemetry(power_watts=-math.inf),
+    ],
+)
+def test_impossible_numbers_drop_the_sample(telemetry: pb.Telemetry) -> None:
+    assert telemetry_problem(telemetry) is not None
+    assert accepted_telemetry(telemetry, NOW) is None
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    for telemetry in (
+        pb.Telemetry(temperature_celsius=-100.0, power_watts=0.0),
+        pb.Telemetry(temperature_celsius=200.0, power_watts=100_000.0),
+        pb.Telemetry(heater_on=True, gas_alarm=False),
+    ):
+        assert telemetry_problem(telemetry) is None
+        assert accepted_telemetry(telemetry, NOW) is not None
+
+
+def test_a_plausible_sample_time_is_kept() -> None:
+    sent = pb.Telemetry(temperature_celsius=21.5, sample_time=at(NOW - 3600))
+    accepted = accepted_telemetry(sent, NOW)
+    assert accepted is not None
+    assert accepted.sample_time == at(NOW - 3600)
+    assert accepted.temperature_celsius == 21.5
+
+
+@pytest.mark.parametrize("offset", [-86_401.0, 61.0, -NOW])
+def test_an_implausible_sample_time_becomes_the_receive_time(offset: float) -> None:
+    sent = pb.Telemetry(temperature_celsius=21.5, sample_time=at(NOW + offset))
+    accepted = accepted_telemetry(sent, NOW)
+    assert accepted is not None
+    assert accepted.sample_time == at(NOW)
+
+
+def test_a_missing_sample_time_becomes_the_receive_time() -> None:
+    accepted = accepted_telemetry(pb.Telemetry(power_watts=5.0), NOW)
+    assert accepted is not None
+    assert accepted.sample_time == at(NOW)
+
+
+def test_sample_time_window_edges() -> None:
+    assert plausible_sample_time(at(NOW - 86_400), NOW)
+    assert plausible_sample_time(at(NOW + 60), NOW)
+    assert not plausible_sample_time(Timestamp(seconds=int(NOW), nanos=-1), NOW)
+    assert not plausible_sample_time(Timestamp(seconds=int(NOW), nanos=10**9), NOW)
+
+
+def test_accepting_a_sample_leaves_the_received_one_alone() -> None:
+    sent = pb.Telemetry(temperature_celsius=20.0)
+    accepted_telemetry(sent, NOW)
+    assert not sent.HasField("sample_time")
+
+
+def test_a_command_answer_names_a_uuid_and_keeps_a_bounded_message() -> None:
+    command_id = str(uuid.uuid4())
+    answer = command_answer(
+        pb.CommandResult(command_id=command_id.upper(), ok=False, message="é" * 600)
+    )
+    assert answer is not None
+    assert answer.command_id == command_id
+    assert not answer.ok
+    assert answer.message == "é" * MAX_RESULT_MESSAGE_LENGTH
+
+
+def test_an_answer_to_no_command_is_dropped() -> None:
+    assert command_answer(pb.CommandResult(command_id="42", ok=True)) is None
