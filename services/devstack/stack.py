@@ -62,8 +62,7 @@ class Stack:
         # Picked before any service starts: each one's environment names all.
         self._ports = {spec.name: free_port() for spec in self._specs}
         self.services = {
-            spec.name: self.replica(spec.name, port=self._ports[spec.name])
-            for spec in self._specs
+            spec.name: self.replica(spec.name, port=self._ports[spec.name]) for spec in self._specs
         }
         self.envoy_admin_port = free_port()
         self.envoy = EnvoyProcess(

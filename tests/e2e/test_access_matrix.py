@@ -17,6 +17,8 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
 from warmhouse.device.v1 import device_pb2, device_pb2_grpc
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
+from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc as adapter_pb2_grpc
 from warmhouse.space.v1 import space_pb2, space_pb2_grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
@@ -43,7 +45,6 @@ OK = Code.OK
 UNAUTH = Code.UNAUTHENTICATED
 DENIED = Code.PERMISSION_DENIED
 HIDDEN = Code.NOT_FOUND
-UNIMPL = Code.UNIMPLEMENTED
 Row = tuple[Code, Code, Code, Code, Code, Code]
 
 # The columns of every row. "stranger" is a USER with no membership of the home;
@@ -86,9 +87,11 @@ EXPECTED: dict[str, Row] = {
     "DeviceService/GetDevice":                 (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
     "DeviceService/ListDevices":               (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
     "DeviceService/UpdateDeviceStatus":        (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
-    # Commands come with the device loop (the next issue).
-    "DeviceService/SendCommand":               (UNAUTH, UNIMPL, UNIMPL, UNIMPL, UNIMPL, UNIMPL),
-    "DeviceService/GetCommand":                (UNAUTH, UNIMPL, UNIMPL, UNIMPL, UNIMPL, UNIMPL),
+    "DeviceService/SendCommand":               (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "DeviceService/SendCommand: temperature":  (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "DeviceService/GetCommand":                (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "DeviceService/ListCommands":              (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "DeviceService/ListReadings":              (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
     "DeviceService/ListDeviceLogs":            (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
     "DeviceService/AuthenticateDevice":        (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
     "DeviceService/UpdateDevice":              (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
@@ -96,6 +99,10 @@ EXPECTED: dict[str, Row] = {
     "DeviceService/DeleteDevice":              (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
     "DeviceService/RotateDeviceSecret":        (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
     "DeviceService/CountSpaceDevices":         (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
+    # Hardware's way in: the Hello frame is the credential, a token changes nothing.
+    "DeviceAdapterService/Connect":            (OK,     OK,     OK,     OK,     OK,     OK),
+    "DeviceAdapterService/SendCommand":        (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
+    "DeviceAdapterService/GetConnection":      (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
 }  # fmt: skip
 
 
@@ -140,6 +147,8 @@ class World:
     # Its secret is never rotated: AuthenticateDevice is refused for the caller, not the secret.
     sealed_device: str
     sealed_secret: str
+    # A command sent to `device` by its owner.
+    command: str
     # A user who is no caller: the "another user" of the User rows.
     victim: str
     # An account whose sessions the public rows use.
@@ -385,9 +394,17 @@ BUILDERS: dict[str, Builder] = {
     "DeviceService/SendCommand": _device_request(
         device_pb2.SendCommandRequest, kind=device_pb2.TURN_ON
     ),
-    "DeviceService/GetCommand": _device_request(
-        device_pb2.GetCommandRequest, command_id=str(uuid.uuid4())
+    "DeviceService/SendCommand: temperature": _device_request(
+        device_pb2.SendCommandRequest,
+        kind=device_pb2.SET_TARGET_TEMPERATURE,
+        target_temperature_celsius=20.5,
     ),
+    "DeviceService/GetCommand": lambda world, who: Call(
+        device_pb2.GetCommandRequest(device_id=world.device, command_id=world.command),
+        world.token(who),
+    ),
+    "DeviceService/ListCommands": _device_request(device_pb2.ListCommandsRequest),
+    "DeviceService/ListReadings": _device_request(device_pb2.ListReadingsRequest),
     "DeviceService/ListDeviceLogs": _device_request(device_pb2.ListDeviceLogsRequest),
     "DeviceService/AuthenticateDevice": _authenticate_device,
     "DeviceService/UpdateDevice": _update_device,
@@ -395,12 +412,29 @@ BUILDERS: dict[str, Builder] = {
     "DeviceService/DeleteDevice": _delete_device,
     "DeviceService/RotateDeviceSecret": _device_request(device_pb2.RotateDeviceSecretRequest),
     "DeviceService/CountSpaceDevices": _count_devices,
+    "DeviceAdapterService/Connect": lambda world, who: Call(
+        adapter_pb2.ConnectRequest(
+            hello=adapter_pb2.Hello(
+                device_id=world.sealed_device, device_secret=world.sealed_secret
+            )
+        ),
+        world.token(who),
+    ),
+    "DeviceAdapterService/SendCommand": lambda world, who: Call(
+        adapter_pb2.SendCommandRequest(
+            device_id=world.device,
+            command=adapter_pb2.Command(command_id=str(uuid.uuid4()), kind=adapter_pb2.TURN_ON),
+        ),
+        world.token(who),
+    ),
+    "DeviceAdapterService/GetConnection": _device_request(adapter_pb2.GetConnectionRequest),
 }
 
 STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
     "warmhouse.user.v1.UserService": user_pb2_grpc.UserServiceStub,
     "warmhouse.space.v1.SpaceService": space_pb2_grpc.SpaceServiceStub,
     "warmhouse.device.v1.DeviceService": device_pb2_grpc.DeviceServiceStub,
+    "warmhouse.device_adapter.v1.DeviceAdapterService": adapter_pb2_grpc.DeviceAdapterServiceStub,
 }
 
 
@@ -415,15 +449,17 @@ async def world(stack: Stack) -> AsyncIterator[World]:
     add_member(api, owner, home, people["maintainer"].user_id, "MAINTAINER")
     add_member(api, owner, home, people["guest"].user_id, "GUEST")
     sealed = register_device(api, owner, room, "Замок")
+    device = device_id_in(api, owner, room)
     _, loginee_email = register(api)
     world = World(
         api=api,
         people=people,
         home=home,
         room=room,
-        device=device_id_in(api, owner, room),
+        device=device,
         sealed_device=sealed["device"]["deviceId"],
         sealed_secret=sealed["deviceSecret"],
+        command=_a_command(api, owner, device),
         victim=register(api)[0],
         loginee_email=loginee_email,
     )
@@ -468,10 +504,32 @@ async def test_who_may_call_what(world: World, case: str, who: str) -> None:
     metadata = (("authorization", f"Bearer {call.token}"),) if call.token else ()
     code, reason, details = OK, "", ""
     try:
-        await getattr(world.stubs[service], method)(call.request, metadata=metadata)
+        if isinstance(call.request, adapter_pb2.ConnectRequest):
+            await _open_stream(world.stubs[service], call.request, metadata)
+        else:
+            await getattr(world.stubs[service], method)(call.request, metadata=metadata)
     except grpc.aio.AioRpcError as error:
         code, reason, details = error.code(), error_reason(error), error.details() or ""
     assert code == expected, (case, who, code, reason, details)
     if rpc_of(case) in INTERNAL_RPCS:
         # Refused for want of a service credential, whatever the user's token.
         assert reason == "SERVICE_CREDENTIAL_REQUIRED"
+
+
+async def _open_stream(
+    stub: Any, hello: adapter_pb2.ConnectRequest, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    """Connect, say Hello and read the Welcome; then hang up."""
+    stream = stub.Connect(metadata=metadata)
+    try:
+        await stream.write(hello)
+        welcome = await stream.read()
+        assert welcome.HasField("welcome"), welcome
+    finally:
+        stream.cancel()
+
+
+def _a_command(api: Rest, owner: str, device_id: str) -> str:
+    reply = api.call("POST", f"/devices/{device_id}/command", {"kind": "TURN_ON"}, token=owner)
+    assert reply.status == 200, reply
+    return str(reply.body["commandId"])

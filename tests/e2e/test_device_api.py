@@ -329,16 +329,30 @@ def test_rotating_the_secret(api: Rest, home: Home, root: Person) -> None:
     assert all(again["deviceSecret"] not in entry["event"] for entry in changes)
 
 
-def test_commands_come_with_the_next_issue(api: Rest, home: Home) -> None:
+def test_a_command_is_answered_with_its_id_and_status_and_read_back(api: Rest, home: Home) -> None:
     device_id = device_id_in(api, home.owner.token, home.room_id)
-    send = api.call(
-        "POST", f"/devices/{device_id}/command", {"kind": "TURN_ON"}, token=home.owner.token
+    path = f"/devices/{device_id}/command"
+    body = {"kind": "SET_TARGET_TEMPERATURE", "targetTemperatureCelsius": 21}
+    sent = ok(api.call("POST", path, body, token=home.guest.token))
+    assert set(sent) == {"commandId", "status"}
+    assert sent["status"] == "QUEUED"
+    read = ok(
+        api.call(
+            "GET", f"/devices/{device_id}/commands/{sent['commandId']}", token=home.owner.token
+        )
     )
-    assert send.status == 501, send
-    get = api.call("GET", f"/devices/{device_id}/commands/{uuid.uuid4()}", token=home.owner.token)
-    assert get.status == 501, get
-    assert api.call("POST", f"/devices/{device_id}/command", {"kind": "TURN_ON"}).status == 401
-    assert api.call("GET", f"/devices/{device_id}/commands/{uuid.uuid4()}").status == 401
+    command = read["command"]
+    assert command["targetTemperatureCelsius"] == 21
+    assert command["requesterId"] == home.guest.user_id
+    assert {"createTime", "updateTime", "expireTime"} <= set(command)
+    listed = ok(api.call("GET", f"/devices/{device_id}/commands", token=home.maintainer.token))
+    assert [c["commandId"] for c in listed["commands"]] == [sent["commandId"]]
+    assert api.call("POST", path, {"kind": "TURN_OFF"}, token=home.guest.token).status == 403
+    assert api.call("POST", path, {"kind": "TURN_OFF"}, token=home.stranger.token).status == 404
+    unknown = f"/devices/{device_id}/commands/{uuid.uuid4()}"
+    assert api.call("GET", unknown, token=home.owner.token).status == 404
+    assert api.call("POST", path, {"kind": "TURN_ON"}).status == 401
+    assert api.call("GET", f"/devices/{device_id}/commands").status == 401
 
 
 # Membership changes reach Device

@@ -445,12 +445,19 @@ DEVICE_ROUTES: list[tuple[str, str, object]] = [
     ("PATCH", "/devices/{id}/status", {"status": "ONLINE"}),
     ("GET", "/devices/{id}/logs", None),
     ("POST", "/devices/{id}/secret", {}),
-    # Not available until the device loop, but a bad id is still the client's mistake.
     ("POST", "/devices/{id}/command", {"kind": "TURN_ON"}),
     ("GET", "/devices/{id}/commands/{device}", None),
     ("GET", "/devices/{device}/commands/{id}", None),
+    ("GET", "/devices/{id}/commands", None),
+    ("GET", "/devices/{id}/readings", None),
 ]
-LISTINGS = ("/spaces", "/spaces/{home}/users", "/spaces/{home}/devices", "/devices/{device}/logs")
+LISTINGS = (
+    "/spaces",
+    "/spaces/{home}/users",
+    "/spaces/{home}/devices",
+    "/devices/{device}/logs",
+    "/devices/{device}/commands",
+)
 # Every route with a JSON body, and a body that is fine for it.
 BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
     ("POST", "/spaces", {"name": "ok"}),
@@ -461,6 +468,7 @@ BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
     ("PATCH", "/devices/{device}", {"name": "ok"}),
     ("PATCH", "/devices/{device}/status", {"status": "ONLINE"}),
     ("POST", "/devices/{device}/secret", {}),
+    ("POST", "/devices/{device}/command", {"kind": "TURN_ON"}),
 ]
 WRONG_TYPES = {
     "name": 123,
@@ -472,6 +480,9 @@ WRONG_TYPES = {
     "type": 1.5,
     "status": [],
     "expireTime": True,
+    "kind": [],
+    "targetTemperatureCelsius": "hot",
+    "deadlineSeconds": {},
 }
 
 
@@ -549,6 +560,7 @@ def space_device_rest_cases() -> Iterator[RestCase]:
             ("DEVICE_TYPE_UNSPECIFIED",),
         ),
         ("status", "PATCH", "/devices/{device}/status", {}, ("DEVICE_STATUS_UNSPECIFIED",)),
+        ("kind", "POST", "/devices/{device}/command", {}, ("COMMAND_KIND_UNSPECIFIED",)),
     ]
     for field, method, path, rest, unspecified in enums:
         for value in (7, -1, 2**31, "ROOT", "owner", *unspecified):
@@ -557,6 +569,32 @@ def space_device_rest_cases() -> Iterator[RestCase]:
     for kind in ("99", "-1", "TELEPATHY", "status_changed"):
         path = f"/devices/{{device}}/logs?kind={kind}"
         yield RestCase(f"log kind {kind}", "GET", path, None, "user", 400)
+        path = f"/devices/{{device}}/commands?status={kind}"
+        yield RestCase(f"command status {kind}", "GET", path, None, "user", 400)
+    command = "/devices/{device}/command"
+    target = "targetTemperatureCelsius"
+    for celsius in (4.9, 30.5, -273, "NaN", "Infinity", "-Infinity", 1e308):
+        body = {"kind": "SET_TARGET_TEMPERATURE", target: celsius}
+        yield RestCase(f"target {celsius}", "POST", command, body, "user", 400)
+    yield RestCase(
+        "target with TURN_ON", "POST", command, {"kind": "TURN_ON", target: 20}, "user", 400
+    )
+    for seconds in (0, -1, 604801, 2**31):
+        body = {"kind": "TURN_ON", "deadlineSeconds": seconds}
+        yield RestCase(f"deadline {seconds}", "POST", command, body, "user", 400)
+    readings = "/devices/{device}/readings"
+    not_instants = ("soon", "2030-13-45T00:00:00Z", "12345", "10000-01-01T00:00:00Z", "2026-01-01")
+    for instant in not_instants:
+        for bound in ("from", "to"):
+            path = f"{readings}?{bound}=" + quote(instant, safe="")
+            yield RestCase(f"readings {bound} {instant}", "GET", path, None, "user", 400)
+    backwards = "?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"
+    yield RestCase("readings backwards", "GET", readings + backwards, None, "user", 400)
+    too_long = "?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"
+    yield RestCase("readings over 400 days", "GET", readings + too_long, None, "user", 400)
+    for points in ("-1", "abc"):
+        path = f"{readings}?maxPoints={points}"
+        yield RestCase(f"readings max points {points}", "GET", path, None, "user", 400)
     for label, when in GARBAGE_TIMES.items():
         timed: list[tuple[str, str, dict[str, object]]] = [
             ("POST", "/spaces/{home}/users", {"userId": "{other}", "role": "GUEST"}),
