@@ -26,14 +26,13 @@ from services.device.command_log import record_final, record_late_answer
 from services.device.handlers import log_entry
 from services.device.ports import DeviceRecord, DeviceRepositories, Presence
 from services.device.repository import sql_repositories
-from services.runtime import messaging, outbox
+from services.runtime import outbox
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
 from services.runtime.messaging import EventContext, EventT, Handler, Subscription
 from services.runtime.timestamps import timestamp
 
 log = logging.getLogger(__name__)
-ADAPTER_STREAM = str(messaging.stream_config("device-adapter").name)
 # When an event does not say how long its report holds.
 DEFAULT_LEASE = timedelta(seconds=15)
 LAPSED_BATCH = 500
@@ -242,13 +241,7 @@ async def mark_lapsed_offline(database: Database, clock: Clock = utc_now) -> int
 def _subscription(
     durable: str, event_type: type[EventT], handle: Handler[EventT]
 ) -> Subscription[EventT]:
-    return Subscription(
-        durable=durable,
-        stream=ADAPTER_STREAM,
-        subject=str(event_type.DESCRIPTOR.full_name),
-        event_type=event_type,
-        handle=handle,
-    )
+    return Subscription.of_event(durable, "device-adapter", event_type, handle)
 
 
 def subscriptions(events: ConnectionEvents) -> list[Subscription[Any]]:

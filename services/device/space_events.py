@@ -17,7 +17,6 @@ from warmhouse.space.v1 import space_pb2
 from services.device import domain
 from services.device.handlers import log_entry, retired_event
 from services.device.repository import sql_repositories
-from services.runtime import messaging
 from services.runtime.clock import utc_now
 from services.runtime.database import Connection
 from services.runtime.messaging import EventContext, EventT, Handler, Subscription
@@ -25,7 +24,6 @@ from services.runtime.outbox import add_event
 from services.runtime.space_roles import role_named
 
 log = logging.getLogger(__name__)
-SPACE_STREAM = str(messaging.stream_config("space").name)
 
 
 def _home_of(space_id: str, parent_space_id: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -136,13 +134,7 @@ async def _apply(
 def _subscription(
     durable: str, event_type: type[EventT], handle: Handler[EventT]
 ) -> Subscription[EventT]:
-    return Subscription(
-        durable=durable,
-        stream=SPACE_STREAM,
-        subject=str(event_type.DESCRIPTOR.full_name),
-        event_type=event_type,
-        handle=handle,
-    )
+    return Subscription.of_event(durable, "space", event_type, handle)
 
 
 def subscriptions() -> list[Subscription[Any]]:

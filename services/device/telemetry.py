@@ -37,7 +37,6 @@ from services.device.readings import (
     newer_samples,
 )
 from services.device.readings_repository import AlarmRow, LastReading, LiveDevice, SqlTelemetry
-from services.runtime import messaging
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
 from services.runtime.messaging import EventContext, Subscription
@@ -46,7 +45,6 @@ from services.runtime.periodic import PeriodicJob
 from services.runtime.timestamps import timestamp
 
 log = logging.getLogger(__name__)
-ADAPTER_STREAM = str(messaging.stream_config("device-adapter").name)
 DURABLE = "device-telemetry"
 PRUNE_EVERY = timedelta(hours=1)
 _TICK = timedelta(microseconds=1)
@@ -286,13 +284,11 @@ def subscription(
     events_written: Callable[[], None] | None = None,
     clock: Clock = utc_now,
 ) -> Subscription[device_adapter_pb2.TelemetryBatch]:
-    event_type = device_adapter_pb2.TelemetryBatch
-    return Subscription(
-        durable=DURABLE,
-        stream=ADAPTER_STREAM,
-        subject=str(event_type.DESCRIPTOR.full_name),
-        event_type=event_type,
-        handle=TelemetryIngest(settings.overheat, events_written=events_written, clock=clock),
+    return Subscription.of_event(
+        DURABLE,
+        "device-adapter",
+        device_adapter_pb2.TelemetryBatch,
+        TelemetryIngest(settings.overheat, events_written=events_written, clock=clock),
     )
 
 

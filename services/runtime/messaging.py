@@ -130,6 +130,19 @@ class Subscription(Generic[EventT]):
     event_type: type[EventT]
     handle: Handler[EventT]
 
+    @classmethod
+    def of_event(
+        cls, durable: str, publisher: str, event_type: type[EventT], handle: Handler[EventT]
+    ) -> "Subscription[EventT]":
+        """Every event of one type `publisher` (a service name) publishes."""
+        return cls(
+            durable=durable,
+            stream=str(stream_config(publisher).name),
+            subject=str(event_type.DESCRIPTOR.full_name),
+            event_type=event_type,
+            handle=handle,
+        )
+
 
 class EventConsumer(Generic[EventT]):
     """Pulls from a durable consumer; each event's effect and its id are

@@ -111,7 +111,7 @@ async def test_following_takes_the_devices_subjects_before_announcing() -> None:
     assert stream.subscription is None
 
 
-async def test_a_command_is_answered_once_written() -> None:
+async def test_a_command_is_answered_once_written_with_the_stream_it_went_to() -> None:
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
     sent = command()
@@ -125,7 +125,7 @@ async def test_a_command_is_answered_once_written() -> None:
     assert broker.replies("inbox.1") == []
     written.set_result(True)
     await routes.replies_sent()
-    assert broker.replies("inbox.1") == [(b"", None)]
+    assert broker.replies("inbox.1") == [(stream.connection_id.encode(), None)]
 
 
 async def test_a_command_for_an_ended_stream_is_answered_not_connected() -> None:
