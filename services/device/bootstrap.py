@@ -87,7 +87,9 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             dispatcher,
             PeriodicJob("command-expiry", EXPIRY_CHECK_EVERY, lambda: expire_lapsed(uow)),
             PeriodicJob(
-                "lease-sweep", LEASE_CHECK_EVERY, lambda: mark_lapsed_offline(runtime.database)
+                "lease-sweep",
+                LEASE_CHECK_EVERY,
+                lambda: mark_lapsed_offline(runtime.database, broker_settled),
             ),
             telemetry.pruning_job(runtime.database, settings.telemetry),
             *(

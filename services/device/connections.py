@@ -221,8 +221,16 @@ class ConnectionEvents:
         )
 
 
-async def mark_lapsed_offline(database: Database, clock: Clock = utc_now) -> int:
-    """Devices no adapter reported in time (e.g. their replica was killed) go OFFLINE."""
+async def mark_lapsed_offline(
+    database: Database, reports_arriving: Callable[[], bool], clock: Clock = utc_now
+) -> int:
+    """Devices no adapter reported in time (e.g. their replica was killed) go OFFLINE.
+
+    Only while reports can arrive: after this service or the broker was away,
+    the reports published meanwhile are still being fetched, and leases that
+    ran out in the gap would flap OFFLINE and back."""
+    if not reports_arriving():
+        return 0
     async with database.transaction() as connection:
         changes = _Events(connection)
         now = clock()
