@@ -117,6 +117,9 @@ class ServiceDefinition:
     attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[Worker]]]
     # Other services whose event streams this one consumes.
     consumes_from: tuple[str, ...] = field(default=())
+    # grpc server options, e.g. a smaller maximum message for clients that
+    # are not our services (the Device Adapter's hardware).
+    server_options: tuple[tuple[str, int], ...] = field(default=())
 
 
 class ServiceHost:
@@ -220,7 +223,8 @@ class ServiceHost:
         server = grpc.aio.server(
             interceptors=[
                 GuardInterceptor(self._definition.description.access, authenticators),
-            ]
+            ],
+            options=self._definition.server_options,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_service = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
