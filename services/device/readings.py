@@ -166,13 +166,24 @@ class AlarmChange:
 
 
 def alarm_changes(
-    active: frozenset[str], samples: list[Sample], threshold: float
+    active: frozenset[str],
+    samples: list[Sample],
+    threshold: float,
+    newest_before: datetime | None = None,
 ) -> tuple[list[AlarmChange], frozenset[str]]:
-    """Every episode start and end along `samples` (in order), and the hazards
-    active after the last."""
+    """Every episode start and end along `samples` (in arrival order), and the
+    hazards active after the last.
+
+    Any sample may start an episode, however its device stamped it: a gas
+    leak reported late, or by a device whose clock jumped back, is still a
+    gas leak. Only a sample newer than `newest_before` (the device's latest
+    reading before these) may end one: a late batch of older, normal samples
+    does not end an episode newer ones started."""
     changes: list[AlarmChange] = []
     for sample in samples:
         raised, cleared = alarm_transitions(active, sample, threshold)
+        if newest_before is not None and sample.sample_time <= newest_before:
+            cleared = frozenset()
         changes += [AlarmChange(hazard, True, sample) for hazard in sorted(raised)]
         changes += [AlarmChange(hazard, False, sample) for hazard in sorted(cleared)]
         active = (active | raised) - cleared
@@ -180,11 +191,9 @@ def alarm_changes(
 
 
 def newer_samples(samples: list[Sample], last_reading_at: datetime | None) -> list[Sample]:
-    """The samples after the device's latest recorded one, in sample order.
-
-    Only these move the alarm state: a late batch of older samples goes into
-    the history but does not end an episode that newer samples started.
-    """
+    """The samples after the device's latest recorded one, in sample order:
+    the candidates for its latest reading (a late batch of older samples goes
+    into the history only)."""
     fresh = [s for s in samples if last_reading_at is None or s.sample_time > last_reading_at]
     return sorted(fresh, key=lambda sample: sample.sample_time)
 

@@ -200,9 +200,10 @@ async def ingest(
     if not kept:
         return IngestSummary(0, len(batch.samples), 0, 0)
     await repo.add_samples(kept)
+    arrived = _by_device(kept)
     fresh = {
         device: newer_samples(samples, devices[device].last_reading_at)
-        for device, samples in _by_device(kept).items()
+        for device, samples in arrived.items()
     }
     fresh = {device: samples for device, samples in fresh.items() if samples}
     await repo.set_last_readings(
@@ -213,7 +214,8 @@ async def ingest(
             for device, samples in fresh.items()
         ]
     )
-    writes = await _alarm_writes(repo, devices, fresh, limits, now)
+    # Alarms follow the samples in the order they arrived (see alarm_changes).
+    writes = await _alarm_writes(repo, devices, arrived, limits, now)
     await repo.change_alarms(writes.raised, writes.cleared)
     await repo.add_logs(writes.logs)
     for event in writes.events:
@@ -230,17 +232,20 @@ async def ingest(
 async def _alarm_writes(
     repo: SqlTelemetry,
     devices: dict[uuid.UUID, LiveDevice],
-    fresh: dict[uuid.UUID, list[Sample]],
+    arrived: dict[uuid.UUID, list[Sample]],
     limits: OverheatLimits,
     now: datetime,
 ) -> _AlarmWrites:
-    active = await repo.active_alarms(sorted(fresh)) if fresh else {}
+    active = await repo.active_alarms(sorted(arrived)) if arrived else {}
     writes = _AlarmWrites(now)
-    for device_id in sorted(fresh):
+    for device_id in sorted(arrived):
         device = devices[device_id]
         going_on = active.get(device_id, {})
         changes, after = alarm_changes(
-            frozenset(going_on), fresh[device_id], limits.for_type(device.type)
+            frozenset(going_on),
+            arrived[device_id],
+            limits.for_type(device.type),
+            device.last_reading_at,
         )
         writes.add(device, going_on, changes, after)
     return writes

@@ -461,3 +461,15 @@ async def test_a_device_the_caller_may_not_see_is_not_found_and_not_read() -> No
 
 def test_point_messages_are_reading_points() -> None:
     assert isinstance(point_message(raw_point(hot())), device_pb2.ReadingPoint)
+
+
+def test_a_late_or_back_dated_gas_reading_still_raises_but_only_a_newer_one_clears() -> None:
+    newest = at(10)
+    leak, normal = Sample(at(0), gas_alarm=True), Sample(at(1), gas_alarm=False)
+    changes, active = alarm_changes(NONE, [leak, normal], LIMIT, newest_before=newest)
+    assert [(c.hazard, c.raised) for c in changes] == [("GAS_LEAK", True)]
+    assert active == frozenset({"GAS_LEAK"})
+    later = Sample(at(11), gas_alarm=False)
+    changes, active = alarm_changes(active, [later], LIMIT, newest_before=newest)
+    assert [(c.hazard, c.raised) for c in changes] == [("GAS_LEAK", False)]
+    assert active == NONE
