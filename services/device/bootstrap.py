@@ -10,6 +10,7 @@ from warmhouse.device.v1 import device_pb2_grpc
 
 from services.device import connections, telemetry
 from services.device.access import GET_SPACE_ACCESS, AccessCheck, GrpcSpaceDirectory
+from services.device.command_rules import OPEN_COMMANDS_PER_DEVICE
 from services.device.commands import CommandHandlers, expire_lapsed
 from services.device.connections import ConnectionEvents, mark_lapsed_offline
 from services.device.description import DESCRIPTION, SECRET_KEY_ENV
@@ -42,6 +43,7 @@ class DeviceSettings:
     # Where SpaceService listens (the access check's fallback).
     space_address: str
     devices_per_home: int = DEVICES_PER_HOME
+    open_commands_per_device: int = OPEN_COMMANDS_PER_DEVICE
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @classmethod
@@ -50,6 +52,9 @@ class DeviceSettings:
             secret_key=env.secret(SECRET_KEY_ENV),
             space_address=env.service_address("space"),
             devices_per_home=env.integer("WARMHOUSE_DEVICE_MAX_PER_HOME", DEVICES_PER_HOME, 1),
+            open_commands_per_device=env.integer(
+                "WARMHOUSE_DEVICE_MAX_OPEN_COMMANDS", OPEN_COMMANDS_PER_DEVICE, 1
+            ),
             telemetry=TelemetrySettings.from_environment(env),
         )
 
@@ -68,7 +73,13 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             devices_per_home=settings.devices_per_home,
             on_revoked=RevocationNotices(runtime.nats),
         )
-        commands = CommandHandlers(uow, handlers, runtime.page_tokens, dispatcher.wake)
+        commands = CommandHandlers(
+            uow,
+            handlers,
+            runtime.page_tokens,
+            dispatcher.wake,
+            open_per_device=settings.open_commands_per_device,
+        )
         readings = ReadingQueries(
             reading_history(runtime.database),
             lambda caller, device_id: handlers.authorized_device(caller, device_id, Right.READ),

@@ -25,6 +25,7 @@ _SAVE = Query(
     )
 )
 _OPEN = "status IN ('QUEUED', 'SENT')"
+_HOLD_DEVICE = Query(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"))
 _UNDELIVERED = Query(
     text(
         f"SELECT * FROM commands WHERE device_id = :device_id AND {_OPEN}"
@@ -33,6 +34,7 @@ _UNDELIVERED = Query(
         " ORDER BY created_at, id"
     )
 )
+_COUNT_OPEN = Query(text(f"SELECT count(*) FROM commands WHERE device_id = :device_id AND {_OPEN}"))
 _LAPSED = Query(
     text(
         "SELECT c.*, d.space_id AS device_space_id FROM commands c"
@@ -118,6 +120,12 @@ class SqlCommands:
             sent_connection_id=command.sent_connection_id,
             updated_at=command.updated_at,
         )
+
+    async def hold_device(self, device_id: uuid.UUID) -> None:
+        await self._connection.execute(_HOLD_DEVICE, key=f"commands:{device_id}")
+
+    async def count_open(self, device_id: uuid.UUID) -> int:
+        return int(await self._connection.fetchval(_COUNT_OPEN, device_id=device_id))
 
     async def lapsed(self, now: datetime, limit: int) -> list[tuple[CommandRecord, uuid.UUID]]:
         rows = await self._connection.fetch(_LAPSED, now=now, limit=limit)

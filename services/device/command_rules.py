@@ -3,7 +3,7 @@
 import math
 from datetime import datetime, timedelta
 
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import InvalidArgument, Throttled
 from services.runtime.space_roles import Right
 
 SET_TARGET_TEMPERATURE, TURN_ON, TURN_OFF = "SET_TARGET_TEMPERATURE", "TURN_ON", "TURN_OFF"
@@ -26,6 +26,9 @@ DEFAULT_DEADLINE = timedelta(minutes=10)
 MAX_DEADLINE = timedelta(days=7)
 # A device's explanation is shown to people: bounded, one line.
 MAX_DEVICE_MESSAGE = 500
+
+# Waiting commands per device: a queue nobody can flood (WARMHOUSE_DEVICE_MAX_OPEN_COMMANDS).
+OPEN_COMMANDS_PER_DEVICE = 100
 
 NOT_DELIVERED = "not delivered before its deadline"
 NOT_ANSWERED = "not answered before its deadline"
@@ -79,6 +82,13 @@ def deadline(seconds: int | None, now: datetime) -> datetime:
             field="deadlineSeconds",
         )
     return now + timedelta(seconds=seconds)
+
+
+def check_open_commands(count: int, limit: int) -> None:
+    if count >= limit:
+        raise Throttled(
+            "QUOTA_EXCEEDED", f"at most {limit} commands may wait for one device; try later"
+        )
 
 
 def status_filter(value: str | None) -> str | None:

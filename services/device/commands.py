@@ -32,7 +32,10 @@ class CommandHandlers:
         # Told after a command is committed, so that delivery starts at once.
         on_queued: Callable[[uuid.UUID], None],
         clock: Clock = utc_now,
+        *,
+        open_per_device: int = command_rules.OPEN_COMMANDS_PER_DEVICE,
     ) -> None:
+        self._open_per_device = open_per_device
         self._uow = uow
         self._devices = devices
         self._page_tokens = page_tokens
@@ -64,6 +67,10 @@ class CommandHandlers:
             device = await tx.repos.devices.get(device_id)
             if device is None:
                 raise device_not_found()
+            # Held: a burst of commands for one device is counted one by one.
+            await tx.repos.commands.hold_device(device_id)
+            open_commands = await tx.repos.commands.count_open(device_id)
+            command_rules.check_open_commands(open_commands, self._open_per_device)
             now = self._clock()
             command = CommandRecord(
                 id=uuid.uuid4(),

@@ -166,6 +166,12 @@ class Commands(Protocol):
     async def save(self, command: CommandRecord) -> None:
         """Write status, message, sent_connection_id and updated_at back."""
 
+    async def hold_device(self, device_id: uuid.UUID) -> None:
+        """Serialize, until the transaction ends, with other commands stored for the device."""
+
+    async def count_open(self, device_id: uuid.UUID) -> int:
+        """The device's QUEUED and SENT commands."""
+
     async def lapsed(self, now: datetime, limit: int) -> list[tuple[CommandRecord, uuid.UUID]]:
         """Open commands past their deadline with their device's space, row-locked
         (skipping rows locked elsewhere)."""

@@ -188,6 +188,7 @@ class FakeDeviceLogs:
 class FakeCommands:
     def __init__(self, devices: FakeDevices) -> None:
         self.rows: dict[uuid.UUID, CommandRecord] = {}
+        self.held_devices: list[uuid.UUID] = []
         self._devices = devices
 
     async def add(self, command: CommandRecord) -> None:
@@ -230,6 +231,14 @@ class FakeCommands:
 
     async def save(self, command: CommandRecord) -> None:
         self.rows[command.id] = command
+
+    async def hold_device(self, device_id: uuid.UUID) -> None:
+        self.held_devices.append(device_id)
+
+    async def count_open(self, device_id: uuid.UUID) -> int:
+        return sum(
+            1 for c in self.rows.values() if c.device_id == device_id and c.status in OPEN_STATUSES
+        )
 
     async def lapsed(self, now: datetime, limit: int) -> list[tuple[CommandRecord, uuid.UUID]]:
         due = [c for c in self.rows.values() if c.status in OPEN_STATUSES and c.expire_at <= now]
@@ -319,7 +328,7 @@ class DeviceWorld:
             )
 
 
-def device_world(devices_per_home: int = 2000) -> DeviceWorld:
+def device_world(devices_per_home: int = 2000, open_commands_per_device: int = 100) -> DeviceWorld:
     clock = FakeClock()
     projection = FakeSpaceProjection()
     devices, logs = FakeDevices(projection), FakeDeviceLogs()
@@ -333,7 +342,9 @@ def device_world(devices_per_home: int = 2000) -> DeviceWorld:
         uow, access, secrets, page_tokens, devices_per_home=devices_per_home, clock=clock
     )
     woken: list[uuid.UUID] = []
-    commands = CommandHandlers(uow, handlers, page_tokens, woken.append, clock)
+    commands = CommandHandlers(
+        uow, handlers, page_tokens, woken.append, clock, open_per_device=open_commands_per_device
+    )
     return DeviceWorld(
         handlers,
         commands,

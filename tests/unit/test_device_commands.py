@@ -10,7 +10,7 @@ from warmhouse.device.v1 import device_pb2
 from services.device import command_rules
 from services.device.commands import expire_lapsed
 from services.runtime.auth import Caller
-from services.runtime.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from services.runtime.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Throttled
 from services.runtime.idempotency import IdempotencyKey
 from tests.fakes import raises
 from tests.unit.device_fakes import DeviceWorld, device_world
@@ -208,3 +208,17 @@ def test_a_device_message_is_one_bounded_printable_line() -> None:
     shown = command_rules.device_message("bad\x00value\n" + "x" * 600)
     assert shown.startswith("bad value ")
     assert len(shown) == command_rules.MAX_DEVICE_MESSAGE
+
+
+async def test_a_device_holds_at_most_so_many_waiting_commands() -> None:
+    world = device_world(open_commands_per_device=2)
+    home, device = await a_heater(world)
+    await send(world, home.guest, set_target(device, 20))
+    await send(world, home.guest, set_target(device, 21))
+    error = await raises(send(world, home.owner, set_target(device, 22)), Throttled)
+    assert error.reason == "QUOTA_EXCEEDED"
+    assert world.uow.repos.commands.held_devices[-1] == device  # type: ignore[attr-defined]
+    # Answered or expired ones no longer wait.
+    world.clock.advance(minutes=11)
+    await expire_lapsed(world.uow, world.clock)
+    await send(world, home.owner, set_target(device, 22))
