@@ -20,6 +20,10 @@ probes, with its own database. All at 16 in flight, in interleaved rounds:
 then registration through Envoy with argon2id, and argon2id hashes in-process.
 Before the interleaved rounds it registers 10,000 devices over direct gRPC,
 measuring GetDevice at 100 and at 10,000 devices (bench/devices.py).
+Last, the device loop (bench/device_loop.py): command round trips through Envoy to
+a simulated device and back (idle and under telemetry load), 10,000 streams with
+heartbeats held by one adapter process (its memory per stream), and the telemetry
+samples/s durable in JetStream, the devices simulated in a process of their own.
 Prints a table; with WARMHOUSE_BENCH_SAVE set, also writes
 bench/results/latest.json. WARMHOUSE_BENCH_NO_WRK=1 uses the Python HTTP
 client even where wrk is installed. Exits non-zero only when a request fails
@@ -45,6 +49,7 @@ import uvloop
 from bench.account import SetupError, register_and_log_in
 from bench.argon2_cost import HashFigures, time_hashes
 from bench.closed_loop import Budget
+from bench.device_loop import add_device_loop
 from bench.devices import OTHER_HOMES, DeviceLoad, check_listing, grow_and_measure, read_plans
 from bench.estate import set_up_estate
 from bench.grpc_load import DirectLoad
@@ -230,7 +235,7 @@ async def _measure(
         REGISTRATION,
         _progress,
     )
-    return Report(
+    report = Report(
         started_at=started_at,
         cpus=os.cpu_count() or 0,
         http_load=http_load.description,
@@ -255,6 +260,7 @@ async def _measure(
         hashing=hashing,
         problems=tuple(problems),
     )
+    return await add_device_loop(report, stack, _progress)
 
 
 async def _http_load(base_url: str) -> HttpLoad:
