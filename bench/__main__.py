@@ -49,7 +49,7 @@ import uvloop
 from bench.account import SetupError, register_and_log_in
 from bench.argon2_cost import HashFigures, time_hashes
 from bench.closed_loop import Budget
-from bench.device_loop import add_device_loop
+from bench.device_loop import LOOP_ENV, add_device_loop
 from bench.devices import OTHER_HOMES, DeviceLoad, check_listing, grow_and_measure, read_plans
 from bench.estate import set_up_estate
 from bench.grpc_load import DirectLoad
@@ -82,6 +82,7 @@ STACK_ENV = {
     # Registrations through Envoy all come from one client address; the direct
     # ones name a client address each (bench/grpc_load.py).
     "WARMHOUSE_REGISTRATIONS_PER_CLIENT": str(10**9),
+    **LOOP_ENV,
 }
 
 # Envoy's bucket for public writes must not cap the registration phase on a

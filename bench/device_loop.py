@@ -96,6 +96,9 @@ POLL_SECONDS = 0.002
 # Within the closed loop's own bound on a request (REQUEST_TIMEOUT_SECONDS).
 ACK_WITHIN_SECONDS = 8.0
 
+# The ingest phase offers each device the adapter's default ceiling of samples
+# a second: the figure is the adapter's cost, not its limiter's.
+LOOP_ENV = {"WARMHOUSE_DEVICE_ADAPTER_SAMPLES_PER_SECOND": "1000"}
 # The stack's default (WARMHOUSE_DEVICE_ADAPTER_HEARTBEAT_SECONDS).
 HEARTBEAT_SECONDS = 5.0
 STREAM_TELEMETRY_SECONDS = 60.0
@@ -805,7 +808,7 @@ def _rounded(value: float | None) -> float | None:
 
 def main() -> int:
     """Only the device loop, on a stack of its own: `python -m bench.device_loop`."""
-    env = {"WARMHOUSE_ACCESS_TOKEN_TTL_SECONDS": "3600"}
+    env = {"WARMHOUSE_ACCESS_TOKEN_TTL_SECONDS": "3600", **LOOP_ENV}
     with tempfile.TemporaryDirectory(prefix="warmhouse-bench-loop-") as data_dir:
         stack = Stack(Path(data_dir), free_port(), extra_env=env)
         try:

@@ -9,7 +9,11 @@ import grpc
 from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc
 
 from services.device_adapter.authentication import DeviceAuthenticator
-from services.device_adapter.connections import Connections, ConnectionSettings
+from services.device_adapter.connections import (
+    SAMPLES_PER_SECOND,
+    Connections,
+    ConnectionSettings,
+)
 from services.device_adapter.description import AUTHENTICATE_DEVICE, DESCRIPTION
 from services.device_adapter.events import EventPublisher, jetstream_publisher
 from services.device_adapter.grpc_api import DeviceAdapterService
@@ -31,6 +35,19 @@ AUTH_FAILURES_PER_MINUTE = 10
 SHUTDOWN_SHARE = 0.5
 MIN_SHUTDOWN_SECONDS = 0.5
 MAX_SHUTDOWN_SECONDS = 5.0
+# The grpc server's options. Hardware is outside our trust boundary: a frame
+# is tens of bytes, so a larger one ends its stream (RESOURCE_EXHAUSTED, from
+# grpc itself). A connection without a stream is closed after 30 s; one with
+# streams is pinged after a minute of quiet and closed when the peer does not
+# answer within 20 s. Streams per connection stay unlimited: a simulator
+# fleet multiplexes 100 devices on one channel.
+MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+    ("grpc.max_connection_idle_ms", 30_000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,8 @@ class AdapterSettings:
     presence_seconds: int = PRESENCE_SECONDS
     hello_seconds: int = HELLO_SECONDS
     auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
+    # Each stream's sustained telemetry rate (five seconds of it at once).
+    samples_per_second: int = SAMPLES_PER_SECOND
 
     @classmethod
     def from_environment(cls, env: Environment) -> "AdapterSettings":
@@ -53,6 +72,7 @@ class AdapterSettings:
             auth_failures_per_minute=env.integer(
                 f"{prefix}AUTH_FAILURES_PER_MINUTE", AUTH_FAILURES_PER_MINUTE, 1
             ),
+            samples_per_second=env.integer(f"{prefix}SAMPLES_PER_SECOND", SAMPLES_PER_SECOND, 1),
         )
 
 
@@ -106,7 +126,11 @@ def definition(
             settings.device_address, idempotent_methods={AUTHENTICATE_DEVICE}
         )
         connections = Connections(
-            ConnectionSettings(settings.heartbeat_seconds, settings.hello_seconds),
+            ConnectionSettings(
+                settings.heartbeat_seconds,
+                settings.hello_seconds,
+                samples_per_second=settings.samples_per_second,
+            ),
             DeviceAuthenticator(device),
             LiveRoutes(runtime.nats),
             events,
@@ -129,7 +153,9 @@ def definition(
             on_attach(adapter)
         return (adapter.telemetry, adapter.presence, adapter.liveness)
 
-    return ServiceDefinition(description=DESCRIPTION, migrations=None, attach=attach)
+    return ServiceDefinition(
+        description=DESCRIPTION, migrations=None, attach=attach, server_options=SERVER_OPTIONS
+    )
 
 
 def build(env: Environment) -> tuple[ServiceDefinition, RuntimeSettings]:

@@ -7,6 +7,10 @@ the stream ends (the device, silence, a newer stream, a revocation,
 shutdown), whoever ends it first calls `Stream.end`; the clean-up (drop the
 live subscription, publish DeviceDisconnected) then runs once, in a task of
 its own, so a cancelled handler cannot skip it.
+
+What a device sends costs others nothing beyond its share: samples beyond
+its stream's rate are dropped, and only the first answer to a command written
+on its own stream becomes an event, with few of them in flight per stream.
 """
 
 import asyncio
@@ -20,7 +24,15 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
-from services.device_adapter.streams import Stream, StreamRegistry, ending_error, settle
+from services.device_adapter.rate import TokenBucket
+from services.device_adapter.streams import (
+    Delivery,
+    Stream,
+    StreamRegistry,
+    Warned,
+    ending_error,
+    settle,
+)
 from services.device_adapter.throttle import FailedConnectThrottle, peer_key
 from services.device_adapter.validation import (
     HelloFields,
@@ -39,9 +51,12 @@ from services.runtime.errors import (
 )
 
 log = logging.getLogger(__name__)
-# Acknowledgements being published at once; a device flooding answers beyond
-# this loses them (logged) rather than the adapter its memory.
-MAX_PENDING_ACKNOWLEDGEMENTS = 1000
+# Acknowledgements of one stream being published at once: per stream, so a
+# device answering beyond it loses its own answers, not other devices'.
+MAX_PENDING_ACKNOWLEDGEMENTS = 100
+SAMPLES_PER_SECOND = 20
+# A stream may send this many seconds' worth of samples at once.
+BURST_SECONDS = 5
 
 
 class Authenticator(Protocol):
@@ -69,11 +84,29 @@ class TelemetrySink(Protocol):
 
     def reject(self) -> None: ...
 
+    def rate_limit(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class ConnectionSettings:
     heartbeat_seconds: int
     hello_seconds: float
+    # Each stream's sustained telemetry rate; BURST_SECONDS of it at once.
+    samples_per_second: float = SAMPLES_PER_SECOND
+    max_pending_acknowledgements: int = MAX_PENDING_ACKNOWLEDGEMENTS
+
+
+@dataclass
+class AnswerCounters:
+    """Devices' CommandResult frames so far: for logs, tests and benchmarks."""
+
+    # Published as CommandAcknowledged (or being published).
+    forwarded: int = 0
+    # Dropped: no command with that id was written on the stream, or it was
+    # answered already.
+    unexpected: int = 0
+    # Dropped: too many of the stream's acknowledgements were being published.
+    overflow: int = 0
 
 
 def _hello_required() -> Unauthenticated:
@@ -109,6 +142,7 @@ class Connections:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self.answers = AnswerCounters()
         self._authenticator = authenticator
         self._routes = routes
         self._events = events
@@ -159,15 +193,15 @@ class Connections:
                         server_time=stamp(self._wall_clock()),
                     )
                 )
-            while (outgoing := await stream.next_outgoing()) is not None:
+            while (outgoing := await stream.next_outgoing(self._wall_clock)) is not None:
                 frame, written = outgoing
                 try:
                     yield frame
                 except BaseException:
-                    settle(written, ok=False)
+                    settle(written, Delivery.NOT_WRITTEN)
                     raise
                 # grpc asks for the next frame only once it wrote this one.
-                settle(written, ok=True)
+                settle(written, Delivery.WRITTEN)
         finally:
             # No-op when something else ended it; otherwise the device left
             # (its request stream closed, or grpc cancelled the call).
@@ -197,13 +231,16 @@ class Connections:
     def _new_stream(self, device_id: str, firmware_version: str) -> Stream:
         self._unclosed += 1
         self._all_closed.clear()
+        now = self._clock()
+        rate = self._settings.samples_per_second
         return Stream(
             device_id,
             _new_id(),
             firmware_version,
-            monotonic=self._clock(),
+            monotonic=now,
             wall=self._wall_clock(),
             on_end=self._ended_callback,
+            telemetry_budget=TokenBucket(rate, rate * BURST_SECONDS, now),
         )
 
     async def _open(self, stream: Stream) -> None:
@@ -257,10 +294,18 @@ class Connections:
         stream.end(pb.CLOSED_BY_DEVICE)
 
     def _receive(self, stream: Stream, frame: pb.ConnectRequest) -> None:
-        stream.saw_frame(self._clock(), self._wall_clock())
+        now = self._clock()
+        stream.saw_frame(now, self._wall_clock())
         kind = frame.WhichOneof("frame")
         if kind == "telemetry":
-            self._take_telemetry(stream, frame.telemetry)
+            if stream.allow_sample(now):
+                self._take_telemetry(stream, frame.telemetry)
+            else:
+                self._telemetry.rate_limit()
+                if stream.warn_once(Warned.RATE_LIMITED):
+                    log.warning(
+                        "telemetry from device %s beyond its rate dropped", stream.device_id
+                    )
         elif kind == "command_result":
             self._take_command_result(stream, frame.command_result)
         elif kind == "hello":
@@ -274,8 +319,7 @@ class Connections:
         accepted = accepted_telemetry(telemetry, now)
         if accepted is None:
             self._telemetry.reject()
-            if not stream.warned:
-                stream.warned = True
+            if stream.warn_once(Warned.INVALID_TELEMETRY):
                 log.warning(
                     "invalid telemetry from device %s dropped: %s",
                     stream.device_id,
@@ -292,13 +336,26 @@ class Connections:
         )
 
     def _take_command_result(self, stream: Stream, result: pb.CommandResult) -> None:
+        """Forward the first answer to each command written on this stream;
+        any other answer would only cost Device a transaction."""
         answer = command_answer(result)
-        if answer is None:
-            log.info("device %s answered a command id that is not a UUID", stream.device_id)
+        if answer is None or not stream.take_answer(answer.command_id):
+            self.answers.unexpected += 1
+            if stream.warn_once(Warned.UNEXPECTED_ANSWER):
+                log.warning(
+                    "device %s answered a command not written on its stream, or twice;"
+                    " such answers are dropped",
+                    stream.device_id,
+                )
             return
-        if len(self._background) >= MAX_PENDING_ACKNOWLEDGEMENTS:
-            log.warning("acknowledgement of device %s dropped: too many pending", stream.device_id)
+        if stream.pending_acknowledgements >= self._settings.max_pending_acknowledgements:
+            self.answers.overflow += 1
+            if stream.warn_once(Warned.ANSWERS_PENDING):
+                log.warning(
+                    "acknowledgements of device %s dropped: too many pending", stream.device_id
+                )
             return
+        self.answers.forwarded += 1
         event = pb.CommandAcknowledged(
             device_id=stream.device_id,
             command_id=answer.command_id,
@@ -309,7 +366,14 @@ class Connections:
         # The same answer to the same command is one event (a device repeats
         # its answer when a command arrives again after a reconnect).
         msg_id = f"{stream.device_id}-{answer.command_id}-acknowledged"
-        self._in_background(self._publish_quietly(event, msg_id))
+        stream.pending_acknowledgements += 1
+        self._in_background(self._acknowledge(stream, event, msg_id))
+
+    async def _acknowledge(self, stream: Stream, event: Message, msg_id: str) -> None:
+        try:
+            await self._publish_quietly(event, msg_id)
+        finally:
+            stream.pending_acknowledgements -= 1
 
     async def _publish_quietly(self, event: Message, msg_id: str) -> None:
         try:

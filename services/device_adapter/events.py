@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import nats.errors
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
 
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_SECONDS = 5.0
 # Pauses between attempts: four attempts in all, the last about 1.5 s after the first.
 RETRY_DELAYS_SECONDS = (0.1, 0.4, 1.0)
+
+# Failures the same message would meet again: raised at once, never retried.
+NOT_RETRIED: tuple[type[Exception], ...] = (nats.errors.MaxPayloadError,)
 
 # (subject, payload, msg id) → acknowledged by the broker, or raises.
 PublishFunction = Callable[[str, bytes, str], Awaitable[None]]
@@ -40,11 +44,14 @@ async def publish_with_retries(
     msg_id: str,
     delays: Sequence[float] = RETRY_DELAYS_SECONDS,
 ) -> None:
-    """Publish until acknowledged, at most 1 + len(delays) times; the last failure is raised."""
+    """Publish until acknowledged, at most 1 + len(delays) times; the last failure is raised
+    (a NOT_RETRIED one at once)."""
     for attempt in range(len(delays) + 1):
         try:
             await publish(subject, payload, msg_id)
             return
+        except NOT_RETRIED:
+            raise
         except Exception:
             raise_if_stopping()
             if attempt == len(delays):

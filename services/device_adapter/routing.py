@@ -24,7 +24,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
-from services.device_adapter.streams import Stream
+from services.device_adapter.streams import Delivery, Stream, Warned
 from services.device_adapter.validation import stamp
 from services.runtime.device_links import (
     ERROR_HEADER,
@@ -44,6 +44,16 @@ WRITE_TIMEOUT_SECONDS = 4.0
 FLUSH_TIMEOUT_SECONDS = 5
 # A command that does not parse: a caller's bug, answered at once.
 MALFORMED_COMMAND = "malformed-command"
+# Error header values for a command not written (any value means "not
+# written" to the requester, who leaves the command to its own expiry): its
+# expire_time passed while it waited; the stream's queue was full.
+EXPIRED = "expired"
+QUEUE_FULL = "queue-full"
+_REFUSALS = {
+    Delivery.NOT_WRITTEN: NOT_CONNECTED,
+    Delivery.EXPIRED: EXPIRED,
+    Delivery.QUEUE_FULL: QUEUE_FULL,
+}
 _KNOWN_KINDS = frozenset(
     value.number
     for value in pb.CommandKind.DESCRIPTOR.values
@@ -131,19 +141,25 @@ class LiveRoutes:
         task.add_done_callback(self._replies.discard)
 
     async def _reply_when_written(
-        self, reply: str, stream: Stream, written: "asyncio.Future[bool]"
+        self, reply: str, stream: Stream, written: "asyncio.Future[Delivery]"
     ) -> None:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-                ok = await written
+                delivery = await asyncio.shield(written)
         except TimeoutError:
-            ok = False
+            # Withdrawn, so the writer skips it: written later, it would reach
+            # the device after its requester was told it was not written (and
+            # sends it again). Unless it was settled just now.
+            written.cancel()
+            delivery = Delivery.NOT_WRITTEN if written.cancelled() else written.result()
+        if delivery is Delivery.QUEUE_FULL and stream.warn_once(Warned.QUEUE_FULL):
+            log.warning("commands for device %s refused: its queue is full", stream.device_id)
         # Which stream it went to: a later stream of the device gets it again
         # if this one ends before the device answers.
-        if ok:
+        if delivery is Delivery.WRITTEN:
             await self._reply(reply, stream.connection_id.encode())
         else:
-            await self._reply(reply, b"", NOT_CONNECTED)
+            await self._reply(reply, b"", _REFUSALS[delivery])
 
     async def _reply(self, reply: str, data: bytes, error: str | None = None) -> None:
         headers = {ERROR_HEADER: error} if error is not None else None

@@ -2,21 +2,31 @@
 
 A `Stream` is the state of one connection, kept small (10,000 of them per
 process is the target): who, since when, last heard, the commands waiting to
-be written, and why it ended. It does no I/O; the connection's handler writes
-what `next_outgoing` hands it, and whoever ends the stream first (the device,
-the liveness sweeper, a newer stream, a revocation, shutdown) calls `end`.
+be written (a bounded queue) and those written lately, its telemetry budget,
+and why it ended. It does no I/O; the connection's handler writes what
+`next_outgoing` hands it, and whoever ends the stream first (the device, the
+liveness sweeper, a newer stream, a revocation, shutdown) calls `end`.
 """
 
 import asyncio
-from collections import deque
+import enum
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeAlias
 
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
+from services.device_adapter.rate import TokenBucket
+from services.device_adapter.validation import canonical_uuid
 from services.runtime.errors import Conflict, DomainError, Unauthenticated, Unavailable
 
 DisconnectReason: TypeAlias = pb.DisconnectReason.ValueType
+# Commands waiting to be written; beyond this a command is refused at once
+# (Device sends one at a time per device, so only a stuck stream fills it).
+MAX_QUEUED_FRAMES = 256
+# Commands written lately, whose answers the stream accepts.
+MAX_REMEMBERED_COMMANDS = 1000
 
 
 class Following(Protocol):
@@ -44,8 +54,39 @@ def ending_error(reason: DisconnectReason) -> DomainError | None:
     return None
 
 
-# A command frame and whether grpc wrote it (True) or the stream ended first (False).
-Outgoing = tuple[pb.ConnectResponse, "asyncio.Future[bool]"]
+class Delivery(enum.Enum):
+    """What became of a command frame queued on a stream."""
+
+    # grpc wrote it.
+    WRITTEN = "written"
+    # The stream ended first (or the write failed).
+    NOT_WRITTEN = "not-written"
+    # Its expire_time passed while it waited: the device would only refuse it.
+    EXPIRED = "expired"
+    # The stream's queue was full.
+    QUEUE_FULL = "queue-full"
+
+
+class Warned(enum.IntFlag):
+    """What a stream has logged a warning about: once per stream, not per frame."""
+
+    INVALID_TELEMETRY = enum.auto()
+    RATE_LIMITED = enum.auto()
+    UNEXPECTED_ANSWER = enum.auto()
+    ANSWERS_PENDING = enum.auto()
+    QUEUE_FULL = enum.auto()
+
+
+# A command frame and what became of it. Its requester may cancel the future
+# (it gave up waiting): the frame is then withdrawn.
+Outgoing = tuple[pb.ConnectResponse, "asyncio.Future[Delivery]"]
+
+
+def command_expired(frame: pb.ConnectResponse, now_seconds: float) -> bool:
+    """Whether `frame` is a command whose expire_time is before `now_seconds` (wall clock)."""
+    if frame.WhichOneof("frame") != "command" or not frame.command.HasField("expire_time"):
+        return False
+    return frame.command.expire_time.ToNanoseconds() < round(now_seconds * 1e9)
 
 
 class Stream:
@@ -53,7 +94,10 @@ class Stream:
         "_ended",
         "_on_end",
         "_outgoing",
+        "_telemetry_budget",
         "_waiter",
+        "_warned",
+        "_written",
         "announced",
         "connect_time",
         "connection_id",
@@ -63,9 +107,9 @@ class Stream:
         "last_seen_monotonic",
         "last_seen_time",
         "opened",
+        "pending_acknowledgements",
         "reason",
         "subscription",
-        "warned",
     )
 
     def __init__(
@@ -77,7 +121,9 @@ class Stream:
         monotonic: float,
         wall: float,
         on_end: Callable[["Stream"], None] = lambda stream: None,
+        telemetry_budget: TokenBucket | None = None,
     ) -> None:
+        """`telemetry_budget`: the samples the stream may send (None: no limit)."""
         self.device_id = device_id
         self.connection_id = connection_id
         self.firmware_version = firmware_version
@@ -93,12 +139,15 @@ class Stream:
         self.subscription: Following | None = None
         self.opened = False
         self.announced = False
-        # Invalid telemetry is logged once per stream, not once per frame.
-        self.warned = False
+        # CommandAcknowledged events of this stream being published.
+        self.pending_acknowledgements = 0
+        self._warned = Warned(0)
+        self._telemetry_budget = telemetry_budget
         self._on_end = on_end
         self._ended = False
         # Made on the first command: most streams never get one.
         self._outgoing: deque[Outgoing] | None = None
+        self._written: OrderedDict[str, None] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     @property
@@ -109,29 +158,88 @@ class Stream:
         self.last_seen_monotonic = monotonic
         self.last_seen_time = wall
 
-    def send(self, frame: pb.ConnectResponse) -> "asyncio.Future[bool]":
-        """Queue `frame`; the future tells whether it was written."""
-        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    def warn_once(self, about: Warned) -> bool:
+        """True the first time it is asked `about` something on this stream."""
+        if about in self._warned:
+            return False
+        self._warned |= about
+        return True
+
+    def allow_sample(self, monotonic: float) -> bool:
+        """Whether a sample arriving at `monotonic` is within the stream's budget."""
+        return self._telemetry_budget is None or self._telemetry_budget.take(monotonic)
+
+    def send(self, frame: pb.ConnectResponse) -> "asyncio.Future[Delivery]":
+        """Queue `frame`; the future tells what became of it (at once when refused)."""
+        written: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         if self._ended:
-            written.set_result(False)
+            written.set_result(Delivery.NOT_WRITTEN)
             return written
         if self._outgoing is None:
             self._outgoing = deque()
+        elif len(self._outgoing) >= MAX_QUEUED_FRAMES:
+            self._drop_withdrawn()
+            if len(self._outgoing) >= MAX_QUEUED_FRAMES:
+                written.set_result(Delivery.QUEUE_FULL)
+                return written
         self._outgoing.append((frame, written))
         self._wake()
         return written
 
-    async def next_outgoing(self) -> Outgoing | None:
-        """The next frame to write, in order; None once the stream has ended."""
+    def _drop_withdrawn(self) -> None:
+        assert self._outgoing is not None
+        self._outgoing = deque(item for item in self._outgoing if not item[1].done())
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be written (withdrawn ones included until skipped)."""
+        return len(self._outgoing) if self._outgoing is not None else 0
+
+    async def next_outgoing(self, wall_clock: Callable[[], float] = time.time) -> Outgoing | None:
+        """The next frame to write, in order; None once the stream has ended.
+
+        Skipped: frames their requester withdrew, and commands that expired
+        while they waited (settled EXPIRED). A command handed out counts as
+        written from then on: its answer may arrive before grpc says so.
+        """
         while not self._ended:
-            if self._outgoing:
-                return self._outgoing.popleft()
+            while self._outgoing:
+                frame, written = self._outgoing.popleft()
+                if written.done():
+                    continue
+                if command_expired(frame, wall_clock()):
+                    written.set_result(Delivery.EXPIRED)
+                    continue
+                self._remember_written(frame)
+                return frame, written
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
         return None
+
+    def _remember_written(self, frame: pb.ConnectResponse) -> None:
+        if frame.WhichOneof("frame") != "command":
+            return
+        # Answers are compared in canonical form; a non-UUID id gets none we accept.
+        command_id = canonical_uuid(frame.command.command_id)
+        if command_id is None:
+            return
+        if self._written is None:
+            self._written = OrderedDict()
+        self._written[command_id] = None
+        self._written.move_to_end(command_id)
+        if len(self._written) > MAX_REMEMBERED_COMMANDS:
+            self._written.popitem(last=False)
+
+    def take_answer(self, command_id: str) -> bool:
+        """Whether `command_id` (canonical) was written on this stream and not yet
+        answered; it then counts as answered."""
+        if self._written is None or command_id not in self._written:
+            return False
+        del self._written[command_id]
+        return True
 
     def end(self, reason: DisconnectReason, error: DomainError | None = None) -> bool:
         """End the stream (the first reason wins); return whether this call ended it.
@@ -144,7 +252,7 @@ class Stream:
         self.reason = reason
         self.error = error if error is not None else ending_error(reason)
         while self._outgoing:
-            settle(self._outgoing.popleft()[1], ok=False)
+            settle(self._outgoing.popleft()[1], Delivery.NOT_WRITTEN)
         self._wake()
         self._on_end(self)
         return True
@@ -154,10 +262,10 @@ class Stream:
             self._waiter.set_result(None)
 
 
-def settle(written: "asyncio.Future[bool]", ok: bool) -> None:
+def settle(written: "asyncio.Future[Delivery]", outcome: Delivery) -> None:
     """Resolve a command's future, unless its waiter already gave up on it."""
     if not written.done():
-        written.set_result(ok)
+        written.set_result(outcome)
 
 
 class StreamRegistry:

@@ -109,15 +109,23 @@ def stamp(seconds: float) -> Timestamp:
 
 def accepted_telemetry(telemetry: pb.Telemetry, now_seconds: float) -> pb.Telemetry | None:
     """The sample as published (sample_time always set: the device's own when
-    plausible, else now), or None when it must be dropped."""
+    plausible, else now), or None when it must be dropped.
+
+    Built from the fields we know, never copied: protobuf keeps the fields it
+    does not know, and a device padding its frames with them would otherwise
+    have its padding published in every batch."""
     if telemetry_problem(telemetry) is not None:
         return None
     accepted = pb.Telemetry()
-    accepted.CopyFrom(telemetry)
-    if not (
-        telemetry.HasField("sample_time")
-        and plausible_sample_time(telemetry.sample_time, now_seconds)
-    ):
+    for field, value in telemetry.ListFields():
+        # The scalars; sample_time, the one message field, is rebuilt below.
+        if field.message_type is None:
+            setattr(accepted, field.name, value)
+    sent = telemetry.sample_time
+    if telemetry.HasField("sample_time") and plausible_sample_time(sent, now_seconds):
+        accepted.sample_time.seconds = sent.seconds
+        accepted.sample_time.nanos = sent.nanos
+    else:
         accepted.sample_time.CopyFrom(stamp(now_seconds))
     return accepted
 

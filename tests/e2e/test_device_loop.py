@@ -6,6 +6,9 @@ import asyncio
 import uuid
 
 import grpc
+import pytest
+from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
+from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc as adapter_pb2_grpc
 
 from services.devstack.stack import Stack
 from tests.e2e.device_loop import (
@@ -238,3 +241,77 @@ async def test_repeated_failures_from_one_peer_are_throttled(
 
 async def _true(value: object) -> bool:
     return bool(value)
+
+
+async def test_a_queued_command_survives_a_restart_of_device_service(
+    api: Rest, home: Home, stack: Stack
+) -> None:
+    hardware = Hardware(api, home)
+    command_id = await hardware.send({"kind": "TURN_OFF"})
+    device_service = stack.services["device"]
+    await asyncio.to_thread(device_service.stop)
+    try:
+        # Meanwhile the device comes: the adapter cannot check its secret
+        # (UNAVAILABLE), so it tries again, as hardware does.
+        async with running(hardware.simulated(adapter_address(stack))) as sim:
+            await asyncio.sleep(1.0)
+            assert sim.connections == 0
+            await asyncio.to_thread(device_service.start)
+            await within(20, has_status(hardware, command_id, "ACKNOWLEDGED"), "ACKNOWLEDGED")
+            assert sim.executed == [command_id]
+            assert sim.enabled is False
+    finally:
+        if not device_service.process.running:
+            await asyncio.to_thread(device_service.start)
+
+
+# What one misbehaving device can no longer do to others.
+
+
+def _varint(value: int) -> bytes:
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
+
+
+def _unknown_field(size: int, number: int = 111) -> bytes:
+    """A length-delimited field no proto of ours knows, `size` bytes long."""
+    return _varint(number << 3 | 2) + _varint(size) + b"x" * size
+
+
+async def test_a_padded_frame_ends_only_its_own_stream(api: Rest, home: Home, stack: Stack) -> None:
+    padder, neighbour = Hardware(api, home), Hardware(api, home)
+    async with running(neighbour.simulated(adapter_address(stack), telemetry_interval=FAST)) as sim:
+        await sim.wait_connected(10)
+
+        async def reading_time() -> str | None:
+            reading = (await neighbour.device()).get("lastReading")
+            return None if reading is None else str(reading["sampleTime"])
+
+        await within(10, reading_time, "a reading of the neighbour")
+        async with grpc.aio.insecure_channel(adapter_address(stack)) as channel:
+            call = adapter_pb2_grpc.DeviceAdapterServiceStub(channel).Connect()
+            hello = adapter_pb2.Hello(device_id=padder.device_id, device_secret=padder.secret)
+            await call.write(adapter_pb2.ConnectRequest(hello=hello))
+            welcome = await call.read()
+            assert isinstance(welcome, adapter_pb2.ConnectResponse)
+            assert welcome.WhichOneof("frame") == "welcome"
+            clean = adapter_pb2.Telemetry(temperature_celsius=21.0).SerializeToString()
+            padded = adapter_pb2.Telemetry.FromString(clean + _unknown_field(900_000))
+            frame = adapter_pb2.ConnectRequest(telemetry=padded)
+            assert frame.ByteSize() > 900_000
+            with pytest.raises(grpc.aio.AioRpcError) as ended:  # noqa: PT012 - write, then read
+                await call.write(frame)
+                await call.read()
+            assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first = await reading_time()
+
+        async def newer_reading() -> bool:
+            return await reading_time() != first
+
+        await within(10, newer_reading, "a newer reading of the neighbour")
+        assert sim.connections == 1
+    assert "lastReading" not in await padder.device()

@@ -1,6 +1,7 @@
 """The Connect use case, with fakes for the Device service, NATS and JetStream."""
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -9,7 +10,7 @@ from google.protobuf.message import Message
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
 from services.device_adapter.connections import Connections, ConnectionSettings
-from services.device_adapter.streams import Stream, StreamRegistry
+from services.device_adapter.streams import Delivery, Stream, StreamRegistry
 from services.device_adapter.throttle import FailedConnectThrottle
 from services.device_adapter.validation import HelloFields, credentials_invalid
 from services.runtime.errors import (
@@ -79,10 +80,14 @@ class FakeEvents:
         self.log = log
         self.published: list[tuple[Message, str]] = []
         self.failing = False
+        # While set, acknowledgements wait for it (a slow broker).
+        self.acknowledgements_gate: asyncio.Event | None = None
 
     async def publish(self, event: Message, msg_id: str) -> None:
         if self.failing:
             raise TimeoutError("no ack")
+        if isinstance(event, pb.CommandAcknowledged) and self.acknowledgements_gate is not None:
+            await self.acknowledgements_gate.wait()
         self.published.append((event, msg_id))
         self.log.append(f"publish {event.DESCRIPTOR.name}")
 
@@ -92,11 +97,15 @@ class FakeEvents:
     def disconnected(self) -> list[pb.DeviceDisconnected]:
         return [event for event, _ in self.published if isinstance(event, pb.DeviceDisconnected)]
 
+    def acknowledged(self) -> list[pb.CommandAcknowledged]:
+        return [event for event, _ in self.published if isinstance(event, pb.CommandAcknowledged)]
+
 
 class FakeTelemetry:
     def __init__(self) -> None:
         self.samples: list[pb.TelemetryReceived] = []
         self.rejected = 0
+        self.rate_limited = 0
 
     def add(self, sample: pb.TelemetryReceived) -> None:
         self.samples.append(sample)
@@ -104,23 +113,41 @@ class FakeTelemetry:
     def reject(self) -> None:
         self.rejected += 1
 
+    def rate_limit(self) -> None:
+        self.rate_limited += 1
+
 
 class Adapter:
-    def __init__(self, hello_seconds: float = 5.0, failures_per_minute: int = 3) -> None:
+    def __init__(
+        self,
+        hello_seconds: float = 5.0,
+        failures_per_minute: int = 3,
+        *,
+        samples_per_second: float = 20,
+        max_pending_acknowledgements: int = 100,
+    ) -> None:
         self.log: list[str] = []
+        # Monotonic seconds, moved by the test.
+        self.now = 1000.0
         self.devices = FakeDevices()
         self.routes = FakeRoutes(self.log)
         self.events = FakeEvents(self.log)
         self.telemetry = FakeTelemetry()
         self.registry = StreamRegistry()
         self.connections = Connections(
-            ConnectionSettings(heartbeat_seconds=5, hello_seconds=hello_seconds),
+            ConnectionSettings(
+                heartbeat_seconds=5,
+                hello_seconds=hello_seconds,
+                samples_per_second=samples_per_second,
+                max_pending_acknowledgements=max_pending_acknowledgements,
+            ),
             self.devices,
             self.routes,
             self.events,
             self.telemetry,
             FailedConnectThrottle(failures_per_minute),
             self.registry,
+            clock=lambda: self.now,
             wall_clock=lambda: WALL,
         )
 
@@ -165,6 +192,21 @@ class Device:
     async def closes_normally(self) -> None:
         with pytest.raises(StopAsyncIteration):
             await anext(self.responses)
+
+    async def receive_command(self, stream: Stream, command_id: str | None = None) -> str:
+        """A command written to the stream and read by the device; its id."""
+        command_id = command_id or str(uuid.uuid4())
+        stream.send(pb.ConnectResponse(command=pb.Command(command_id=command_id)))
+        response = await anext(self.responses)
+        assert response.command.command_id == command_id
+        return command_id
+
+    def answer(self, command_id: str, ok: bool = True, message: str = "") -> None:
+        self.send(
+            pb.ConnectRequest(
+                command_result=pb.CommandResult(command_id=command_id, ok=ok, message=message)
+            )
+        )
 
 
 def the_stream(adapter: Adapter, device: Device) -> Stream:
@@ -315,10 +357,10 @@ async def test_a_command_is_written_and_only_then_reported_written() -> None:
     assert not written.done()
     later = stream.send(pb.ConnectResponse(command=pb.Command(command_id="next")))
     await anext(device.responses)
-    assert written.result() is True
+    assert written.result() is Delivery.WRITTEN
     device.send(None)
     await device.closes_normally()
-    assert later.result() is True
+    assert later.result() is Delivery.WRITTEN
 
 
 async def test_a_command_not_yet_written_when_the_stream_ends_is_reported_unwritten() -> None:
@@ -330,19 +372,15 @@ async def test_a_command_not_yet_written_when_the_stream_ends_is_reported_unwrit
     pending = stream.send(pb.ConnectResponse(command=pb.Command(command_id="x")))
     refusal = await device.refusal()
     assert refusal.reason == "CREDENTIALS_REVOKED"
-    assert pending.result() is False
+    assert pending.result() is Delivery.NOT_WRITTEN
 
 
 async def test_an_answer_is_acknowledged_once_per_command() -> None:
     adapter = Adapter()
     device = Device(adapter)
     await device.connect()
-    command_id = str(uuid.uuid4())
-    device.send(
-        pb.ConnectRequest(
-            command_result=pb.CommandResult(command_id=command_id, ok=False, message="too hot")
-        )
-    )
+    command_id = await device.receive_command(the_stream(adapter, device))
+    device.answer(command_id.upper(), ok=False, message="too hot")
     device.send(pb.ConnectRequest(command_result=pb.CommandResult(command_id="nonsense")))
     device.send(None)
     await device.closes_normally()
@@ -405,3 +443,129 @@ async def test_a_stream_that_cannot_be_announced_is_refused_and_cleaned_up() -> 
     assert refusal.reason == "DEPENDENCY_UNAVAILABLE"
     await eventually(lambda: adapter.routes.subscriptions[0].unsubscribed)
     assert len(adapter.registry) == 0
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, words: str) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.levelno == logging.WARNING and words in record.getMessage()
+    ]
+
+
+async def test_only_the_first_answer_to_a_command_written_on_the_stream_is_forwarded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = Adapter()
+    device, other = Device(adapter), Device(adapter)
+    await device.connect()
+    await other.connect()
+    written = await device.receive_command(the_stream(adapter, device))
+    for_the_other = await other.receive_command(the_stream(adapter, other))
+    for _ in range(3):
+        device.answer(str(uuid.uuid4()))  # never written anywhere
+    device.answer(for_the_other)  # written, but on another stream
+    device.answer("42")  # no command id at all
+    device.answer(written, message="first")
+    device.answer(written, message="again")
+    await eventually(lambda: adapter.connections.answers.unexpected == 6)
+    (acknowledged,) = await eventually(adapter.events.acknowledged)
+    assert (acknowledged.command_id, acknowledged.message) == (written, "first")
+    assert adapter.connections.answers.forwarded == 1
+    # The other device's answer to its own command still goes through.
+    other.answer(for_the_other)
+    await eventually(lambda: len(adapter.events.acknowledged()) == 2)
+    assert warnings_about(caplog, "answered a command not written") == [
+        warnings_about(caplog, "answered a command not written")[0]
+    ]
+    assert not the_stream(adapter, device).ended
+    for each in (device, other):
+        each.send(None)
+        await each.closes_normally()
+
+
+async def test_pending_acknowledgements_are_limited_per_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = Adapter(max_pending_acknowledgements=2)
+    gate = adapter.events.acknowledgements_gate = asyncio.Event()
+    flooding, calm = Device(adapter), Device(adapter)
+    await flooding.connect()
+    await calm.connect()
+    commands = [await flooding.receive_command(the_stream(adapter, flooding)) for _ in range(4)]
+    for command_id in commands:
+        flooding.answer(command_id)
+    await eventually(lambda: adapter.connections.answers.overflow == 2)
+    calm.answer(await calm.receive_command(the_stream(adapter, calm)))
+    await eventually(lambda: adapter.connections.answers.forwarded == 3)
+    assert len(warnings_about(caplog, "too many pending")) == 1
+    gate.set()
+    acknowledged = await eventually(lambda: len(adapter.events.acknowledged()) == 3)
+    assert acknowledged
+    assert the_stream(adapter, flooding).pending_acknowledgements == 0
+    # With its answers out, the stream may have more pending again.
+    flooding.answer(await flooding.receive_command(the_stream(adapter, flooding)))
+    await eventually(lambda: len(adapter.events.acknowledged()) == 4)
+    for each in (flooding, calm):
+        each.send(None)
+        await each.closes_normally()
+
+
+def telemetry(celsius: float = 21.0) -> pb.ConnectRequest:
+    return pb.ConnectRequest(telemetry=pb.Telemetry(temperature_celsius=celsius))
+
+
+async def test_telemetry_beyond_the_streams_rate_is_dropped_and_the_stream_stays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = Adapter(samples_per_second=2)
+    device = Device(adapter)
+    await device.connect()
+    # A burst of five seconds' worth passes, the rest of it does not.
+    for _ in range(15):
+        device.send(telemetry())
+    await eventually(lambda: adapter.telemetry.rate_limited == 5)
+    assert len(adapter.telemetry.samples) == 10
+    adapter.now += 1.0
+    for _ in range(3):
+        device.send(telemetry())
+    await eventually(lambda: adapter.telemetry.rate_limited == 6)
+    assert len(adapter.telemetry.samples) == 12
+    assert len(warnings_about(caplog, "beyond its rate")) == 1
+    assert not the_stream(adapter, device).ended
+    # Each stream has its own budget.
+    other = Device(adapter)
+    await other.connect()
+    other.send(telemetry())
+    await eventually(lambda: len(adapter.telemetry.samples) == 13)
+    for each in (device, other):
+        each.send(None)
+        await each.closes_normally()
+
+
+def _varint(value: int) -> bytes:
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
+
+
+def unknown_field(size: int, number: int = 111) -> bytes:
+    """A length-delimited field no message of ours knows, `size` bytes long."""
+    return _varint(number << 3 | 2) + _varint(size) + b"x" * size
+
+
+async def test_a_padded_telemetry_frame_is_handed_on_without_its_padding() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    clean = pb.Telemetry(temperature_celsius=21.0)
+    padded = pb.Telemetry.FromString(clean.SerializeToString() + unknown_field(900_000))
+    device.send(pb.ConnectRequest(telemetry=padded))
+    (received,) = await eventually(lambda: adapter.telemetry.samples)
+    assert received.telemetry.temperature_celsius == 21.0
+    assert received.ByteSize() < 200
+    device.send(None)
+    await device.closes_normally()

@@ -11,13 +11,17 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
+from services.device_adapter import routing
 from services.device_adapter.routing import (
+    EXPIRED,
     MALFORMED_COMMAND,
+    QUEUE_FULL,
     DeviceNotConnected,
     LiveClient,
     LiveRoutes,
 )
-from services.device_adapter.streams import Stream
+from services.device_adapter.streams import MAX_QUEUED_FRAMES, Delivery, Stream
+from services.device_adapter.validation import stamp
 from services.runtime.device_links import (
     ERROR_HEADER,
     NOT_CONNECTED,
@@ -123,7 +127,7 @@ async def test_a_command_is_answered_once_written_with_the_stream_it_went_to() -
     for _ in range(5):
         await asyncio.sleep(0)
     assert broker.replies("inbox.1") == []
-    written.set_result(True)
+    written.set_result(Delivery.WRITTEN)
     await routes.replies_sent()
     assert broker.replies("inbox.1") == [(stream.connection_id.encode(), None)]
 
@@ -135,6 +139,50 @@ async def test_a_command_for_an_ended_stream_is_answered_not_connected() -> None
     await broker.deliver(LiveAction.COMMAND, command().SerializeToString(), reply="inbox.2")
     await routes.replies_sent()
     assert broker.replies("inbox.2") == [(b"", {ERROR_HEADER: NOT_CONNECTED})]
+
+
+async def test_a_command_whose_write_times_out_is_withdrawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(routing, "WRITE_TIMEOUT_SECONDS", 0.01)
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    late = command()
+    await broker.deliver(LiveAction.COMMAND, late.SerializeToString(), reply="inbox.5")
+    await routes.replies_sent()
+    assert broker.replies("inbox.5") == [(b"", {ERROR_HEADER: NOT_CONNECTED})]
+    # The writer, once it gets going, writes what still waits, not the withdrawn one.
+    following = command()
+    stream.send(pb.ConnectResponse(command=following))
+    queued = await stream.next_outgoing()
+    assert queued is not None
+    assert queued[0].command == following
+
+
+async def test_a_command_that_expired_before_it_could_be_written_is_answered_expired() -> None:
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    stale = command()
+    stale.expire_time.CopyFrom(stamp(1_000_000_000.0))
+    await broker.deliver(LiveAction.COMMAND, stale.SerializeToString(), reply="inbox.6")
+    writer = asyncio.create_task(stream.next_outgoing())
+    await routes.replies_sent()
+    assert broker.replies("inbox.6") == [(b"", {ERROR_HEADER: EXPIRED})]
+    assert not writer.done()
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+
+
+async def test_a_command_for_a_full_queue_is_refused_at_once() -> None:
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    for _ in range(MAX_QUEUED_FRAMES):
+        stream.send(pb.ConnectResponse(command=command()))
+    await broker.deliver(LiveAction.COMMAND, command().SerializeToString(), reply="inbox.7")
+    await routes.replies_sent()
+    assert broker.replies("inbox.7") == [(b"", {ERROR_HEADER: QUEUE_FULL})]
+    assert stream.queued == MAX_QUEUED_FRAMES
 
 
 async def test_a_malformed_command_is_answered_as_such() -> None:

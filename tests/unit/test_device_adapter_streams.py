@@ -1,12 +1,25 @@
 """A stream's state, the registry of streams, liveness and presence reports."""
 
 import asyncio
+import uuid
 
+import pytest
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
 from services.device_adapter.liveness import LivenessSweeper, silent_streams
 from services.device_adapter.presence import presence_messages
-from services.device_adapter.streams import Stream, StreamRegistry, ending_error, settle
+from services.device_adapter.rate import TokenBucket
+from services.device_adapter.streams import (
+    MAX_QUEUED_FRAMES,
+    MAX_REMEMBERED_COMMANDS,
+    Delivery,
+    Stream,
+    StreamRegistry,
+    Warned,
+    command_expired,
+    ending_error,
+    settle,
+)
 from services.device_adapter.validation import stamp
 from services.runtime.errors import Conflict, Unauthenticated, Unavailable
 
@@ -17,8 +30,11 @@ def stream(device_id: str = DEVICE, connection_id: str = "c1", *, seen: float = 
     return Stream(device_id, connection_id, "1.0", monotonic=seen, wall=1_800_000_000.0)
 
 
-def command(command_id: str) -> pb.ConnectResponse:
-    return pb.ConnectResponse(command=pb.Command(command_id=command_id))
+def command(command_id: str, expire_at: float | None = None) -> pb.ConnectResponse:
+    frame = pb.ConnectResponse(command=pb.Command(command_id=command_id))
+    if expire_at is not None:
+        frame.command.expire_time.CopyFrom(stamp(expire_at))
+    return frame
 
 
 def test_a_newer_stream_of_a_device_replaces_the_older() -> None:
@@ -107,17 +123,111 @@ async def test_ending_fails_the_commands_not_yet_written() -> None:
     queued = one.send(command("a"))
     one.end(pb.CLOSED_BY_DEVICE)
     assert queued.done()
-    assert queued.result() is False
+    assert queued.result() is Delivery.NOT_WRITTEN
     assert await one.next_outgoing() is None
     late = one.send(command("b"))
-    assert late.result() is False
+    assert late.result() is Delivery.NOT_WRITTEN
 
 
 async def test_settling_a_future_its_waiter_gave_up_on_is_harmless() -> None:
-    written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    written: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
     written.cancel()
-    settle(written, ok=True)
+    settle(written, Delivery.WRITTEN)
     assert written.cancelled()
+
+
+async def test_a_command_its_requester_withdrew_is_not_written() -> None:
+    one = stream()
+    withdrawn, kept = one.send(command("a")), one.send(command("b"))
+    withdrawn.cancel()
+    item = await one.next_outgoing()
+    assert item is not None
+    assert item[0].command.command_id == "b"
+    assert item[1] is kept
+
+
+async def test_a_command_that_expired_while_queued_is_skipped_as_expired() -> None:
+    one = stream()
+    now = 1_800_000_000.0
+    stale = one.send(command(str(uuid.uuid4()), expire_at=now - 0.001))
+    lasting = one.send(command(str(uuid.uuid4()), expire_at=now + 60))
+    timeless = one.send(command(str(uuid.uuid4())))
+    out = [await one.next_outgoing(lambda: now), await one.next_outgoing(lambda: now)]
+    assert [item[1] for item in out if item is not None] == [lasting, timeless]
+    assert stale.result() is Delivery.EXPIRED
+
+
+def test_only_a_command_past_its_expire_time_has_expired() -> None:
+    assert command_expired(command("a", expire_at=99.5), now_seconds=100.0)
+    assert not command_expired(command("a", expire_at=100.0), now_seconds=100.0)
+    assert not command_expired(command("a"), now_seconds=100.0)
+    assert not command_expired(pb.ConnectResponse(welcome=pb.Welcome()), now_seconds=100.0)
+
+
+async def test_the_queue_of_commands_is_bounded() -> None:
+    one = stream()
+    queued = [one.send(command(f"c{number}")) for number in range(MAX_QUEUED_FRAMES)]
+    refused = one.send(command("one too many"))
+    assert refused.result() is Delivery.QUEUE_FULL
+    assert one.queued == MAX_QUEUED_FRAMES
+    # A withdrawn command makes room.
+    queued[0].cancel()
+    accepted = one.send(command("room again"))
+    assert not accepted.done()
+    assert one.queued == MAX_QUEUED_FRAMES
+
+
+async def test_an_answer_is_taken_once_and_only_for_a_command_handed_out() -> None:
+    one = stream()
+    command_id = str(uuid.uuid4())
+    one.send(command(command_id.upper()))
+    assert not one.take_answer(command_id)
+    await one.next_outgoing()
+    assert one.take_answer(command_id)
+    assert not one.take_answer(command_id)
+    assert not one.take_answer(str(uuid.uuid4()))
+
+
+async def test_the_commands_a_stream_remembers_are_bounded() -> None:
+    one = stream()
+    ids = [str(uuid.uuid4()) for _ in range(MAX_REMEMBERED_COMMANDS + 1)]
+    for command_id in ids:
+        one.send(command(command_id))
+        await one.next_outgoing()
+    assert not one.take_answer(ids[0])
+    assert one.take_answer(ids[1])
+    assert one.take_answer(ids[-1])
+
+
+def test_a_stream_warns_once_about_each_thing() -> None:
+    one = stream()
+    assert one.warn_once(Warned.RATE_LIMITED)
+    assert not one.warn_once(Warned.RATE_LIMITED)
+    assert one.warn_once(Warned.UNEXPECTED_ANSWER)
+
+
+def test_a_streams_samples_are_limited_by_its_budget() -> None:
+    limited = Stream(
+        DEVICE, "c1", "1.0", monotonic=0.0, wall=0.0, telemetry_budget=TokenBucket(1, 2, now=0.0)
+    )
+    assert [limited.allow_sample(0.0) for _ in range(3)] == [True, True, False]
+    assert stream().allow_sample(0.0)
+
+
+def test_a_token_bucket_allows_a_burst_then_its_rate() -> None:
+    bucket = TokenBucket(rate=2, burst=10, now=100.0)
+    assert sum(bucket.take(100.0) for _ in range(15)) == 10
+    assert sum(bucket.take(101.0) for _ in range(5)) == 2
+    # A long silence refills up to the burst, no more.
+    assert sum(bucket.take(1000.0) for _ in range(15)) == 10
+    # A clock going backwards refills nothing.
+    assert not bucket.take(900.0)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 10), (-1, 10), (1, 0.5)])
+def test_a_token_bucket_needs_a_rate_and_room(rate: float, burst: float) -> None:
+    with pytest.raises(ValueError, match="bucket"):
+        TokenBucket(rate, burst, now=0.0)
 
 
 def test_silent_streams_are_those_not_heard_for_longer_than_the_silence() -> None:

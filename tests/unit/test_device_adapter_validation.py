@@ -131,6 +131,43 @@ def test_accepting_a_sample_leaves_the_received_one_alone() -> None:
     assert not sent.HasField("sample_time")
 
 
+def _varint(value: int) -> bytes:
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
+
+
+def unknown_field(size: int, number: int = 111) -> bytes:
+    """A length-delimited field no message of ours knows, `size` bytes long."""
+    return _varint(number << 3 | 2) + _varint(size) + b"x" * size
+
+
+@pytest.mark.parametrize("sample_time", [at(NOW - 60), None])
+def test_fields_the_proto_does_not_know_never_reach_the_accepted_sample(
+    sample_time: Timestamp | None,
+) -> None:
+    clean = pb.Telemetry(temperature_celsius=21.5, power_watts=0.0, heater_on=False)
+    if sample_time is not None:
+        padded_time = Timestamp.FromString(sample_time.SerializeToString() + unknown_field(1000))
+        clean.sample_time.CopyFrom(sample_time)
+    padded = pb.Telemetry.FromString(clean.SerializeToString() + unknown_field(900_000))
+    if sample_time is not None:
+        padded.sample_time.CopyFrom(padded_time)
+    assert padded.ByteSize() > 900_000
+    accepted = accepted_telemetry(padded, NOW)
+    assert accepted is not None
+    expected = pb.Telemetry()
+    expected.CopyFrom(clean)
+    expected.sample_time.CopyFrom(sample_time or at(NOW))
+    assert accepted.SerializeToString() == expected.SerializeToString()
+    assert accepted.HasField("power_watts")
+    assert accepted.HasField("heater_on")
+    assert not accepted.HasField("gas_alarm")
+
+
 def test_a_command_answer_names_a_uuid_and_keeps_a_bounded_message() -> None:
     command_id = str(uuid.uuid4())
     answer = command_answer(
