@@ -39,6 +39,7 @@ from warmhouse.device_adapter.v1.device_adapter_pb2 import (
     ConnectResponse,
     Hello,
     Telemetry,
+    TelemetrySamples,
 )
 from warmhouse.device_adapter.v1.device_adapter_pb2_grpc import DeviceAdapterServiceStub
 
@@ -141,6 +142,7 @@ async def running_fleet(
     telemetry_interval: float,
     ramp: float,
     lean: bool = False,
+    samples_per_frame: int = 1,
 ) -> AsyncIterator[RunningFleet]:
     """The fleet process (`name` tells its files apart) running `devices` against
     `adapter`, from start-up until the block ends; its log is among the stack's."""
@@ -163,6 +165,7 @@ async def running_fleet(
         f"--telemetry-interval={telemetry_interval}",
         f"--ramp={ramp}",
         *(["--lean"] if lean else []),
+        f"--samples-per-frame={samples_per_frame}",
     ]
     process = ChildProcess(f"bench-fleet-{name}", stack.layout.service_logs / f"bench-{name}.log")
     paths = [str(CHECKOUT / "gen"), str(CHECKOUT), os.environ.get("PYTHONPATH", "")]
@@ -193,13 +196,19 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--devices-per-channel", type=int, default=100)
     parser.add_argument("--status-every", type=positive_seconds, default=0.5)
     parser.add_argument("--lean", action="store_true", help="telemetry-only devices")
+    parser.add_argument(
+        "--samples-per-frame", type=int, default=1, help="lean: samples sent together"
+    )
     args = parser.parse_args(argv)
     try:
         args.devices = load_devices(args.devices_file)
     except (OSError, ValueError) as error:
         parser.error(f"--devices-file: {error}")
-    if args.ramp < 0 or args.devices_per_channel < 1:
-        parser.error("--ramp must be 0 or more and --devices-per-channel at least 1")
+    if args.ramp < 0 or args.devices_per_channel < 1 or not 1 <= args.samples_per_frame <= 100:
+        parser.error(
+            "--ramp must be 0 or more, --devices-per-channel at least 1"
+            " and --samples-per-frame 1 to 100"
+        )
     return args
 
 
@@ -214,8 +223,11 @@ class LeanFleet:
         telemetry_interval: float,
         devices_per_channel: int,
         ramp_seconds: float,
+        samples_per_frame: int = 1,
     ) -> None:
         self.stats = Counters()
+        # A device samples every interval and sends this many samples in a frame.
+        self._per_frame = samples_per_frame
         self.devices = list(specs)
         self.connected: set[str] = set()
         self._adapter = adapter
@@ -265,6 +277,18 @@ class LeanFleet:
                 call.cancel()
             await asyncio.sleep(BACKOFF_CAP_SECONDS)
 
+    def _frame(self) -> ConnectRequest:
+        """The samples taken since the last frame, one interval apart, the last one now."""
+        now = time.time()
+        samples = []
+        for age in range(self._per_frame - 1, -1, -1):
+            sample = Telemetry(temperature_celsius=20.0)
+            sample.sample_time.FromNanoseconds(int((now - age * self._interval) * 1e9))
+            samples.append(sample)
+        if self._per_frame == 1:
+            return ConnectRequest(telemetry=samples[0])
+        return ConnectRequest(samples=TelemetrySamples(telemetry=samples))
+
     async def _converse(self, call: Call, device_id: str, hello: Hello) -> None:
         await call.write(ConnectRequest(hello=hello))
         welcome = await call.read()
@@ -277,14 +301,12 @@ class LeanFleet:
         due = loop.time()
         try:
             while not reader.done():
-                sample = Telemetry(temperature_celsius=20.0)
-                sample.sample_time.GetCurrentTime()
-                await call.write(ConnectRequest(telemetry=sample))
-                self.stats.samples_sent += 1
+                await call.write(self._frame())
+                self.stats.samples_sent += self._per_frame
                 self.stats.frames_sent += 1
                 # On a schedule: the time a write takes does not lower the rate, and a
                 # device that fell behind does not burst to catch up.
-                due = max(due + self._interval, loop.time())
+                due = max(due + self._interval * self._per_frame, loop.time())
                 await asyncio.sleep(due - loop.time())
         finally:
             reader.cancel()
@@ -318,6 +340,7 @@ async def run(args: argparse.Namespace) -> None:
             telemetry_interval=args.telemetry_interval,
             devices_per_channel=args.devices_per_channel,
             ramp_seconds=args.ramp,
+            samples_per_frame=args.samples_per_frame,
         )
     else:
         fleet = Fleet(

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 # Acknowledgements of one stream being published at once: per stream, so a
 # device answering beyond it loses its own answers, not other devices'.
 MAX_PENDING_ACKNOWLEDGEMENTS = 100
+# Samples taken from one TelemetrySamples frame (see the proto).
+MAX_SAMPLES_PER_FRAME = 100
 SAMPLES_PER_SECOND = 20
 # A stream may send this many seconds' worth of samples at once.
 BURST_SECONDS = 5
@@ -298,14 +300,10 @@ class Connections:
         stream.saw_frame(now, self._wall_clock())
         kind = frame.WhichOneof("frame")
         if kind == "telemetry":
-            if stream.allow_sample(now):
-                self._take_telemetry(stream, frame.telemetry)
-            else:
-                self._telemetry.rate_limit()
-                if stream.warn_once(Warned.RATE_LIMITED):
-                    log.warning(
-                        "telemetry from device %s beyond its rate dropped", stream.device_id
-                    )
+            self._take_sample(stream, frame.telemetry, now)
+        elif kind == "samples":
+            for telemetry in frame.samples.telemetry[:MAX_SAMPLES_PER_FRAME]:
+                self._take_sample(stream, telemetry, now)
         elif kind == "command_result":
             self._take_command_result(stream, frame.command_result)
         elif kind == "hello":
@@ -313,6 +311,14 @@ class Connections:
                 pb.CLOSED_BY_DEVICE,
                 InvalidArgument("HELLO_ONLY_ONCE", "Hello is the first frame, and only that"),
             )
+
+    def _take_sample(self, stream: Stream, telemetry: pb.Telemetry, now: float) -> None:
+        if stream.allow_sample(now):
+            self._take_telemetry(stream, telemetry)
+            return
+        self._telemetry.rate_limit()
+        if stream.warn_once(Warned.RATE_LIMITED):
+            log.warning("telemetry from device %s beyond its rate dropped", stream.device_id)
 
     def _take_telemetry(self, stream: Stream, telemetry: pb.Telemetry) -> None:
         now = stream.last_seen_time

@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--devices-per-channel", type=positive_count, default=100)
     parser.add_argument(
+        "--samples-per-frame",
+        type=positive_count,
+        default=1,
+        help="samples sent together, each taken a telemetry interval apart (at most 100)",
+    )
+    parser.add_argument(
         "--ramp", type=finite_number, default=0.0, help="spread first connections over seconds"
     )
     parser.add_argument("--backoff-cap", type=positive_seconds, default=30.0)
@@ -236,6 +242,7 @@ async def run(args: argparse.Namespace) -> int:
         devices_per_channel=args.devices_per_channel,
         backoff_cap=args.backoff_cap,
         ramp_seconds=args.ramp,
+        samples_per_frame=args.samples_per_frame,
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

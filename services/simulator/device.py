@@ -31,6 +31,7 @@ from warmhouse.device_adapter.v1.device_adapter_pb2 import (
     Heartbeat,
     Hello,
     Telemetry,
+    TelemetrySamples,
     Welcome,
 )
 from warmhouse.device_adapter.v1.device_adapter_pb2_grpc import DeviceAdapterServiceStub
@@ -50,6 +51,8 @@ DEFAULT_HEARTBEAT_SECONDS = 5.0
 # Frames waiting for the writer. A full outbox means the adapter is not
 # reading: new samples are dropped, answers wait.
 OUTBOX_SIZE = 100
+# The adapter takes at most this many samples from one frame.
+MAX_SAMPLES_PER_FRAME = 100
 
 Call = grpc.aio.StreamStreamCall[ConnectRequest, ConnectResponse]
 
@@ -112,11 +115,16 @@ class SimulatedDevice:
         welcome_timeout: float = 30.0,
         firmware_version: str = FIRMWARE_VERSION,
         rng: random.Random | None = None,
+        samples_per_frame: int = 1,
     ) -> None:
         if (adapter is None) == (channel is None):
             raise ValueError("give either an adapter address or a channel")
         if not telemetry_interval > 0:
             raise ValueError("telemetry_interval must be positive")
+        if not 1 <= samples_per_frame <= MAX_SAMPLES_PER_FRAME:
+            raise ValueError(f"samples_per_frame must be 1 to {MAX_SAMPLES_PER_FRAME}")
+        # Samples every interval, sends them this many to a frame (TelemetrySamples).
+        self._samples_per_frame = samples_per_frame
         self.device_id = device_id
         self.device_type = device_type
         self.room = room
@@ -443,17 +451,34 @@ class SimulatedDevice:
         self._last_sent = asyncio.get_running_loop().time()
         self.frames_sent += 1
         self.counters.frames_sent += 1
-        if frame.WhichOneof("frame") == "telemetry":
-            self.samples_sent += 1
-            self.counters.samples_sent += 1
+        samples = _samples_in(frame)
+        self.samples_sent += samples
+        self.counters.samples_sent += samples
 
     async def _sample(self, outbox: asyncio.Queue[ConnectRequest]) -> None:
+        taken: list[Telemetry] = []
         while True:
             if self._talking.is_set():
+                taken.append(self.telemetry())
+            if len(taken) >= self._samples_per_frame:
                 with contextlib.suppress(asyncio.QueueFull):
                     # A late sample is worth less than the next fresh one.
-                    outbox.put_nowait(ConnectRequest(telemetry=self.telemetry()))
+                    outbox.put_nowait(_frame_of(taken))
+                taken = []
             await asyncio.sleep(self._telemetry_interval)
+
+
+def _frame_of(samples: list[Telemetry]) -> ConnectRequest:
+    if len(samples) == 1:
+        return ConnectRequest(telemetry=samples[0])
+    return ConnectRequest(samples=TelemetrySamples(telemetry=samples))
+
+
+def _samples_in(frame: ConnectRequest) -> int:
+    kind = frame.WhichOneof("frame")
+    if kind == "telemetry":
+        return 1
+    return len(frame.samples.telemetry) if kind == "samples" else 0
 
 
 async def _end_all(tasks: list[asyncio.Task[Any]]) -> None:

@@ -73,6 +73,7 @@ class Fleet:
         backoff_cap: float = 30.0,
         retry_unauthenticated: bool = False,
         ramp_seconds: float = 0.0,
+        samples_per_frame: int = 1,
         seed: int | None = None,
     ) -> None:
         if devices_per_channel < 1:
@@ -90,6 +91,7 @@ class Fleet:
         self._outdoor = outdoor_celsius
         self._initial = initial_celsius
         self._telemetry_interval = telemetry_interval
+        self._samples_per_frame = samples_per_frame
         self._retry_unauthenticated = retry_unauthenticated
         # Spreads the first Hellos over this many seconds, so a big fleet does
         # not knock all at once.
@@ -113,6 +115,7 @@ class Fleet:
             adapter=self.adapter,
             clock=self.clock,
             telemetry_interval=self._telemetry_interval,
+            samples_per_frame=self._samples_per_frame,
             backoff_cap=self._backoff_cap,
             retry_unauthenticated=self._retry_unauthenticated,
             counters=self.stats,

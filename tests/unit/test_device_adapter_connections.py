@@ -9,7 +9,11 @@ import pytest
 from google.protobuf.message import Message
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 
-from services.device_adapter.connections import Connections, ConnectionSettings
+from services.device_adapter.connections import (
+    MAX_SAMPLES_PER_FRAME,
+    Connections,
+    ConnectionSettings,
+)
 from services.device_adapter.streams import Delivery, Stream, StreamRegistry
 from services.device_adapter.throttle import FailedConnectThrottle
 from services.device_adapter.validation import HelloFields, credentials_invalid
@@ -538,6 +542,27 @@ async def test_telemetry_beyond_the_streams_rate_is_dropped_and_the_stream_stays
     await other.connect()
     other.send(telemetry())
     await eventually(lambda: len(adapter.telemetry.samples) == 13)
+    for each in (device, other):
+        each.send(None)
+        await each.closes_normally()
+
+
+async def test_a_frame_of_several_samples_counts_each_and_is_capped() -> None:
+    adapter = Adapter(samples_per_second=1000)
+    device = Device(adapter)
+    await device.connect()
+    samples = [pb.Telemetry(temperature_celsius=20.0 + i / 100) for i in range(150)]
+    device.send(pb.ConnectRequest(samples=pb.TelemetrySamples(telemetry=samples)))
+    await eventually(lambda: len(adapter.telemetry.samples) == MAX_SAMPLES_PER_FRAME)
+    taken = [s.telemetry.temperature_celsius for s in adapter.telemetry.samples]
+    assert taken == [20.0 + i / 100 for i in range(MAX_SAMPLES_PER_FRAME)], "oldest first"
+    # Against the same rate as single samples.
+    limited = Adapter(samples_per_second=2)
+    other = Device(limited)
+    await other.connect()
+    other.send(pb.ConnectRequest(samples=pb.TelemetrySamples(telemetry=samples[:15])))
+    await eventually(lambda: limited.telemetry.rate_limited == 5)
+    assert len(limited.telemetry.samples) == 10
     for each in (device, other):
         each.send(None)
         await each.closes_normally()

@@ -70,6 +70,9 @@ class FakeStream:
     def samples(self) -> list[Telemetry]:
         return [frame.telemetry for frame in self.frames if frame.HasField("telemetry")]
 
+    def sample_frames(self) -> list[list[Telemetry]]:
+        return [list(frame.samples.telemetry) for frame in self.frames if frame.HasField("samples")]
+
     async def take(self, requests: AsyncIterator[ConnectRequest]) -> None:
         try:
             async for frame in requests:
@@ -232,6 +235,24 @@ async def test_telemetry_goes_out_every_interval_stamped_with_real_time(
     assert sample.HasField("temperature_celsius")
     assert sample.HasField("power_watts")
     assert device.samples_sent >= 3
+
+
+async def test_samples_can_go_several_to_a_frame_oldest_first(
+    adapter: FakeAdapter, start_device: StartDevice
+) -> None:
+    device = await start_device(telemetry_interval=0.05, samples_per_frame=3)
+    stream = await connected_stream(adapter, device)
+
+    await eventually(lambda: len(stream.sample_frames()) >= 2, what="two frames of samples")
+
+    frames = stream.sample_frames()
+    assert {len(frame) for frame in frames} == {3}
+    times = [sample.sample_time.ToNanoseconds() for sample in frames[0]]
+    assert times == sorted(times)
+    assert stream.samples() == []
+    # Counted once written: some may still be on their way.
+    assert device.samples_sent % 3 == 0
+    assert device.samples_sent >= 3 * len(frames)
 
 
 async def test_a_repeated_command_gets_the_cached_answer_and_runs_once(

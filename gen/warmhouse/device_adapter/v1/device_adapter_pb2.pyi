@@ -94,6 +94,7 @@ class ConnectRequest(_message.Message):
     TELEMETRY_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     COMMAND_RESULT_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello:
         """First frame, and only then."""
@@ -104,6 +105,14 @@ class ConnectRequest(_message.Message):
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def command_result(self) -> Global___CommandResult: ...
+    @_builtins.property
+    def samples(self) -> Global___TelemetrySamples:
+        """Several samples in one frame, oldest first: from a device that samples
+        more often than it reports, or one sending what it measured while it
+        was offline (sample times up to a day old are kept). Each counts like
+        a Telemetry frame of its own, against the same rate.
+        """
+
     def __init__(
         self,
         *,
@@ -111,12 +120,13 @@ class ConnectRequest(_message.Message):
         telemetry: Global___Telemetry | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         command_result: Global___CommandResult | None = ...,
+        samples: Global___TelemetrySamples | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "telemetry", b"telemetry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "samples", b"samples", "telemetry", b"telemetry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "telemetry", b"telemetry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "samples", b"samples", "telemetry", b"telemetry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "telemetry", "heartbeat", "command_result"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "telemetry", "heartbeat", "command_result", "samples"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -254,6 +264,30 @@ class Telemetry(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature_celsius) -> _WhichOneofReturnType__temperature_celsius | None: ...
 
 Global___Telemetry: _TypeAlias = Telemetry  # noqa: Y015
+
+@_typing.final
+class TelemetrySamples(_message.Message):
+    """At most MAX_SAMPLES_PER_FRAME (100) samples; the rest of a longer frame is
+    dropped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TELEMETRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def telemetry(self) -> _containers.RepeatedCompositeFieldContainer[Global___Telemetry]: ...
+    def __init__(
+        self,
+        *,
+        telemetry: _abc.Iterable[Global___Telemetry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["telemetry", b"telemetry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetrySamples: _TypeAlias = TelemetrySamples  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
