@@ -49,7 +49,12 @@ class Hardware:
         self.type = DeviceType(device_type)
 
     def simulated(
-        self, adapter: str, *, secret: str | None = None, telemetry_interval: float = 5.0
+        self,
+        adapter: str,
+        *,
+        secret: str | None = None,
+        telemetry_interval: float = 5.0,
+        samples_per_frame: int = 1,
     ) -> SimulatedDevice:
         return SimulatedDevice(
             self.device_id,
@@ -59,6 +64,7 @@ class Hardware:
             adapter=adapter,
             telemetry_interval=telemetry_interval,
             backoff_cap=1.0,
+            samples_per_frame=samples_per_frame,
         )
 
     def get(self, path: str = "") -> Any:

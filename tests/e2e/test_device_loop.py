@@ -69,6 +69,28 @@ async def test_a_device_connects_reports_and_obeys(api: Rest, home: Home, stack:
     assert [line.rsplit(": ", 1)[1] for line in lines] == ["ACKNOWLEDGED", "SENT", "QUEUED"]
 
 
+async def test_samples_sent_several_to_a_frame_are_each_kept(
+    api: Rest, home: Home, stack: Stack
+) -> None:
+    hardware = Hardware(api, home, "SENSOR")
+    simulated = hardware.simulated(
+        adapter_address(stack), telemetry_interval=0.05, samples_per_frame=5
+    )
+    async with running(simulated) as sim:
+        await sim.wait_connected(10)
+        await within(10, lambda: _true(sim.samples_sent >= 10), "two frames sent")
+
+        async def kept() -> bool:
+            history = await asyncio.to_thread(hardware.get, "/readings")
+            return len(history.get("points", [])) >= 10
+
+        await within(10, kept, "ten samples kept")
+    history = await asyncio.to_thread(hardware.get, "/readings")
+    times = [point["time"] for point in history["points"]]
+    assert times == sorted(times)
+    assert len(set(times)) == len(times), "each sample its own time"
+
+
 async def test_a_wrong_secret_is_refused_and_a_retired_device_is_cut_off(
     api: Rest, home: Home, stack: Stack
 ) -> None:
