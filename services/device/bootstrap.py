@@ -15,7 +15,11 @@ from services.device.commands import CommandHandlers, expire_lapsed
 from services.device.connections import ConnectionEvents, mark_lapsed_offline
 from services.device.description import DESCRIPTION, SECRET_KEY_ENV
 from services.device.device_secrets import DeviceSecrets
-from services.device.dispatch import CommandDispatcher, RevocationNotices
+from services.device.dispatch import (
+    RESEND_UNANSWERED_AFTER,
+    CommandDispatcher,
+    RevocationNotices,
+)
 from services.device.domain import DEVICES_PER_HOME
 from services.device.grpc_api import DeviceService
 from services.device.handlers import DeviceHandlers
@@ -44,6 +48,7 @@ class DeviceSettings:
     space_address: str
     devices_per_home: int = DEVICES_PER_HOME
     open_commands_per_device: int = OPEN_COMMANDS_PER_DEVICE
+    resend_unanswered_after: timedelta = RESEND_UNANSWERED_AFTER
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @classmethod
@@ -55,6 +60,13 @@ class DeviceSettings:
             open_commands_per_device=env.integer(
                 "WARMHOUSE_DEVICE_MAX_OPEN_COMMANDS", OPEN_COMMANDS_PER_DEVICE, 1
             ),
+            resend_unanswered_after=timedelta(
+                seconds=env.integer(
+                    "WARMHOUSE_DEVICE_COMMAND_RESEND_SECONDS",
+                    int(RESEND_UNANSWERED_AFTER.total_seconds()),
+                    1,
+                )
+            ),
             telemetry=TelemetrySettings.from_environment(env),
         )
 
@@ -64,7 +76,9 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
         broker_settled = BrokerSettled(runtime.nats)
         space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
-        dispatcher = CommandDispatcher(uow, runtime.nats)
+        dispatcher = CommandDispatcher(
+            uow, runtime.nats, resend_after=settings.resend_unanswered_after
+        )
         handlers = DeviceHandlers(
             uow,
             AccessCheck(uow, GrpcSpaceDirectory(space), broker_settled),

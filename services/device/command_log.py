@@ -58,13 +58,15 @@ async def record_sent(
     now: datetime,
 ) -> CommandRecord:
     again = command.status == command_rules.SENT
+    same_stream = command.sent_connection_id == connection_id
     sent = replace(
         command, status=command_rules.SENT, sent_connection_id=connection_id, updated_at=now
     )
     await repos.commands.save(sent)
-    await repos.logs.add(
-        _log(sent, sent.status, now, "again, on a new connection" if again else "")
-    )
+    note = ""
+    if again:
+        note = "again: no answer yet" if same_stream else "again, on a new connection"
+    await repos.logs.add(_log(sent, sent.status, now, note))
     await publish(
         device_pb2.DeviceCommandSent(
             command_id=str(command.id),

@@ -30,7 +30,8 @@ _UNDELIVERED = Query(
     text(
         f"SELECT * FROM commands WHERE device_id = :device_id AND {_OPEN}"
         " AND expire_at > :now"
-        " AND sent_connection_id IS DISTINCT FROM :connection_id"
+        " AND (sent_connection_id IS DISTINCT FROM :connection_id"
+        " OR (status = 'SENT' AND updated_at < :resend_before))"
         " ORDER BY created_at, id"
     )
 )
@@ -48,7 +49,8 @@ _AWAITING_DELIVERY = Query(
         "SELECT DISTINCT c.device_id FROM commands c JOIN devices d ON d.id = c.device_id"
         f" WHERE c.{_OPEN} AND c.expire_at > :now"
         " AND d.lease_until IS NOT NULL AND d.retired_at IS NULL"
-        " AND c.sent_connection_id IS DISTINCT FROM d.connection_id"
+        " AND (c.sent_connection_id IS DISTINCT FROM d.connection_id"
+        " OR (c.status = 'SENT' AND c.updated_at < :resend_before))"
         " LIMIT :limit"
     )
 )
@@ -104,10 +106,14 @@ class SqlCommands:
         return [_command(row) for row in await self._connection.fetch(query, **params)]
 
     async def undelivered(
-        self, device_id: uuid.UUID, connection_id: str, now: datetime
+        self, device_id: uuid.UUID, connection_id: str, now: datetime, resend_before: datetime
     ) -> list[CommandRecord]:
         rows = await self._connection.fetch(
-            _UNDELIVERED, device_id=device_id, connection_id=connection_id, now=now
+            _UNDELIVERED,
+            device_id=device_id,
+            connection_id=connection_id,
+            now=now,
+            resend_before=resend_before,
         )
         return [_command(row) for row in rows]
 
@@ -131,6 +137,10 @@ class SqlCommands:
         rows = await self._connection.fetch(_LAPSED, now=now, limit=limit)
         return [(_command(row), row["device_space_id"]) for row in rows]
 
-    async def devices_awaiting_delivery(self, now: datetime, limit: int) -> list[uuid.UUID]:
-        rows = await self._connection.fetch(_AWAITING_DELIVERY, now=now, limit=limit)
+    async def devices_awaiting_delivery(
+        self, now: datetime, resend_before: datetime, limit: int
+    ) -> list[uuid.UUID]:
+        rows = await self._connection.fetch(
+            _AWAITING_DELIVERY, now=now, resend_before=resend_before, limit=limit
+        )
         return [row["device_id"] for row in rows]

@@ -30,6 +30,10 @@ from services.runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = timedelta(seconds=2)
+# A command written to a stream that stays up but never answered is written
+# again after this: its answer may have been lost, and the device answers a
+# repeated id with its earlier result.
+RESEND_UNANSWERED_AFTER = timedelta(seconds=30)
 REQUEST_TIMEOUT_SECONDS = 5.0
 # Devices delivered to at once (after an adapter restart thousands reconnect).
 CONCURRENT_DEVICES = 64
@@ -56,7 +60,9 @@ class CommandDispatcher:
         nats_client: NatsClient,
         clock: Clock = utc_now,
         sweep_every: timedelta = SWEEP_EVERY,
+        resend_after: timedelta = RESEND_UNANSWERED_AFTER,
     ) -> None:
+        self._resend_after = resend_after
         self._uow = uow
         self._nats = nats_client
         self._clock = clock
@@ -93,7 +99,10 @@ class CommandDispatcher:
 
     async def sweep(self) -> None:
         async with self._uow.read() as repos:
-            waiting = await repos.commands.devices_awaiting_delivery(self._clock(), SWEEP_LIMIT)
+            now = self._clock()
+            waiting = await repos.commands.devices_awaiting_delivery(
+                now, now - self._resend_after, SWEEP_LIMIT
+            )
         for device_id in waiting:
             self.wake(device_id)
 
@@ -118,8 +127,9 @@ class CommandDispatcher:
             device = await repos.devices.get(device_id)
             if device is None or device.connection_id is None or device.lease_until is None:
                 return
+            now = self._clock()
             pending = await repos.commands.undelivered(
-                device_id, device.connection_id, self._clock()
+                device_id, device.connection_id, now, now - self._resend_after
             )
         for command in pending:
             connection_id = await self._write(command)
@@ -152,11 +162,13 @@ class CommandDispatcher:
             # Answered (the answer's event can overtake this reply), or expired meanwhile.
             if current is None or current.status not in command_rules.OPEN_STATUSES:
                 return
-            if current.sent_connection_id == connection_id:
+            now = self._clock()
+            # Written to this stream before, and not long enough ago to count
+            # as unanswered: a delivery that overlapped this one.
+            recent = current.updated_at >= now - self._resend_after
+            if current.sent_connection_id == connection_id and recent:
                 return
-            await record_sent(
-                tx.repos, tx.add_event, current, space_id, connection_id, self._clock()
-            )
+            await record_sent(tx.repos, tx.add_event, current, space_id, connection_id, now)
 
 
 class RevocationNotices:

@@ -159,9 +159,10 @@ class Commands(Protocol):
         """Newest first, in (created_at, id) descending order, after the cursor."""
 
     async def undelivered(
-        self, device_id: uuid.UUID, connection_id: str, now: datetime
+        self, device_id: uuid.UUID, connection_id: str, now: datetime, resend_before: datetime
     ) -> list[CommandRecord]:
-        """Open, unexpired commands not yet written to stream `connection_id`, oldest first."""
+        """Open, unexpired commands not yet written to stream `connection_id`, or
+        written (last) before `resend_before` and still unanswered; oldest first."""
 
     async def save(self, command: CommandRecord) -> None:
         """Write status, message, sent_connection_id and updated_at back."""
@@ -176,8 +177,10 @@ class Commands(Protocol):
         """Open commands past their deadline with their device's space, row-locked
         (skipping rows locked elsewhere)."""
 
-    async def devices_awaiting_delivery(self, now: datetime, limit: int) -> list[uuid.UUID]:
-        """Connected devices with open commands not yet written to their stream."""
+    async def devices_awaiting_delivery(
+        self, now: datetime, resend_before: datetime, limit: int
+    ) -> list[uuid.UUID]:
+        """Connected devices with commands `undelivered` would return."""
 
 
 class DeviceLogs(Protocol):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.device.access import AccessCheck, SpaceAccessAnswer
-from services.device.command_rules import OPEN_STATUSES
+from services.device.command_rules import OPEN_STATUSES, SENT
 from services.device.commands import CommandHandlers
 from services.device.device_secrets import DeviceSecrets
 from services.device.domain import OFFLINE, ONLINE
@@ -221,12 +221,12 @@ class FakeCommands:
         return [c for c in ordered if c.status in OPEN_STATUSES and c.expire_at > now]
 
     async def undelivered(
-        self, device_id: uuid.UUID, connection_id: str, now: datetime
+        self, device_id: uuid.UUID, connection_id: str, now: datetime, resend_before: datetime
     ) -> list[CommandRecord]:
         return [
             c
             for c in self._open(now)
-            if c.device_id == device_id and c.sent_connection_id != connection_id
+            if c.device_id == device_id and _due(c, connection_id, resend_before)
         ]
 
     async def save(self, command: CommandRecord) -> None:
@@ -244,14 +244,21 @@ class FakeCommands:
         due = [c for c in self.rows.values() if c.status in OPEN_STATUSES and c.expire_at <= now]
         return [(c, self._devices.rows[c.device_id].space_id) for c in due[:limit]]
 
-    async def devices_awaiting_delivery(self, now: datetime, limit: int) -> list[uuid.UUID]:
+    async def devices_awaiting_delivery(
+        self, now: datetime, resend_before: datetime, limit: int
+    ) -> list[uuid.UUID]:
         waiting = []
         for command in self._open(now):
             device = self._devices.rows[command.device_id]
             connected = device.lease_until is not None and device.retired_at is None
-            if connected and command.sent_connection_id != device.connection_id:
+            if connected and _due(command, device.connection_id, resend_before):
                 waiting.append(device.id)
         return list(dict.fromkeys(waiting))[:limit]
+
+
+def _due(command: CommandRecord, connection_id: str | None, resend_before: datetime) -> bool:
+    stale = command.status == SENT and command.updated_at < resend_before
+    return command.sent_connection_id != connection_id or stale
 
 
 class FakeSpace:
