@@ -114,11 +114,12 @@ class ConnectionEvents:
         if device is None or (device.connected_at is not None and opened < device.connected_at):
             return
         now = self._clock()
+        lease = timedelta(seconds=event.lease_seconds) if event.lease_seconds > 0 else DEFAULT_LEASE
         after = replace(
             device,
             connection_id=event.connection_id,
             connected_at=opened,
-            lease_until=now + DEFAULT_LEASE,
+            lease_until=now + lease,
             last_seen=opened if device.last_seen is None else max(device.last_seen, opened),
             status=domain.connected_status(device.status),
             updated_at=now,
@@ -143,12 +144,14 @@ class ConnectionEvents:
         if device is None:
             return
         ended = _moment(event.occur_time)
-        # Not the stream it holds: about an older one, nothing to do. About a
-        # newer one whose DeviceConnected has not been handled yet (events of
-        # two consumers overtake each other): it ended, so has every older one,
-        # and its late DeviceConnected must not bring it back.
-        stale = device.connected_at is not None and ended <= device.connected_at
-        if device.connection_id != event.connection_id and stale:
+        # Not the stream it holds: about an older one (opened before it; its
+        # end may well be stamped after the newer one opened), nothing to do.
+        # About a newer one whose DeviceConnected has not been handled yet
+        # (events of two consumers overtake each other): it ended, so has every
+        # older one, and its late DeviceConnected must not bring it back.
+        opened = _moment(event.connect_time) if event.HasField("connect_time") else ended
+        newer = device.connected_at is None or opened > device.connected_at
+        if device.connection_id != event.connection_id and not newer:
             return
         now = self._clock()
         last_seen = _moment(event.last_seen_time) if event.HasField("last_seen_time") else None

@@ -18,7 +18,7 @@ from services.device_adapter.description import AUTHENTICATE_DEVICE, DESCRIPTION
 from services.device_adapter.events import EventPublisher, jetstream_publisher
 from services.device_adapter.grpc_api import DeviceAdapterService
 from services.device_adapter.liveness import LivenessSweeper
-from services.device_adapter.presence import PresencePublisher
+from services.device_adapter.presence import PresencePublisher, lease_for
 from services.device_adapter.routing import LiveClient, LiveRoutes
 from services.device_adapter.streams import StreamRegistry
 from services.device_adapter.telemetry import TelemetryPublisher
@@ -129,6 +129,7 @@ def definition(
             ConnectionSettings(
                 settings.heartbeat_seconds,
                 settings.hello_seconds,
+                lease_seconds=lease_for(settings.presence_seconds),
                 samples_per_second=settings.samples_per_second,
             ),
             DeviceAuthenticator(device),

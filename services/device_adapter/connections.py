@@ -93,6 +93,8 @@ class TelemetrySink(Protocol):
 class ConnectionSettings:
     heartbeat_seconds: int
     hello_seconds: float
+    # How long a new stream holds before the first presence report renews it.
+    lease_seconds: int = 15
     # Each stream's sustained telemetry rate; BURST_SECONDS of it at once.
     samples_per_second: float = SAMPLES_PER_SECOND
     max_pending_acknowledgements: int = MAX_PENDING_ACKNOWLEDGEMENTS
@@ -272,6 +274,7 @@ class Connections:
                 connection_id=stream.connection_id,
                 firmware_version=stream.firmware_version,
                 occur_time=stamp(stream.connect_time),
+                lease_seconds=self._settings.lease_seconds,
             )
             await self._events.publish(connected, _new_id())
         except Exception:
@@ -411,6 +414,7 @@ class Connections:
                     reason=stream.reason,
                     last_seen_time=stamp(stream.last_seen_time),
                     occur_time=stamp(self._wall_clock()),
+                    connect_time=stamp(stream.connect_time),
                 )
                 await self._publish_quietly(disconnected, _new_id())
         finally:

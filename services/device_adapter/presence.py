@@ -20,6 +20,11 @@ DEVICES_PER_MESSAGE = 1000
 LEASE_PERIODS = 3
 
 
+def lease_for(every_seconds: float) -> int:
+    """How long a report made every `every_seconds` holds: a late one or two is forgiven."""
+    return max(1, round(LEASE_PERIODS * every_seconds))
+
+
 def presence_messages(
     adapter_id: str,
     streams: Iterable[Stream],
@@ -73,7 +78,7 @@ class PresencePublisher:
         self._events = events
         self._adapter_id = adapter_id
         self._every = every_seconds
-        self._lease_seconds = max(1, round(LEASE_PERIODS * every_seconds))
+        self._lease_seconds = lease_for(every_seconds)
         self._wall_clock = wall_clock
         self._reports = 0
 

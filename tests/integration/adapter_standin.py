@@ -25,6 +25,7 @@ class Replica:
     def __init__(self, client: NatsClient) -> None:
         self._nats = client
         self._held: dict[str, tuple[str, Subscription]] = {}
+        self._opened: dict[str, datetime] = {}
         self.written: dict[str, list[adapter_pb2.Command]] = {}
 
     async def publish(self, event: Message) -> None:
@@ -45,12 +46,14 @@ class Replica:
         subscription = await self._nats.subscribe(live_wildcard(device_id), cb=on_live)
         await self._nats.flush()
         self._held[device_id] = (connection_id, subscription)
+        opened = self._opened[connection_id] = datetime.now(UTC)
         if announce:
             await self.publish(
                 adapter_pb2.DeviceConnected(
                     device_id=device_id,
                     connection_id=connection_id,
-                    occur_time=timestamp(datetime.now(UTC)),
+                    occur_time=timestamp(opened),
+                    lease_seconds=15,
                 )
             )
         return connection_id
@@ -74,6 +77,7 @@ class Replica:
                     reason=reason,
                     last_seen_time=now,
                     occur_time=now,
+                    connect_time=timestamp(self._opened[connection_id]),
                 )
             )
         return connection_id

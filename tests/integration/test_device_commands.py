@@ -228,6 +228,24 @@ async def test_the_end_of_a_replaced_or_older_stream_changes_nothing(
         )
 
 
+async def test_the_late_end_of_an_older_stream_leaves_the_newer_one_in_charge(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica, mesh: Mesh
+) -> None:
+    device_id = await device_id_in(devices, household)
+    await standin.connect(device_id)
+    await eventually(lambda: _is(devices, household, device_id, device_pb2.ONLINE), what="ONLINE")
+    async with replica(mesh.device.runtime.settings.nats_url) as newer:
+        # The device moved on (its adapter stopping); the old stream's end is
+        # stamped after the new stream opened.
+        await newer.connect(device_id)
+        await asyncio.sleep(0.5)
+        await standin.drop(device_id, adapter_pb2.ADAPTER_SHUTDOWN)
+        command_id = await send(devices, household, device_id, 21)
+        await eventually(lambda: len(newer.written.get(device_id, [])) == 1, what="delivery")
+        assert newer.written[device_id][0].command_id == command_id
+        assert await _is(devices, household, device_id, device_pb2.ONLINE)
+
+
 async def test_a_device_no_replica_reports_goes_offline_when_its_lease_runs_out(
     devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
 ) -> None:

@@ -486,9 +486,14 @@ class DeviceConnected(_message.Message):
     CONNECTION_ID_FIELD_NUMBER: _builtins.int
     FIRMWARE_VERSION_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     connection_id: _builtins.str
     firmware_version: _builtins.str
+    lease_seconds: _builtins.int
+    """How long the device counts as connected without a DevicesPresent
+    report naming this stream (the adapter's reports renew it).
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -498,10 +503,11 @@ class DeviceConnected(_message.Message):
         connection_id: _builtins.str = ...,
         firmware_version: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        lease_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "device_id", b"device_id", "firmware_version", b"firmware_version", "occur_time", b"occur_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "device_id", b"device_id", "firmware_version", b"firmware_version", "lease_seconds", b"lease_seconds", "occur_time", b"occur_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -516,6 +522,7 @@ class DeviceDisconnected(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    CONNECT_TIME_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     connection_id: _builtins.str
     reason: Global___DisconnectReason.ValueType
@@ -525,6 +532,13 @@ class DeviceDisconnected(_message.Message):
 
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def connect_time(self) -> _timestamp_pb2.Timestamp:
+        """When the stream opened (its DeviceConnected's occur_time): tells the end
+        of an older stream from the end of a newer one whose DeviceConnected has
+        not been handled yet.
+        """
+
     def __init__(
         self,
         *,
@@ -533,10 +547,11 @@ class DeviceDisconnected(_message.Message):
         reason: Global___DisconnectReason.ValueType = ...,
         last_seen_time: _timestamp_pb2.Timestamp | None = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        connect_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_time", b"last_seen_time", "occur_time", b"occur_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time", "occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "device_id", b"device_id", "last_seen_time", b"last_seen_time", "occur_time", b"occur_time", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connection_id", b"connection_id", "device_id", b"device_id", "last_seen_time", b"last_seen_time", "occur_time", b"occur_time", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
