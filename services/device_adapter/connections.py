@@ -165,26 +165,34 @@ class Connections:
         # One bound method for every stream, not one per stream.
         self._ended_callback = self._stream_ended
 
+    def _refuse_if_throttled(self, client: str) -> None:
+        if self._throttle.blocked(client):
+            raise Throttled(
+                "TOO_MANY_FAILED_CONNECTS", "too many failed connects from this address; wait"
+            )
+
     async def serve(
         self, requests: AsyncIterator[pb.ConnectRequest], peer: str
     ) -> AsyncIterator[pb.ConnectResponse]:
         if self._stopping:
             raise _shutting_down()
         client = peer_key(peer)
-        if self._throttle.blocked(client):
-            raise Throttled(
-                "TOO_MANY_FAILED_CONNECTS", "too many failed connects from this address; wait"
-            )
+        self._refuse_if_throttled(client)
         frames = aiter(requests)
         first = await self._hello(frames)
-        try:
-            hello = check_hello(first)
-            device_id = await self._authenticator.authenticate(hello)
-        except Unauthenticated:
-            # Only a refused credential counts (guessing secrets), not a slow
-            # or silent client: many devices may share one address.
-            self._throttle.record_failure(client)
-            raise
+        # At most so many checks per address at once, and the throttle asked
+        # again once it is this one's turn: streams opened together, Hellos
+        # sent together, cannot all be guesses before the first failure counts.
+        async with self._throttle.turn(client):
+            self._refuse_if_throttled(client)
+            try:
+                hello = check_hello(first)
+                device_id = await self._authenticator.authenticate(hello)
+            except Unauthenticated:
+                # Only a refused credential counts (guessing secrets), not a slow
+                # or silent client: many devices may share one address.
+                self._throttle.record_failure(client)
+                raise
         stream = self._new_stream(device_id, hello.firmware_version)
         reader: asyncio.Task[None] | None = None
         try:

@@ -6,13 +6,18 @@ at most `max_peers` addresses are remembered (the least recently failing
 forgotten first), each with at most `limit` failure times.
 """
 
+import asyncio
 import ipaddress
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 WINDOW_SECONDS = 60.0
 MAX_PEERS = 100_000
+# Credential checks one address may have under way at once; the others wait
+# their turn (devices behind one NAT reconnecting together) rather than fail.
+CHECKS_AT_ONCE = 16
 # An address that does not parse (a Unix socket, an in-process transport) is
 # still one client; its text is bounded.
 _MAX_PEER_TEXT = 100
@@ -48,9 +53,13 @@ class FailedConnectThrottle:
         window_seconds: float = WINDOW_SECONDS,
         max_peers: int = MAX_PEERS,
         clock: Callable[[], float] = time.monotonic,
+        checks_at_once: int = CHECKS_AT_ONCE,
     ) -> None:
-        if limit < 1 or max_peers < 1:
-            raise ValueError("limit and max_peers must be at least 1")
+        if limit < 1 or max_peers < 1 or checks_at_once < 1:
+            raise ValueError("limit, max_peers and checks_at_once must be at least 1")
+        self._checks_at_once = checks_at_once
+        # Only addresses with checks under way: removed when their last one ends.
+        self._turns: dict[str, tuple[asyncio.Semaphore, int]] = {}
         self._limit = limit
         self._window = window_seconds
         self._max_peers = max_peers
@@ -71,6 +80,25 @@ class FailedConnectThrottle:
             else:
                 del self._failures[key]
         return recent
+
+    @asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        """Wait until fewer than `checks_at_once` checks of `key` are under way."""
+        turns, users = self._turns.get(key, (asyncio.Semaphore(self._checks_at_once), 0))
+        self._turns[key] = (turns, users + 1)
+        try:
+            async with turns:
+                yield
+        finally:
+            turns, users = self._turns[key]
+            if users == 1:
+                del self._turns[key]
+            else:
+                self._turns[key] = (turns, users - 1)
+
+    def addresses_taking_turns(self) -> int:
+        """Addresses with checks under way or waiting (memory held for turns)."""
+        return len(self._turns)
 
     def blocked(self, key: str) -> bool:
         """Whether `key` has used up its failures for now."""

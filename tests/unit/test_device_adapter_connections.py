@@ -15,7 +15,7 @@ from services.device_adapter.connections import (
     ConnectionSettings,
 )
 from services.device_adapter.streams import Delivery, Stream, StreamRegistry
-from services.device_adapter.throttle import FailedConnectThrottle
+from services.device_adapter.throttle import CHECKS_AT_ONCE, FailedConnectThrottle
 from services.device_adapter.validation import HelloFields, credentials_invalid
 from services.runtime.errors import (
     Conflict,
@@ -37,9 +37,12 @@ class FakeDevices:
     def __init__(self) -> None:
         self.asked: list[str] = []
         self.down = False
+        # How long an answer takes (a real one crosses the network).
+        self.delay = 0.0
 
     async def authenticate(self, hello: HelloFields) -> str:
         self.asked.append(hello.device_id)
+        await asyncio.sleep(self.delay)
         if self.down:
             raise dependency_unavailable("device")
         if hello.secret != SECRET:
@@ -306,6 +309,19 @@ async def test_wrong_credentials_are_refused_then_throttled_without_asking() -> 
     assert isinstance(refusal, Throttled)
     assert refusal.reason == "TOO_MANY_FAILED_CONNECTS"
     assert len(adapter.devices.asked) == asked == 2
+
+
+async def test_guesses_sent_at_once_on_many_streams_reach_device_only_a_few_at_a_time() -> None:
+    adapter = Adapter(failures_per_minute=2)
+    adapter.devices.delay = 0.01
+    guessers = [Device(adapter, secret="guess") for _ in range(50)]
+    for guesser in guessers:
+        guesser.hello()
+    refusals = await asyncio.gather(*(guesser.refusal() for guesser in guessers))
+    # The first turn's checks (throttle.CHECKS_AT_ONCE) were asked; then the
+    # failures counted, and every later turn was refused without asking.
+    assert len(adapter.devices.asked) <= 2 + CHECKS_AT_ONCE
+    assert sum(isinstance(refusal, Throttled) for refusal in refusals) >= 50 - 2 - CHECKS_AT_ONCE
 
 
 async def test_an_unreachable_device_service_counts_no_failure() -> None:

@@ -1,5 +1,7 @@
 """Failed device connects, counted per client address in a sliding minute."""
 
+import asyncio
+
 import pytest
 
 from services.device_adapter.throttle import FailedConnectThrottle, peer_key
@@ -98,3 +100,31 @@ def test_only_the_latest_failures_are_kept_per_client() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         FailedConnectThrottle(limit=0)
+
+
+async def test_checks_of_one_address_take_turns_and_the_waiting_see_its_failures() -> None:
+    throttle = FailedConnectThrottle(limit=2, checks_at_once=2, clock=lambda: 100.0)
+    under_way = 0
+    most = 0
+    refused = 0
+
+    async def guess() -> None:
+        nonlocal under_way, most, refused
+        async with throttle.turn("198.51.100.7"):
+            if throttle.blocked("198.51.100.7"):
+                refused += 1
+                return
+            under_way += 1
+            most = max(most, under_way)
+            await asyncio.sleep(0.01)
+            throttle.record_failure("198.51.100.7")
+            under_way -= 1
+
+    await asyncio.gather(*(guess() for _ in range(20)))
+    assert most == 2
+    # Only the first turn's two guesses reached the check; the rest were refused.
+    assert refused == 18
+    # Another address is not held back, and nothing is left behind.
+    async with throttle.turn("203.0.113.9"):
+        assert not throttle.blocked("203.0.113.9")
+    assert throttle.addresses_taking_turns() == 0
