@@ -29,6 +29,7 @@ from services.device.repository import sql_repositories
 from services.runtime import outbox
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
+from services.runtime.device_links import ADAPTER_EVENT_RETENTION
 from services.runtime.messaging import EventContext, EventT, Handler, Subscription
 from services.runtime.timestamps import timestamp
 
@@ -252,7 +253,9 @@ async def mark_lapsed_offline(
 def _subscription(
     durable: str, event_type: type[EventT], handle: Handler[EventT]
 ) -> Subscription[EventT]:
-    return Subscription.of_event(durable, "device-adapter", event_type, handle)
+    return Subscription.of_event(
+        durable, "device-adapter", event_type, handle, retention=ADAPTER_EVENT_RETENTION
+    )
 
 
 def subscriptions(events: ConnectionEvents) -> list[Subscription[Any]]:

@@ -39,6 +39,7 @@ from services.device.readings import (
 from services.device.readings_repository import AlarmRow, LastReading, LiveDevice, SqlTelemetry
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
+from services.runtime.device_links import ADAPTER_EVENT_RETENTION
 from services.runtime.messaging import EventContext, Subscription
 from services.runtime.outbox import add_event
 from services.runtime.periodic import PeriodicJob
@@ -294,6 +295,7 @@ def subscription(
         "device-adapter",
         device_adapter_pb2.TelemetryBatch,
         TelemetryIngest(settings.overheat, events_written=events_written, clock=clock),
+        retention=ADAPTER_EVENT_RETENTION,
     )
 
 

@@ -1,6 +1,7 @@
 from warmhouse.device.v1 import device_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2
 
+from services.runtime.device_links import ADAPTER_EVENT_BYTES, ADAPTER_EVENT_RETENTION
 from services.runtime.service import ServiceDescription, method_paths
 
 DEVICE_ADAPTER_SERVICE = device_adapter_pb2.DESCRIPTOR.services_by_name[
@@ -20,4 +21,6 @@ DESCRIPTION = ServiceDescription(
     # Its state is its open streams; what they mean lives in the Device service.
     owns_database=False,
     behind_edge=False,
+    event_retention=ADAPTER_EVENT_RETENTION,
+    event_bytes=ADAPTER_EVENT_BYTES,
 )

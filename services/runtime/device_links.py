@@ -9,9 +9,15 @@ request is never stored and acknowledged by the broker instead.
 """
 
 import uuid
+from datetime import timedelta
 from enum import Enum
 
 _PREFIX = "warmhouse.live.device_adapter"
+# How long the Device Adapter's events (telemetry, presence, connections,
+# answers) stay in JetStream: worth minutes, kept a day to cover an outage of
+# their consumer; the byte cap keeps a burst of telemetry from filling the disk.
+ADAPTER_EVENT_RETENTION = timedelta(days=1)
+ADAPTER_EVENT_BYTES = 8 * 2**30
 # A reply carrying this header: the replica could not write to the stream.
 ERROR_HEADER = "Warmhouse-Error"
 NOT_CONNECTED = "not-connected"

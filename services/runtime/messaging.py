@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +31,18 @@ _tracer = trace.get_tracer("warmhouse.events")
 EventT = TypeVar("EventT", bound=Message)
 
 
-def stream_config(service: str) -> StreamConfig:
+# How long events stay in their stream unless the publisher says otherwise
+# (ServiceDescription.event_retention); consumers remember the ids they
+# processed a day longer, so a redelivery of anything still in the stream is
+# recognised.
+EVENT_RETENTION = timedelta(days=30)
+REMEMBERED_BEYOND_RETENTION = timedelta(days=1)
+_PRUNE_PROCESSED_EVERY_SECONDS = 3600.0
+
+
+def stream_config(
+    service: str, retention: timedelta = EVENT_RETENTION, max_bytes: int = -1
+) -> StreamConfig:
     """Every service publishes on one stream, `WARMHOUSE_<SERVICE>`, the
     subjects of its proto package (device-adapter: warmhouse.device_adapter.v1)."""
     package = service.replace("-", "_")
@@ -39,8 +51,9 @@ def stream_config(service: str) -> StreamConfig:
         subjects=[f"warmhouse.{package}.v1.>"],
         storage=StorageType.FILE,
         # Long enough to cover a relay retrying after a crash-restart.
-        duplicate_window=3600.0,
-        max_age=30 * 24 * 3600.0,
+        duplicate_window=min(3600.0, retention.total_seconds()),
+        max_age=retention.total_seconds(),
+        max_bytes=max_bytes,
     )
 
 
@@ -129,10 +142,17 @@ class Subscription(Generic[EventT]):
     subject: str
     event_type: type[EventT]
     handle: Handler[EventT]
+    # How long its stream keeps events (the publisher's event_retention).
+    retention: timedelta = EVENT_RETENTION
 
     @classmethod
     def of_event(
-        cls, durable: str, publisher: str, event_type: type[EventT], handle: Handler[EventT]
+        cls,
+        durable: str,
+        publisher: str,
+        event_type: type[EventT],
+        handle: Handler[EventT],
+        retention: timedelta = EVENT_RETENTION,
     ) -> "Subscription[EventT]":
         """Every event of one type `publisher` (a service name) publishes."""
         return cls(
@@ -141,6 +161,7 @@ class Subscription(Generic[EventT]):
             subject=str(event_type.DESCRIPTOR.full_name),
             event_type=event_type,
             handle=handle,
+            retention=retention,
         )
 
 
@@ -170,16 +191,28 @@ class EventConsumer(Generic[EventT]):
         pull = await self._jetstream.pull_subscribe(
             sub.subject, durable=sub.durable, stream=sub.stream, config=config
         )
+        next_prune = 0.0
         try:
             async for messages in pull_batches(pull, self._batch_size):
                 for message in messages:
                     await self.process(message)
+                if time.monotonic() >= next_prune:
+                    await self.forget_processed()
+                    next_prune = time.monotonic() + _PRUNE_PROCESSED_EVERY_SECONDS
         finally:
             # A pull answer arriving after cancellation would sit unread and
             # make the connection's drain wait its whole timeout at stop. This
             # closes only the reply inbox; the durable consumer stays.
             with contextlib.suppress(Exception):
                 await pull.unsubscribe()
+
+    async def forget_processed(self) -> None:
+        """Forget the ids of events no longer in the stream: none can come again."""
+        age = self._subscription.retention + REMEMBERED_BEYOND_RETENTION
+        async with self._database.connection() as connection:
+            await connection.execute(
+                _FORGET_PROCESSED, consumer=self._subscription.durable, age=age.total_seconds()
+            )
 
     async def process(self, message: Msg) -> None:
         sub = self._subscription
@@ -209,6 +242,14 @@ _RECORD_PROCESSED = Query(
     text(
         "INSERT INTO processed_events (consumer, event_id) VALUES (:consumer, :event_id)"
         " ON CONFLICT DO NOTHING RETURNING 1"
+    )
+)
+
+
+_FORGET_PROCESSED = Query(
+    text(
+        "DELETE FROM processed_events WHERE consumer = :consumer"
+        " AND processed_at < now() - make_interval(secs => :age)"
     )
 )
 

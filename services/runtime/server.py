@@ -179,7 +179,14 @@ class ServiceHost:
         jetstream = nats_client.jetstream()
         own = definition.description.name
         for service in sorted({own, REVOCATIONS_FROM, *definition.consumes_from}):
-            config = messaging.stream_config(service)
+            # Another's stream, if it must be created first, gets the defaults
+            # until its owner starts and brings it to its own configuration.
+            description = definition.description
+            config = (
+                messaging.stream_config(own, description.event_retention, description.event_bytes)
+                if service == own
+                else messaging.stream_config(service)
+            )
             await messaging.ensure_stream(jetstream, config, owned=service == own)
         # Long enough that every token issued before a revocation has expired.
         revoked = RevokedTokens(settings.access_token_ttl_seconds + REVOCATION_MARGIN_SECONDS)

@@ -9,6 +9,7 @@ its methods or its database.
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum
 
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -43,6 +44,11 @@ class ServiceDescription:
     # False for a service Envoy never routes to (hardware reaches the Device
     # Adapter on its own port).
     behind_edge: bool = True
+    # How long its events stay in its stream, and at most how many bytes of
+    # them (-1: no limit): telemetry is worth less, and weighs more, than a
+    # membership change.
+    event_retention: timedelta = timedelta(days=30)
+    event_bytes: int = -1
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name):

@@ -6,11 +6,13 @@ import asyncio
 import uuid
 
 import grpc
+import nats
 import pytest
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc as adapter_pb2_grpc
 
 from services.devstack.stack import Stack
+from services.runtime.device_links import ADAPTER_EVENT_BYTES, ADAPTER_EVENT_RETENTION
 from tests.e2e.device_loop import (
     OFFLINE_BOUND_SECONDS,
     ONLINE_BOUND_SECONDS,
@@ -337,3 +339,13 @@ async def test_a_padded_frame_ends_only_its_own_stream(api: Rest, home: Home, st
         await within(10, newer_reading, "a newer reading of the neighbour")
         assert sim.connections == 1
     assert "lastReading" not in await padder.device()
+
+
+async def test_the_adapters_events_stay_a_day_and_are_capped_in_bytes(stack: Stack) -> None:
+    client = await nats.connect(stack.nats.url)
+    try:
+        info = await client.jetstream().stream_info("WARMHOUSE_DEVICE_ADAPTER")
+    finally:
+        await client.close()
+    assert info.config.max_age == ADAPTER_EVENT_RETENTION.total_seconds()
+    assert info.config.max_bytes == ADAPTER_EVENT_BYTES

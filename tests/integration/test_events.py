@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import nats
 import nats.errors
@@ -311,3 +312,53 @@ async def test_the_broker_refuses_clients_without_its_token(nats_server: NatsPro
     client = await nats.connect(nats_server.url, allow_reconnect=False, connect_timeout=2)
     assert client.is_connected
     await client.close()
+
+
+async def test_a_consumer_forgets_the_ids_of_events_its_stream_no_longer_holds(
+    engine: Database, jetstream: JetStreamContext
+) -> None:
+    async def nothing(conn: Connection, event: user_pb2.UserRegistered, _: EventContext) -> None:
+        return None
+
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    subscription = Subscription(
+        durable,
+        STREAM_NAME,
+        "warmhouse.user.v1.UserRegistered",
+        user_pb2.UserRegistered,
+        nothing,
+        retention=timedelta(days=1),
+    )
+    remember = Query(
+        text(
+            "INSERT INTO processed_events (consumer, event_id, processed_at)"
+            " VALUES (:consumer, :event_id, now() - make_interval(hours => :hours))"
+        )
+    )
+    async with engine.transaction() as conn:
+        # Older than the stream's day plus the day of margin, and within it.
+        for event_id, hours in (("gone", 49), ("kept", 47)):
+            await conn.execute(remember, consumer=durable, event_id=event_id, hours=hours)
+        # Another consumer's old id is not this one's to forget.
+        await conn.execute(remember, consumer=f"{durable}-other", event_id="gone", hours=49)
+    await EventConsumer(engine, jetstream, subscription).forget_processed()
+    async with engine.connection() as conn:
+        rows = await conn.fetch(
+            Query(text("SELECT consumer, event_id FROM processed_events WHERE consumer LIKE :c")),
+            c=f"{durable}%",
+        )
+    assert sorted((row["consumer"], row["event_id"]) for row in rows) == [
+        (durable, "kept"),
+        (f"{durable}-other", "gone"),
+    ]
+
+
+def test_a_stream_keeps_events_as_long_as_its_publisher_says() -> None:
+    config = messaging.stream_config("device-adapter", timedelta(hours=2), max_bytes=1024)
+    assert (config.name, config.subjects) == (
+        "WARMHOUSE_DEVICE_ADAPTER",
+        ["warmhouse.device_adapter.v1.>"],
+    )
+    assert (config.max_age, config.max_bytes) == (7200.0, 1024)
+    # A duplicate window beyond the stream's age is refused by the broker.
+    assert config.duplicate_window == 3600.0
