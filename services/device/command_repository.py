@@ -44,14 +44,16 @@ _LAPSED = Query(
         " ORDER BY c.expire_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED"
     )
 )
+# Oldest waiting command first: with more devices waiting than one sweep
+# takes, none is passed over sweep after sweep.
 _AWAITING_DELIVERY = Query(
     text(
-        "SELECT DISTINCT c.device_id FROM commands c JOIN devices d ON d.id = c.device_id"
+        "SELECT c.device_id FROM commands c JOIN devices d ON d.id = c.device_id"
         f" WHERE c.{_OPEN} AND c.expire_at > :now"
         " AND d.lease_until IS NOT NULL AND d.retired_at IS NULL"
         " AND (c.sent_connection_id IS DISTINCT FROM d.connection_id"
         " OR (c.status = 'SENT' AND c.updated_at < :resend_before))"
-        " LIMIT :limit"
+        " GROUP BY c.device_id ORDER BY min(c.created_at) LIMIT :limit"
     )
 )
 

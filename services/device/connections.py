@@ -36,7 +36,7 @@ from services.runtime.timestamps import timestamp
 log = logging.getLogger(__name__)
 # When an event does not say how long its report holds.
 DEFAULT_LEASE = timedelta(seconds=15)
-LAPSED_BATCH = 500
+LAPSED_LEASES_BATCH = 500
 _REASONS = device_adapter_pb2.DisconnectReason
 
 
@@ -112,7 +112,11 @@ class ConnectionEvents:
         changes = _Events(connection)
         device = await changes.repos.devices.get(device_id, lock=True)
         opened = _moment(event.occur_time)
-        if device is None or (device.connected_at is not None and opened < device.connected_at):
+        # A stream that opened no later than the one last known (current or
+        # ended) is old news, unless it is that very stream again.
+        known = device.connected_at if device is not None else None
+        old_news = known is not None and opened <= known
+        if device is None or (old_news and event.connection_id != device.connection_id):
             return
         now = self._clock()
         lease = timedelta(seconds=event.lease_seconds) if event.lease_seconds > 0 else DEFAULT_LEASE
@@ -159,7 +163,9 @@ class ConnectionEvents:
         after = replace(
             device,
             connection_id=None,
-            connected_at=max(ended, device.connected_at or ended),
+            # The latest stream known to have opened: its late DeviceConnected,
+            # or any older stream's, must not bring the device back.
+            connected_at=max(opened, device.connected_at or opened),
             lease_until=None,
             last_seen=max(filter(None, (device.last_seen, last_seen)), default=None),
             status=domain.disconnected_status(device.status),
@@ -213,12 +219,13 @@ class ConnectionEvents:
         if command.status not in command_rules.OPEN_STATUSES:
             return  # answered before: a repeat changes nothing
         device = await changes.repos.devices.get(device_id)
-        space_id = device.space_id if device is not None else uuid.UUID(int=0)
+        if device is None:
+            return  # retired meanwhile: its open commands expire
         await record_final(
             changes.repos,
             changes.publish,
             command,
-            space_id,
+            device.space_id,
             command_rules.answered_status(event.ok),
             command_rules.device_message(event.message),
             now,
@@ -238,7 +245,7 @@ async def mark_lapsed_offline(
     async with database.transaction() as connection:
         changes = _Events(connection)
         now = clock()
-        lapsed = await changes.repos.devices.lapsed_leases(now, LAPSED_BATCH)
+        lapsed = await changes.repos.devices.lapsed_leases(now, LAPSED_LEASES_BATCH)
         for device in lapsed:
             after = replace(
                 device,

@@ -34,6 +34,8 @@ SWEEP_EVERY = timedelta(seconds=2)
 # again after this: its answer may have been lost, and the device answers a
 # repeated id with its earlier result.
 RESEND_UNANSWERED_AFTER = timedelta(seconds=30)
+# Above the adapter's own wait for a write (routing.WRITE_TIMEOUT_SECONDS, 4 s),
+# so a replica that gave up on a write can still say so.
 REQUEST_TIMEOUT_SECONDS = 5.0
 # Devices delivered to at once (after an adapter restart thousands reconnect).
 CONCURRENT_DEVICES = 64

@@ -14,6 +14,7 @@ from services.simulator.device import DeviceType, SimulatedDevice
 from services.simulator.thermal import Room
 from tests.e2e.homes import Home, ok, register_device
 from tests.e2e.rest import Rest
+from tests.polling import eventually
 
 ADAPTER = "device-adapter"
 # What the README promises with the default settings.
@@ -97,17 +98,11 @@ class Hardware:
         return [entry["event"] for entry in body.get("deviceLogs", [])]
 
 
-async def within(
-    seconds: float, probe: Callable[[], Any], what: str, interval: float = 0.1
-) -> float:
-    """Seconds until `probe()` (awaited) is truthy; fails after `seconds`."""
+async def within(seconds: float, probe: Callable[[], Any], what: str) -> float:
+    """Seconds until `probe()` is truthy (tests/polling.eventually); fails after `seconds`."""
     start = time.monotonic()
-    while True:
-        if await probe():
-            return time.monotonic() - start
-        if time.monotonic() - start > seconds:
-            raise AssertionError(f"{what} did not happen within {seconds:g}s")
-        await asyncio.sleep(interval)
+    await eventually(probe, within=seconds, interval=0.1, what=what)
+    return time.monotonic() - start
 
 
 @asynccontextmanager

@@ -80,7 +80,7 @@ async def test_samples_sent_several_to_a_frame_are_each_kept(
     )
     async with running(simulated) as sim:
         await sim.wait_connected(10)
-        await within(10, lambda: _true(sim.samples_sent >= 10), "two frames sent")
+        await within(10, lambda: sim.samples_sent >= 10, "two frames sent")
 
         async def kept() -> bool:
             history = await asyncio.to_thread(hardware.get, "/readings")
@@ -98,7 +98,7 @@ async def test_a_wrong_secret_is_refused_and_a_retired_device_is_cut_off(
 ) -> None:
     hardware = Hardware(api, home)
     async with running(hardware.simulated(adapter_address(stack), secret="x" * 43)) as impostor:
-        await within(10, lambda: _true(impostor.gave_up), "refusal")
+        await within(10, lambda: impostor.gave_up, "refusal")
     assert impostor.last_disconnect_code == grpc.StatusCode.UNAUTHENTICATED
     assert impostor.connections == 0
     async with running(hardware.simulated(adapter_address(stack))) as sim:
@@ -107,7 +107,7 @@ async def test_a_wrong_secret_is_refused_and_a_retired_device_is_cut_off(
             api.call, "DELETE", f"/devices/{hardware.device_id}", None, home.owner.token
         )
         ok(retire)
-        await within(10, lambda: _true(sim.gave_up), "the retired device cut off")
+        await within(10, lambda: sim.gave_up, "the retired device cut off")
         assert sim.last_disconnect_code == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -151,7 +151,7 @@ async def test_an_answer_lost_with_a_killed_replica_is_asked_again_and_the_devic
             sim.hold_answers(True)
             command_id = await hardware.send({"kind": "TURN_OFF"})
             await within(10, has_status(hardware, command_id, "SENT"), "SENT")
-            await within(5, lambda: _true(sim.executed == [command_id]), "carried out")
+            await within(5, lambda: sim.executed == [command_id], "carried out")
             doomed.process.kill()
             sim.hold_answers(False)
             await within(30, has_status(hardware, command_id, "ACKNOWLEDGED"), "ACKNOWLEDGED")
@@ -234,8 +234,12 @@ async def test_a_second_stream_replaces_the_first_across_replicas(
             first.go_silent()
             async with running(hardware.simulated(replica_address(second))) as newer:
                 await newer.wait_connected(10)
-                await within(5, lambda: _true(not first.connected.is_set()), "the first ended")
-                await asyncio.sleep(1.0)
+                await within(5, lambda: not first.connected.is_set(), "the first ended")
+                # The newer stream is the one commands reach.
+                command_id = await hardware.send({"kind": "TURN_OFF"})
+                await within(10, has_status(hardware, command_id, "ACKNOWLEDGED"), "ACKNOWLEDGED")
+                assert newer.executed == [command_id]
+                assert first.executed == []
                 assert newer.connected.is_set()
                 assert await hardware.status() == "ONLINE"
 
@@ -251,20 +255,15 @@ async def test_repeated_failures_from_one_peer_are_throttled(
             async with running(
                 hardware.simulated(replica_address(strict), secret="y" * 43)
             ) as impostor:
-                await within(
-                    10, lambda: _true(impostor.last_disconnect_code is not None), "refusal"
-                )
+                await within(10, lambda: impostor.last_disconnect_code is not None, "refusal")
                 codes.append(impostor.last_disconnect_code)
         assert codes[:3] == [grpc.StatusCode.UNAUTHENTICATED] * 3
         assert set(codes[3:]) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         # The right secret from the throttled peer waits too.
         async with running(hardware.simulated(replica_address(strict))) as sim:
-            await asyncio.sleep(1.0)
+            await within(10, lambda: sim.last_disconnect_code is not None, "the answer to it")
+            assert sim.last_disconnect_code == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert sim.connections == 0
-
-
-async def _true(value: object) -> bool:
-    return bool(value)
 
 
 async def test_a_queued_command_survives_a_restart_of_device_service(
@@ -278,7 +277,8 @@ async def test_a_queued_command_survives_a_restart_of_device_service(
         # Meanwhile the device comes: the adapter cannot check its secret
         # (UNAVAILABLE), so it tries again, as hardware does.
         async with running(hardware.simulated(adapter_address(stack))) as sim:
-            await asyncio.sleep(1.0)
+            await within(10, lambda: sim.last_disconnect_code is not None, "the adapter's answer")
+            assert sim.last_disconnect_code == grpc.StatusCode.UNAVAILABLE
             assert sim.connections == 0
             await asyncio.to_thread(device_service.start)
             await within(20, has_status(hardware, command_id, "ACKNOWLEDGED"), "ACKNOWLEDGED")

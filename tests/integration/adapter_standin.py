@@ -46,17 +46,22 @@ class Replica:
         subscription = await self._nats.subscribe(live_wildcard(device_id), cb=on_live)
         await self._nats.flush()
         self._held[device_id] = (connection_id, subscription)
-        opened = self._opened[connection_id] = datetime.now(UTC)
+        self._opened[connection_id] = datetime.now(UTC)
         if announce:
-            await self.publish(
-                adapter_pb2.DeviceConnected(
-                    device_id=device_id,
-                    connection_id=connection_id,
-                    occur_time=timestamp(opened),
-                    lease_seconds=15,
-                )
-            )
+            await self.announce(device_id)
         return connection_id
+
+    async def announce(self, device_id: str) -> None:
+        """Publish the DeviceConnected of the stream held (maybe late)."""
+        connection_id = self._held[device_id][0]
+        await self.publish(
+            adapter_pb2.DeviceConnected(
+                device_id=device_id,
+                connection_id=connection_id,
+                occur_time=timestamp(self._opened[connection_id]),
+                lease_seconds=15,
+            )
+        )
 
     async def drop(
         self,

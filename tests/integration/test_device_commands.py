@@ -246,6 +246,30 @@ async def test_the_late_end_of_an_older_stream_leaves_the_newer_one_in_charge(
         assert await _is(devices, household, device_id, device_pb2.ONLINE)
 
 
+async def test_a_newer_streams_late_connected_event_still_brings_the_device_back(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica, mesh: Mesh
+) -> None:
+    device_id = await device_id_in(devices, household)
+    await standin.connect(device_id)
+    await eventually(lambda: _is(devices, household, device_id, device_pb2.ONLINE), what="ONLINE")
+    async with replica(mesh.device.runtime.settings.nats_url) as newer:
+        await newer.connect(device_id, announce=False)
+        await asyncio.sleep(0.2)
+        # The old stream's end (stamped after the new one opened) is handled
+        # first; the new stream's DeviceConnected only then.
+        await standin.drop(device_id, adapter_pb2.ADAPTER_SHUTDOWN)
+        await eventually(
+            lambda: _is(devices, household, device_id, device_pb2.OFFLINE), what="OFFLINE"
+        )
+        await newer.announce(device_id)
+        await eventually(
+            lambda: _is(devices, household, device_id, device_pb2.ONLINE), what="ONLINE again"
+        )
+        command_id = await send(devices, household, device_id, 22)
+        await eventually(lambda: len(newer.written.get(device_id, [])) == 1, what="delivery")
+        assert newer.written[device_id][0].command_id == command_id
+
+
 async def test_a_device_no_replica_reports_goes_offline_when_its_lease_runs_out(
     devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
 ) -> None:
