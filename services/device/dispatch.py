@@ -23,7 +23,7 @@ from services.device import command_rules
 from services.device.command_log import record_sent
 from services.device.ports import CommandRecord, DeviceRepositories
 from services.runtime.clock import Clock, utc_now
-from services.runtime.device_links import ERROR_HEADER, LiveAction, live_subject
+from services.runtime.device_links import LiveAction, ask_holder, live_subject
 from services.runtime.loops import raise_if_stopping
 from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import UnitOfWork
@@ -34,9 +34,6 @@ SWEEP_EVERY = timedelta(seconds=2)
 # again after this: its answer may have been lost, and the device answers a
 # repeated id with its earlier result.
 RESEND_UNANSWERED_AFTER = timedelta(seconds=30)
-# Above the adapter's own wait for a write (routing.WRITE_TIMEOUT_SECONDS, 4 s),
-# so a replica that gave up on a write can still say so.
-REQUEST_TIMEOUT_SECONDS = 5.0
 # Devices delivered to at once (after an adapter restart thousands reconnect).
 CONCURRENT_DEVICES = 64
 SWEEP_LIMIT = 1000
@@ -141,20 +138,15 @@ class CommandDispatcher:
 
     async def _write(self, command: CommandRecord) -> str | None:
         """The id of the stream the command was written to; None when it was not."""
+        payload = wire_command(command).SerializeToString()
         try:
-            reply = await self._nats.request(
-                live_subject(command.device_id, LiveAction.COMMAND),
-                wire_command(command).SerializeToString(),
-                timeout=REQUEST_TIMEOUT_SECONDS,
-            )
-        except nats.errors.NoRespondersError:
-            return None
+            written = await ask_holder(self._nats, command.device_id, LiveAction.COMMAND, payload)
         except (TimeoutError, nats.errors.TimeoutError):
             log.info("no answer from the adapter holding a device; the sweep retries")
             return None
-        if reply.headers and reply.headers.get(ERROR_HEADER):
+        if written is None:
             return None
-        return reply.data.decode() or None
+        return written.decode() or None
 
     async def _mark_sent(
         self, command: CommandRecord, space_id: uuid.UUID, connection_id: str

@@ -29,8 +29,10 @@ from services.device_adapter.validation import stamp
 from services.runtime.device_links import (
     ERROR_HEADER,
     NOT_CONNECTED,
+    REQUEST_TIMEOUT_SECONDS,
     LiveAction,
     action_of,
+    ask_holder,
     live_subject,
     live_wildcard,
 )
@@ -38,8 +40,8 @@ from services.runtime.errors import DomainError, InvalidArgument, Unavailable
 from services.runtime.request import parse_uuid
 
 log = logging.getLogger(__name__)
-REQUEST_TIMEOUT_SECONDS = 5.0
-# The holder answers before a requester with the default timeout gives up.
+# The holder answers before an asker with the default timeout
+# (device_links.REQUEST_TIMEOUT_SECONDS) gives up.
 WRITE_TIMEOUT_SECONDS = 4.0
 FLUSH_TIMEOUT_SECONDS = 5
 # A command that does not parse: a caller's bug, answered at once.
@@ -179,10 +181,6 @@ def _broker_unavailable() -> Unavailable:
     return Unavailable("DEPENDENCY_UNAVAILABLE", "the message broker could not answer; retry")
 
 
-def _has_error(message: Msg) -> bool:
-    return bool(message.headers and message.headers.get(ERROR_HEADER))
-
-
 class LiveClient:
     """The asker's side: SendCommand and GetConnection, through the holder."""
 
@@ -192,30 +190,27 @@ class LiveClient:
         self._nats = nats_client
         self._timeout = timeout_seconds
 
-    async def _request(self, device_id: str, action: LiveAction, payload: bytes) -> Msg | None:
-        """The holder's reply; None when no replica holds the device."""
-        subject = live_subject(parse_uuid(device_id, "deviceId"), action)
+    async def _request(self, device_id: str, action: LiveAction, payload: bytes) -> bytes | None:
+        """The holder's reply; None when no replica holds the device or it could not act."""
+        device = parse_uuid(device_id, "deviceId")
         try:
-            reply: Msg = await self._nats.request(subject, payload, timeout=self._timeout)
-        except nats.errors.NoRespondersError:
-            return None
+            return await ask_holder(self._nats, device, action, payload, self._timeout)
         except (nats.errors.Error, TimeoutError, OSError):
             raise _broker_unavailable() from None
-        return reply
 
     async def send_command(self, device_id: str, command: pb.Command) -> None:
         """Returns once the holder wrote `command` to the stream."""
         _check_command(command)
         reply = await self._request(device_id, LiveAction.COMMAND, command.SerializeToString())
-        if reply is None or _has_error(reply):
+        if reply is None:
             raise DeviceNotConnected()
 
     async def connection(self, device_id: str) -> pb.GetConnectionResponse:
         reply = await self._request(device_id, LiveAction.CONNECTION, b"")
-        if reply is None or _has_error(reply):
+        if reply is None:
             return pb.GetConnectionResponse(connected=False)
         try:
-            return pb.GetConnectionResponse.FromString(reply.data)
+            return pb.GetConnectionResponse.FromString(reply)
         except DecodeError:
             raise _broker_unavailable() from None
 

@@ -12,12 +12,19 @@ import uuid
 from datetime import timedelta
 from enum import Enum
 
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
 _PREFIX = "warmhouse.live.device_adapter"
 # How long the Device Adapter's events (telemetry, presence, connections,
 # answers) stay in JetStream: worth minutes, kept a day to cover an outage of
 # their consumer; the byte cap keeps a burst of telemetry from filling the disk.
 ADAPTER_EVENT_RETENTION = timedelta(days=1)
 ADAPTER_EVENT_BYTES = 8 * 2**30
+# How long an asker waits for the holder: longer than the holder waits for a
+# write (the adapter's routing.WRITE_TIMEOUT_SECONDS), so that it hears "not
+# written" rather than nothing.
+REQUEST_TIMEOUT_SECONDS = 5.0
 # A reply carrying this header: the replica could not write to the stream.
 ERROR_HEADER = "Warmhouse-Error"
 NOT_CONNECTED = "not-connected"
@@ -51,3 +58,22 @@ def action_of(subject: str) -> LiveAction | None:
         return LiveAction(last)
     except ValueError:
         return None
+
+
+async def ask_holder(
+    client: NatsClient,
+    device_id: uuid.UUID | str,
+    action: LiveAction,
+    payload: bytes,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,  # noqa: ASYNC109 - nats-py's own timeout
+) -> bytes | None:
+    """The reply of the replica holding the device's stream; None when no
+    replica holds it (no responders) or the holder could not act (the error
+    header). A broker that cannot answer raises (nats-py's errors, TimeoutError)."""
+    try:
+        reply = await client.request(live_subject(device_id, action), payload, timeout=timeout)
+    except nats.errors.NoRespondersError:
+        return None
+    if reply.headers and reply.headers.get(ERROR_HEADER):
+        return None
+    return bytes(reply.data)

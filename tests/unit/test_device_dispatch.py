@@ -11,6 +11,7 @@ from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
 
 from services.device import command_rules
 from services.device.dispatch import CommandDispatcher
+from services.runtime.device_links import ERROR_HEADER, NOT_CONNECTED
 from tests.unit.device_fakes import DeviceWorld, device_world
 from tests.unit.test_device_commands import a_heater, send, set_target
 
@@ -29,10 +30,14 @@ class FakeBroker:
     def __init__(self) -> None:
         self.connection: str | None = None
         self.written: list[adapter_pb2.Command] = []
+        # The holder answers that it could not write (its stream is ending).
+        self.refusing = False
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> Reply:  # noqa: ASYNC109 - nats-py's signature
         if self.connection is None:
             raise nats.errors.NoRespondersError
+        if self.refusing:
+            return Reply(b"", {ERROR_HEADER: NOT_CONNECTED})
         self.written.append(adapter_pb2.Command.FromString(payload))
         return Reply(self.connection.encode())
 
@@ -71,6 +76,19 @@ async def test_nothing_is_written_while_no_replica_holds_the_stream(world: Devic
     await dispatcher(world, broker).deliver(device)
     assert broker.written == []
     assert statuses(world) == [command_rules.QUEUED]
+
+
+async def test_a_holder_that_could_not_write_leaves_the_command_queued(world: DeviceWorld) -> None:
+    home, device = await a_heater(world)
+    await send(world, home.owner, set_target(device, 21))
+    broker = FakeBroker()
+    connect(world, device, broker, "stream-1")
+    broker.refusing = True
+    await dispatcher(world, broker).deliver(device)
+    assert statuses(world) == [command_rules.QUEUED]
+    broker.refusing = False
+    await dispatcher(world, broker).deliver(device)
+    assert statuses(world) == [command_rules.SENT]
 
 
 async def test_open_commands_are_written_oldest_first_and_marked_sent(world: DeviceWorld) -> None:
