@@ -79,13 +79,14 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         dispatcher = CommandDispatcher(
             uow, runtime.nats, resend_after=settings.resend_unanswered_after
         )
+        revocations = RevocationNotices(runtime.nats)
         handlers = DeviceHandlers(
             uow,
             AccessCheck(uow, GrpcSpaceDirectory(space), broker_settled),
             DeviceSecrets(settings.secret_key),
             runtime.page_tokens,
             devices_per_home=settings.devices_per_home,
-            on_revoked=RevocationNotices(runtime.nats),
+            on_revoked=revocations,
         )
         commands = CommandHandlers(
             uow,
@@ -104,7 +105,9 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         )
         consumed = [
             *subscriptions(),
-            *connections.subscriptions(ConnectionEvents(dispatcher.wake)),
+            *connections.subscriptions(
+                ConnectionEvents(dispatcher.wake, on_retired_reported=revocations)
+            ),
             telemetry.subscription(settings.telemetry, events_written=runtime.relay.wake),
         ]
         return (

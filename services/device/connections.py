@@ -95,9 +95,13 @@ class ConnectionEvents:
         self,
         on_connected: Callable[[uuid.UUID], None],
         clock: Clock = utc_now,
+        on_retired_reported: Callable[[uuid.UUID], None] = lambda device_id: None,
     ) -> None:
         # Starts delivering the device's open commands once the change is committed.
         self._on_connected = on_connected
+        # Ends a retired device's stream again: the notice sent at retirement
+        # may not have reached the replica holding it.
+        self._on_retired_reported = on_retired_reported
         self._clock = clock
 
     async def connected(
@@ -197,6 +201,10 @@ class ConnectionEvents:
             if device.status == domain.OFFLINE:
                 await changes.status_changed(device, domain.ONLINE, now, "reported again")
                 context.after_commit(partial(self._on_connected, device.id))
+        unrenewed = {report.device_id for report in reports} - {d.id for d in renewed}
+        if unrenewed:
+            for retired in await changes.repos.devices.retired_among(sorted(unrenewed)):
+                context.after_commit(partial(self._on_retired_reported, retired))
 
     async def command_answered(
         self,

@@ -142,6 +142,9 @@ class Devices(Protocol):
         reported stream, OFFLINE ones back ONLINE; the renewed devices,
         row-locked, as they were before."""
 
+    async def retired_among(self, device_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Those of `device_ids` that were retired."""
+
     async def lapsed_leases(self, now: datetime, limit: int) -> list[DeviceRecord]:
         """Live devices whose lease ran out, row-locked (skipping rows locked elsewhere)."""
 

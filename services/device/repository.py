@@ -106,6 +106,9 @@ _RENEW_LEASES = Query(
         " AND devices.retired_at IS NULL"
     )
 )
+_RETIRED_AMONG = Query(
+    text("SELECT id FROM devices WHERE id = ANY(:ids) AND retired_at IS NOT NULL ORDER BY id")
+)
 _LAPSED_LEASES = Query(
     text(
         "SELECT * FROM devices WHERE lease_until < :now AND retired_at IS NULL"
@@ -219,6 +222,10 @@ class SqlDevices:
             lease_until=lease_until,
         )
         return [_device(row) for row in rows]
+
+    async def retired_among(self, device_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        rows = await self._connection.fetch(_RETIRED_AMONG, ids=device_ids)
+        return [row["id"] for row in rows]
 
     async def lapsed_leases(self, now: datetime, limit: int) -> list[DeviceRecord]:
         rows = await self._connection.fetch(_LAPSED_LEASES, now=now, limit=limit)

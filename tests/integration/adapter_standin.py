@@ -27,6 +27,8 @@ class Replica:
         self._held: dict[str, tuple[str, Subscription]] = {}
         self._opened: dict[str, datetime] = {}
         self.written: dict[str, list[adapter_pb2.Command]] = {}
+        # Devices told to end their stream (retired, new secret), once per notice.
+        self.revoked: list[str] = []
 
     async def publish(self, event: Message) -> None:
         await self._nats.jetstream().publish(
@@ -42,6 +44,8 @@ class Replica:
                 command = adapter_pb2.Command.FromString(message.data)
                 self.written.setdefault(device_id, []).append(command)
                 await message.respond(connection_id.encode())
+            elif message.subject.endswith(".revoke"):
+                self.revoked.append(device_id)
 
         subscription = await self._nats.subscribe(live_wildcard(device_id), cb=on_live)
         await self._nats.flush()

@@ -270,6 +270,21 @@ async def test_a_newer_streams_late_connected_event_still_brings_the_device_back
         assert newer.written[device_id][0].command_id == command_id
 
 
+async def test_a_retired_device_a_replica_still_reports_is_told_again_to_go(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
+) -> None:
+    device_id = await device_id_in(devices, household)
+    await standin.connect(device_id)
+    await eventually(lambda: _is(devices, household, device_id, device_pb2.ONLINE), what="ONLINE")
+    retire = device_pb2.DeleteDeviceRequest(device_id=device_id)
+    await devices.DeleteDevice(retire, metadata=household.owner.auth)
+    await eventually(lambda: standin.revoked == [device_id], what="the notice at retirement")
+    # Say the replica missed it and still holds the stream: its next report
+    # brings the notice again.
+    await standin.report_presence(lease_seconds=15)
+    await eventually(lambda: standin.revoked == [device_id] * 2, what="the notice again")
+
+
 async def test_a_device_no_replica_reports_goes_offline_when_its_lease_runs_out(
     devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
 ) -> None:

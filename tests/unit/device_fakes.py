@@ -156,6 +156,11 @@ class FakeDevices:
             )
         return renewed
 
+    async def retired_among(self, device_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        return sorted(
+            d for d in device_ids if d in self.rows and self.rows[d].retired_at is not None
+        )
+
     async def lapsed_leases(self, now: datetime, limit: int) -> list[DeviceRecord]:
         due = [d for d in self._live() if d.lease_until is not None and d.lease_until < now]
         return due[:limit]
