@@ -106,7 +106,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         consumed = [
             *subscriptions(),
             *connections.subscriptions(
-                ConnectionEvents(dispatcher.wake, on_retired_reported=revocations)
+                ConnectionEvents(dispatcher.wake, on_stale_credential=revocations)
             ),
             telemetry.subscription(settings.telemetry, events_written=runtime.relay.wake),
         ]

@@ -90,18 +90,23 @@ class _Events:
             await self.status_changed(before, after.status, now, why)
 
 
+def _opened_with_an_old_secret(device: DeviceRecord, opened: datetime | None) -> bool:
+    rotated = device.secret_rotated_at
+    return rotated is not None and opened is not None and opened < rotated
+
+
 class ConnectionEvents:
     def __init__(
         self,
         on_connected: Callable[[uuid.UUID], None],
         clock: Clock = utc_now,
-        on_retired_reported: Callable[[uuid.UUID], None] = lambda device_id: None,
+        on_stale_credential: Callable[[uuid.UUID], None] = lambda device_id: None,
     ) -> None:
         # Starts delivering the device's open commands once the change is committed.
         self._on_connected = on_connected
-        # Ends a retired device's stream again: the notice sent at retirement
-        # may not have reached the replica holding it.
-        self._on_retired_reported = on_retired_reported
+        # Ends again the stream of a device retired, or opened with a secret
+        # since replaced: the notice sent then may not have reached its replica.
+        self._on_stale_credential = on_stale_credential
         self._clock = clock
 
     async def connected(
@@ -135,6 +140,10 @@ class ConnectionEvents:
         )
         await changes.save_with_status(device, after, now)
         context.after_commit(lambda: self._on_connected(device_id))
+        # Authenticated just before the secret changed: the notice then found
+        # no stream to end.
+        if _opened_with_an_old_secret(device, opened):
+            context.after_commit(partial(self._on_stale_credential, device_id))
 
     async def disconnected(
         self,
@@ -201,10 +210,12 @@ class ConnectionEvents:
             if device.status == domain.OFFLINE:
                 await changes.status_changed(device, domain.ONLINE, now, "reported again")
                 context.after_commit(partial(self._on_connected, device.id))
+            if _opened_with_an_old_secret(device, device.connected_at):
+                context.after_commit(partial(self._on_stale_credential, device.id))
         unrenewed = {report.device_id for report in reports} - {d.id for d in renewed}
         if unrenewed:
             for retired in await changes.repos.devices.retired_among(sorted(unrenewed)):
-                context.after_commit(partial(self._on_retired_reported, retired))
+                context.after_commit(partial(self._on_stale_credential, retired))
 
     async def command_answered(
         self,

@@ -287,7 +287,12 @@ class DeviceHandlers:
             device = await self._locked(tx, target)
             now = self._clock()
             await tx.repos.devices.save(
-                replace(device, secret_hash=self._secrets.hash(target, secret), updated_at=now)
+                replace(
+                    device,
+                    secret_hash=self._secrets.hash(target, secret),
+                    secret_rotated_at=now,
+                    updated_at=now,
+                )
             )
             await tx.repos.logs.add(
                 log_entry(target, domain.DEVICE_CHANGED, domain.SECRET_ROTATED, now)

@@ -35,6 +35,8 @@ class DeviceRecord:
     connected_at: datetime | None = None
     # Counts as connected until then unless an adapter reports it again.
     lease_until: datetime | None = None
+    # A stream opened before this was opened with the old secret.
+    secret_rotated_at: datetime | None = None
     # The newest sample (a serialized Reading), written by telemetry ingestion only.
     last_reading: bytes | None = None
 

@@ -68,6 +68,7 @@ _SAVE_DEVICE = Query(
         connection_id=bindparam("connection_id"),
         connected_at=bindparam("connected_at"),
         lease_until=bindparam("lease_until"),
+        secret_rotated_at=bindparam("secret_rotated_at"),
     )
 )
 _COUNT_IN_SPACE = Query(
@@ -193,6 +194,7 @@ class SqlDevices:
             connection_id=device.connection_id,
             connected_at=device.connected_at,
             lease_until=device.lease_until,
+            secret_rotated_at=device.secret_rotated_at,
         )
 
     async def hold_home(self, home_id: uuid.UUID) -> None:

@@ -32,6 +32,7 @@ devices = Table(
     Column("connection_id", Text),
     Column("connected_at", DateTime(timezone=True)),
     Column("lease_until", DateTime(timezone=True)),
+    Column("secret_rotated_at", DateTime(timezone=True)),
     # Written by telemetry ingestion (migrations/0003_readings.sql), only read here.
     Column("last_reading", LargeBinary),
 )

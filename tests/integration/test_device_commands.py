@@ -285,6 +285,25 @@ async def test_a_retired_device_a_replica_still_reports_is_told_again_to_go(
     await eventually(lambda: standin.revoked == [device_id] * 2, what="the notice again")
 
 
+async def test_a_stream_opened_with_a_secret_since_replaced_is_told_again_to_go(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
+) -> None:
+    device_id = await device_id_in(devices, household)
+    await standin.connect(device_id)
+    await eventually(lambda: _is(devices, household, device_id, device_pb2.ONLINE), what="ONLINE")
+    rotate = device_pb2.RotateDeviceSecretRequest(device_id=device_id)
+    await devices.RotateDeviceSecret(rotate, metadata=household.owner.auth)
+    await eventually(lambda: standin.revoked == [device_id], what="the notice at rotation")
+    await standin.report_presence(lease_seconds=15)
+    await eventually(lambda: standin.revoked == [device_id] * 2, what="the notice again")
+    # A stream opened after the rotation is left alone.
+    await standin.drop(device_id)
+    await standin.connect(device_id)
+    await standin.report_presence(lease_seconds=15)
+    await asyncio.sleep(1.0)
+    assert standin.revoked == [device_id] * 2
+
+
 async def test_a_device_no_replica_reports_goes_offline_when_its_lease_runs_out(
     devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
 ) -> None:
