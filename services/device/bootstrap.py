@@ -108,7 +108,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             *connections.subscriptions(
                 ConnectionEvents(dispatcher.wake, on_stale_credential=revocations)
             ),
-            telemetry.subscription(settings.telemetry, events_written=runtime.relay.wake),
+            telemetry.subscription(settings.telemetry),
         ]
         return (
             broker_settled,
@@ -121,7 +121,9 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             ),
             telemetry.pruning_job(runtime.database, settings.telemetry),
             *(
-                EventConsumer(runtime.database, runtime.jetstream, subscription)
+                EventConsumer(
+                    runtime.database, runtime.jetstream, subscription, relay=runtime.relay
+                )
                 for subscription in consumed
             ),
         )

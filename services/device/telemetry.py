@@ -17,7 +17,7 @@ sees the first's alarms: an episode is raised once and cleared once.
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -255,16 +255,8 @@ async def _alarm_writes(
 class TelemetryIngest:
     """The TelemetryBatch consumer's handler."""
 
-    def __init__(
-        self,
-        limits: OverheatLimits,
-        *,
-        events_written: Callable[[], None] | None = None,
-        clock: Clock = utc_now,
-    ) -> None:
+    def __init__(self, limits: OverheatLimits, *, clock: Clock = utc_now) -> None:
         self._limits = limits
-        # Called after a commit that wrote alarm events (e.g. wake the outbox relay).
-        self._events_written = events_written
         self._clock = clock
 
     async def __call__(
@@ -280,21 +272,16 @@ class TelemetryIngest:
                 summary.skipped,
                 extra={"event": context.event_id},
             )
-        if (summary.raised or summary.cleared) and self._events_written is not None:
-            context.after_commit(self._events_written)
 
 
 def subscription(
-    settings: TelemetrySettings,
-    *,
-    events_written: Callable[[], None] | None = None,
-    clock: Clock = utc_now,
+    settings: TelemetrySettings, *, clock: Clock = utc_now
 ) -> Subscription[device_adapter_pb2.TelemetryBatch]:
     return Subscription.of_event(
         DURABLE,
         "device-adapter",
         device_adapter_pb2.TelemetryBatch,
-        TelemetryIngest(settings.overheat, events_written=events_written, clock=clock),
+        TelemetryIngest(settings.overheat, clock=clock),
         retention=ADAPTER_EVENT_RETENTION,
     )
 

@@ -87,6 +87,9 @@ class Connection:
         self.raw = raw
         # Until something succeeded on it, a dead connection may be swapped.
         self._retryable = retryable
+        # Outbox rows written on it (outbox.add_event): after the commit the
+        # relay is woken, rather than left to find them at its next poll.
+        self.events_written = 0
 
     async def _run(self, method: str, query: Query, params: Mapping[str, Any]) -> Any:
         arguments = query.arguments(params)

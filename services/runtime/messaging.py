@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from services.runtime.database import Connection, Database, Query
 from services.runtime.loops import keep_running, raise_if_stopping
-from services.runtime.outbox import MSG_ID_HEADER
+from services.runtime.outbox import MSG_ID_HEADER, OutboxRelay
 from services.runtime.tracing import extract_context
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,11 @@ class EventConsumer(Generic[EventT]):
         jetstream: JetStreamContext,
         subscription: Subscription[EventT],
         batch_size: int = 32,
+        *,
+        relay: OutboxRelay | None = None,
     ) -> None:
+        # Woken after an event's transaction wrote events of this service's own.
+        self._relay = relay
         self._database = database
         self._jetstream = jetstream
         self._subscription = subscription
@@ -229,11 +233,14 @@ class EventConsumer(Generic[EventT]):
                 async with self._database.transaction() as connection:
                     if await _first_time(connection, sub.durable, context.event_id):
                         await sub.handle(connection, event, context)
+                events_written = connection.events_written
             except Exception:
                 log.exception("event %s failed; will be redelivered", context.event_id)
                 await message.nak(delay=2.0)
                 return
             await message.ack()
+            if events_written and self._relay is not None:
+                self._relay.wake()
             for action in context.committed_actions:
                 action()
 

@@ -85,6 +85,7 @@ async def add_event(connection: Connection, event: Message) -> uuid.UUID:
         payload=event.SerializeToString(),
         headers=inject_headers(),
     )
+    connection.events_written += 1
     return event_id
 
 

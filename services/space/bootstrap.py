@@ -67,7 +67,7 @@ def definition(settings: SpaceSettings) -> ServiceDefinition:
         )
         space_pb2_grpc.add_SpaceServiceServicer_to_server(SpaceService(handlers), server)
         return (
-            *UserEvents().consumers(runtime.database, runtime.jetstream),
+            *UserEvents().consumers(runtime.database, runtime.jetstream, runtime.relay),
             GuestExpiry(uow).job(settings.expiry_check_every),
         )
 

@@ -17,13 +17,12 @@ from warmhouse.user.v1 import user_pb2
 
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
-from services.runtime.messaging import EventConsumer, EventContext, Subscription, stream_config
-from services.runtime.outbox import add_event, subject_of
+from services.runtime.messaging import EventConsumer, EventContext, Subscription
+from services.runtime.outbox import OutboxRelay, add_event
 from services.space.handlers import user_deactivated, user_reactivated
 from services.space.repository import sql_repositories
 
 log = logging.getLogger(__name__)
-USER_STREAM = str(stream_config("user").name)
 
 
 def _user_id(value: str, context: EventContext) -> uuid.UUID | None:
@@ -71,30 +70,24 @@ class UserEvents:
             )
 
     def consumers(
-        self, database: Database, jetstream: JetStreamContext
+        self, database: Database, jetstream: JetStreamContext, relay: OutboxRelay
     ) -> tuple[EventConsumer[user_pb2.UserDeactivated], EventConsumer[user_pb2.UserUpdated]]:
         """One durable consumer per event type."""
         return (
             EventConsumer(
                 database,
                 jetstream,
-                Subscription(
-                    "space-user-deactivated",
-                    USER_STREAM,
-                    subject_of(user_pb2.UserDeactivated()),
-                    user_pb2.UserDeactivated,
-                    self.on_deactivated,
+                Subscription.of_event(
+                    "space-user-deactivated", "user", user_pb2.UserDeactivated, self.on_deactivated
                 ),
+                relay=relay,
             ),
             EventConsumer(
                 database,
                 jetstream,
-                Subscription(
-                    "space-user-updated",
-                    USER_STREAM,
-                    subject_of(user_pb2.UserUpdated()),
-                    user_pb2.UserUpdated,
-                    self.on_updated,
+                Subscription.of_event(
+                    "space-user-updated", "user", user_pb2.UserUpdated, self.on_updated
                 ),
+                relay=relay,
             ),
         )

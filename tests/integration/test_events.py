@@ -362,3 +362,42 @@ def test_a_stream_keeps_events_as_long_as_its_publisher_says() -> None:
     assert (config.max_age, config.max_bytes) == (7200.0, 1024)
     # A duplicate window beyond the stream's age is refused by the broker.
     assert config.duplicate_window == 3600.0
+
+
+async def test_events_a_consumer_writes_are_published_at_once_not_at_the_relays_next_poll(
+    engine: Database, jetstream: JetStreamContext
+) -> None:
+    written: list[str] = []
+
+    async def welcome(conn: Connection, event: user_pb2.UserRegistered, _: EventContext) -> None:
+        written.append(str(await add_event(conn, registered(f"echo-{event.email}"))))
+
+    # A poll long past the test's patience: only a wake-up publishes in time.
+    relay = OutboxRelay(engine, jetstream, poll_seconds=300.0)
+    relaying = asyncio.create_task(relay.run())
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    subject = "warmhouse.user.v1.UserRegistered"
+    consumer = EventConsumer(
+        engine,
+        jetstream,
+        Subscription(durable, STREAM_NAME, subject, user_pb2.UserRegistered, welcome),
+        relay=relay,
+    )
+    try:
+        await asyncio.sleep(0.5)  # the relay's first round is over; it waits for its poll
+        await jetstream.publish(
+            subject,
+            registered("woken@example.com").SerializeToString(),
+            headers={MSG_ID_HEADER: str(uuid.uuid4())},
+        )
+        pull = await jetstream.pull_subscribe(
+            subject, durable=durable, stream=STREAM_NAME, config=ConsumerConfig()
+        )
+        for message in await pull.fetch(1000, timeout=2):
+            if user_pb2.UserRegistered.FromString(message.data).email == "woken@example.com":
+                await consumer.process(message)
+        [event_id] = written
+        await eventually(lambda: stored_with_id(jetstream, event_id), within=5, what="published")
+    finally:
+        relaying.cancel()
+        await asyncio.gather(relaying, return_exceptions=True)

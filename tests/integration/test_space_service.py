@@ -565,9 +565,8 @@ async def test_a_redelivered_deactivation_has_no_second_effect(
     message = await eventually(original, what="UserDeactivated on the stream")
     assert message is not None
     assert message.headers is not None
-    deactivated, _ = UserEvents().consumers(
-        mesh.space.runtime.database, mesh.space.runtime.jetstream
-    )
+    runtime = mesh.space.runtime
+    deactivated, _ = UserEvents().consumers(runtime.database, runtime.jetstream, runtime.relay)
     again = Redelivery(
         message.subject, message.data, {MSG_ID_HEADER: message.headers[MSG_ID_HEADER]}
     )
