@@ -47,7 +47,7 @@ from services.runtime.errors import (
     InvalidArgument,
     Throttled,
     Unauthenticated,
-    Unavailable,
+    dependency_unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -121,10 +121,6 @@ def _shutting_down() -> DomainError:
     error = ending_error(pb.ADAPTER_SHUTDOWN)
     assert error is not None
     return error
-
-
-def _broker_unavailable() -> Unavailable:
-    return Unavailable("DEPENDENCY_UNAVAILABLE", "the message broker could not answer; reconnect")
 
 
 def _new_id() -> str:
@@ -287,7 +283,7 @@ class Connections:
             await self._events.publish(connected, _new_id())
         except Exception:
             log.warning("stream of device %s not opened", stream.device_id, exc_info=True)
-            stream.end(pb.ADAPTER_SHUTDOWN, _broker_unavailable())
+            stream.end(pb.ADAPTER_SHUTDOWN, dependency_unavailable("NATS"))
         finally:
             stream.opened = True
             if stream.ended:

@@ -36,7 +36,7 @@ from services.runtime.device_links import (
     live_subject,
     live_wildcard,
 )
-from services.runtime.errors import DomainError, InvalidArgument, Unavailable
+from services.runtime.errors import DomainError, InvalidArgument, dependency_unavailable
 from services.runtime.request import parse_uuid
 
 log = logging.getLogger(__name__)
@@ -177,10 +177,6 @@ class DeviceNotConnected(DomainError):
         super().__init__("DEVICE_NOT_CONNECTED", "the device has no open stream")
 
 
-def _broker_unavailable() -> Unavailable:
-    return Unavailable("DEPENDENCY_UNAVAILABLE", "the message broker could not answer; retry")
-
-
 class LiveClient:
     """The asker's side: SendCommand and GetConnection, through the holder."""
 
@@ -196,7 +192,7 @@ class LiveClient:
         try:
             return await ask_holder(self._nats, device, action, payload, self._timeout)
         except (nats.errors.Error, TimeoutError, OSError):
-            raise _broker_unavailable() from None
+            raise dependency_unavailable("NATS") from None
 
     async def send_command(self, device_id: str, command: pb.Command) -> None:
         """Returns once the holder wrote `command` to the stream."""
@@ -212,7 +208,7 @@ class LiveClient:
         try:
             return pb.GetConnectionResponse.FromString(reply)
         except DecodeError:
-            raise _broker_unavailable() from None
+            raise dependency_unavailable("NATS") from None
 
 
 def _check_command(command: pb.Command) -> None:

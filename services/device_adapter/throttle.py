@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from services.runtime.request import peer_ip
+
 WINDOW_SECONDS = 60.0
 MAX_PEERS = 100_000
 # Credential checks one address may have under way at once; the others wait
@@ -28,10 +30,7 @@ _IPV6_PREFIX = 64
 def peer_key(peer: str) -> str:
     """The client a gRPC peer string stands for: "ipv4:127.0.0.1:5555" →
     "127.0.0.1"; "ipv6:[2001:db8::1]:5555" → "2001:db8::/64"."""
-    kind, _, rest = peer.partition(":")
-    if kind not in ("ipv4", "ipv6"):
-        return peer[:_MAX_PEER_TEXT]
-    host = rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]
+    host = peer_ip(peer).split("%", 1)[0]
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -17,7 +17,7 @@ def parse_networks(spec: str) -> tuple[IpNetwork, ...]:
     return tuple(ipaddress.ip_network(part.strip()) for part in spec.split(",") if part.strip())
 
 
-def _peer_ip(peer: str) -> str:
+def peer_ip(peer: str) -> str:
     """ "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555" → the address without its port."""
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
@@ -47,7 +47,7 @@ class ClientAddresses:
         return any(ip in network for network in self._trusted)
 
     def of(self, context: ServicerContext) -> str:
-        peer = _peer_ip(str(context.peer()))
+        peer = peer_ip(str(context.peer()))
         if not self._is_trusted(peer):
             return peer
         forwarded = _last_forwarded(context.invocation_metadata() or ())

@@ -26,6 +26,7 @@ from tests.e2e.device_loop import (
 )
 from tests.e2e.homes import Home, ok
 from tests.e2e.rest import Rest
+from tests.protobuf_padding import unknown_field
 
 # Devices report often here, so tests need not wait five seconds for a sample.
 FAST = 0.2
@@ -292,20 +293,6 @@ async def test_a_queued_command_survives_a_restart_of_device_service(
 # What one misbehaving device can no longer do to others.
 
 
-def _varint(value: int) -> bytes:
-    encoded = bytearray()
-    while value > 0x7F:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
-    return bytes(encoded)
-
-
-def _unknown_field(size: int, number: int = 111) -> bytes:
-    """A length-delimited field no proto of ours knows, `size` bytes long."""
-    return _varint(number << 3 | 2) + _varint(size) + b"x" * size
-
-
 async def test_a_padded_frame_ends_only_its_own_stream(api: Rest, home: Home, stack: Stack) -> None:
     padder, neighbour = Hardware(api, home), Hardware(api, home)
     async with running(neighbour.simulated(adapter_address(stack), telemetry_interval=FAST)) as sim:
@@ -324,7 +311,7 @@ async def test_a_padded_frame_ends_only_its_own_stream(api: Rest, home: Home, st
             assert isinstance(welcome, adapter_pb2.ConnectResponse)
             assert welcome.WhichOneof("frame") == "welcome"
             clean = adapter_pb2.Telemetry(temperature_celsius=21.0).SerializeToString()
-            padded = adapter_pb2.Telemetry.FromString(clean + _unknown_field(900_000))
+            padded = adapter_pb2.Telemetry.FromString(clean + unknown_field(900_000))
             frame = adapter_pb2.ConnectRequest(telemetry=padded)
             assert frame.ByteSize() > 900_000
             with pytest.raises(grpc.aio.AioRpcError) as ended:  # noqa: PT012 - write, then read

@@ -27,6 +27,7 @@ from services.runtime.errors import (
     dependency_unavailable,
 )
 from tests.polling import eventually
+from tests.protobuf_padding import unknown_field
 
 SECRET = "good secret"
 PEER = "ipv4:10.0.0.7:40000"
@@ -582,20 +583,6 @@ async def test_a_frame_of_several_samples_counts_each_and_is_capped() -> None:
     for each in (device, other):
         each.send(None)
         await each.closes_normally()
-
-
-def _varint(value: int) -> bytes:
-    encoded = bytearray()
-    while value > 0x7F:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
-    return bytes(encoded)
-
-
-def unknown_field(size: int, number: int = 111) -> bytes:
-    """A length-delimited field no message of ours knows, `size` bytes long."""
-    return _varint(number << 3 | 2) + _varint(size) + b"x" * size
 
 
 async def test_a_padded_telemetry_frame_is_handed_on_without_its_padding() -> None:

@@ -18,6 +18,7 @@ from services.device_adapter.validation import (
     telemetry_problem,
 )
 from services.runtime.errors import InvalidArgument, Unauthenticated
+from tests.protobuf_padding import unknown_field
 
 NOW = 1_800_000_000.0
 DEVICE = "0b7e8f3c-5a1d-4c2e-9f6a-1d2e3f4a5b6c"
@@ -129,20 +130,6 @@ def test_accepting_a_sample_leaves_the_received_one_alone() -> None:
     sent = pb.Telemetry(temperature_celsius=20.0)
     accepted_telemetry(sent, NOW)
     assert not sent.HasField("sample_time")
-
-
-def _varint(value: int) -> bytes:
-    encoded = bytearray()
-    while value > 0x7F:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
-    return bytes(encoded)
-
-
-def unknown_field(size: int, number: int = 111) -> bytes:
-    """A length-delimited field no message of ours knows, `size` bytes long."""
-    return _varint(number << 3 | 2) + _varint(size) + b"x" * size
 
 
 @pytest.mark.parametrize("sample_time", [at(NOW - 60), None])
