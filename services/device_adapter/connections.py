@@ -173,12 +173,13 @@ class Connections:
         if self._stopping:
             raise _shutting_down()
         client = peer_key(peer)
-        self._refuse_if_throttled(client)
         frames = aiter(requests)
+        # The Hello is read before any refusal: a client still writing it when
+        # the stream ends may see grpc's INTERNAL instead of the status sent.
         first = await self._hello(frames)
         # At most so many checks per address at once, and the throttle asked
-        # again once it is this one's turn: streams opened together, Hellos
-        # sent together, cannot all be guesses before the first failure counts.
+        # once it is this one's turn: streams opened together, Hellos sent
+        # together, cannot all be guesses before the first failure counts.
         async with self._throttle.turn(client):
             self._refuse_if_throttled(client)
             try:
