@@ -38,8 +38,10 @@ class LiveAction(Enum):
     REPLACE = "replace"
     # Publish: the device was retired or its secret rotated; its stream ends.
     REVOKE = "revoke"
-    # Request: a serialized GetConnectionResponse.
+    # Request: answered with a serialized GetConnectionResponse.
     CONNECTION = "connection"
+    # Request: a serialized heating HeatingPlan; the reply as for COMMAND.
+    PLAN = "plan"
 
 
 def live_subject(device_id: uuid.UUID | str, action: LiveAction) -> str:

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warmhouse.heating.v1 import heating_pb2 as _heating_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -133,6 +134,8 @@ class _DeviceLogKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeviceL
     """Registered, renamed, moved, its secret rotated, or retired."""
     ALARM_CLEARED: _DeviceLogKind.ValueType  # 6
     """A dangerous reading's episode ended: readings are back to normal."""
+    HEATING_CHANGED: _DeviceLogKind.ValueType  # 7
+    """The desired heating changed, or the device opened or closed a window."""
 
 class DeviceLogKind(_DeviceLogKind, metaclass=_DeviceLogKindEnumTypeWrapper): ...
 
@@ -149,6 +152,8 @@ DEVICE_CHANGED: DeviceLogKind.ValueType  # 5
 """Registered, renamed, moved, its secret rotated, or retired."""
 ALARM_CLEARED: DeviceLogKind.ValueType  # 6
 """A dangerous reading's episode ended: readings are back to normal."""
+HEATING_CHANGED: DeviceLogKind.ValueType  # 7
+"""The desired heating changed, or the device opened or closed a window."""
 Global___DeviceLogKind: _TypeAlias = DeviceLogKind  # noqa: Y015
 
 class _Hazard:
@@ -1119,6 +1124,249 @@ class CountSpaceDevicesResponse(_message.Message):
 Global___CountSpaceDevicesResponse: _TypeAlias = CountSpaceDevicesResponse  # noqa: Y015
 
 @_typing.final
+class GetHeatingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHeatingRequest: _TypeAlias = GetHeatingRequest  # noqa: Y015
+
+@_typing.final
+class GetHeatingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESIRED_FIELD_NUMBER: _builtins.int
+    REPORTED_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def desired(self) -> Global___DesiredHeating: ...
+    @_builtins.property
+    def reported(self) -> Global___ReportedHeating:
+        """Unset until the device first reports."""
+
+    @_builtins.property
+    def delta(self) -> Global___HeatingDelta: ...
+    def __init__(
+        self,
+        *,
+        desired: Global___DesiredHeating | None = ...,
+        reported: Global___ReportedHeating | None = ...,
+        delta: Global___HeatingDelta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "desired", b"desired", "reported", b"reported"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "desired", b"desired", "reported", b"reported"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHeatingResponse: _TypeAlias = GetHeatingResponse  # noqa: Y015
+
+@_typing.final
+class DesiredHeating(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    updated_by: _builtins.str
+    """The user who made the last change; empty for the defaults."""
+    @_builtins.property
+    def plan(self) -> _heating_pb2.HeatingPlan:
+        """The plan, with the version to send back when changing it."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        plan: _heating_pb2.HeatingPlan | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        updated_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DesiredHeating: _TypeAlias = DesiredHeating  # noqa: Y015
+
+@_typing.final
+class ReportedHeating(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """Rises with every report accepted (reports are taken in the order the
+    adapter received them; an older one arriving late is ignored).
+    """
+    @_builtins.property
+    def status(self) -> _heating_pb2.HeatingStatus: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the adapter received the report."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        status: _heating_pb2.HeatingStatus | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportedHeating: _TypeAlias = ReportedHeating  # noqa: Y015
+
+@_typing.final
+class HeatingDelta(_message.Message):
+    """What the device does not yet do of what it is asked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IN_SYNC_FIELD_NUMBER: _builtins.int
+    DESIRED_VERSION_FIELD_NUMBER: _builtins.int
+    APPLIED_VERSION_FIELD_NUMBER: _builtins.int
+    DIFFERENCES_FIELD_NUMBER: _builtins.int
+    in_sync: _builtins.bool
+    """The device runs the current desired version."""
+    desired_version: _builtins.int
+    applied_version: _builtins.int
+    """The plan version the device last reported; 0 before its first report."""
+    @_builtins.property
+    def differences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The desired fields the report differs in, e.g. "mode", "preset",
+        "target_celsius" (in mode HEAT) and "plan_version".
+        """
+
+    def __init__(
+        self,
+        *,
+        in_sync: _builtins.bool = ...,
+        desired_version: _builtins.int = ...,
+        applied_version: _builtins.int = ...,
+        differences: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_version", b"applied_version", "desired_version", b"desired_version", "differences", b"differences", "in_sync", b"in_sync"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeatingDelta: _TypeAlias = HeatingDelta  # noqa: Y015
+
+@_typing.final
+class UpdateDesiredHeatingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    TARGET_CELSIUS_FIELD_NUMBER: _builtins.int
+    PRESET_FIELD_NUMBER: _builtins.int
+    PRESET_END_TIME_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    PRESET_TEMPERATURES_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    WINDOW_DETECTION_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    version: _builtins.int
+    """The desired version read last (GetHeating's desired.plan.version)."""
+    mode: _heating_pb2.HeatingMode.ValueType
+    target_celsius: _builtins.float
+    preset: _heating_pb2.Preset.ValueType
+    """NONE ends a preset."""
+    time_zone: _builtins.str
+    @_builtins.property
+    def preset_end_time(self) -> _timestamp_pb2.Timestamp:
+        """With a preset: when it ends (BOOST: an hour from now when not given)."""
+
+    @_builtins.property
+    def schedule(self) -> _heating_pb2.WeeklySchedule:
+        """Replaces the whole schedule; no slots clears it."""
+
+    @_builtins.property
+    def preset_temperatures(self) -> _heating_pb2.PresetTemperatures: ...
+    @_builtins.property
+    def limits(self) -> _heating_pb2.HeatingLimits: ...
+    @_builtins.property
+    def window_detection(self) -> _heating_pb2.WindowDetection: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        mode: _heating_pb2.HeatingMode.ValueType | None = ...,
+        target_celsius: _builtins.float | None = ...,
+        preset: _heating_pb2.Preset.ValueType | None = ...,
+        preset_end_time: _timestamp_pb2.Timestamp | None = ...,
+        schedule: _heating_pb2.WeeklySchedule | None = ...,
+        time_zone: _builtins.str | None = ...,
+        preset_temperatures: _heating_pb2.PresetTemperatures | None = ...,
+        limits: _heating_pb2.HeatingLimits | None = ...,
+        window_detection: _heating_pb2.WindowDetection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "_preset", b"_preset", "_target_celsius", b"_target_celsius", "_time_zone", b"_time_zone", "limits", b"limits", "mode", b"mode", "preset", b"preset", "preset_end_time", b"preset_end_time", "preset_temperatures", b"preset_temperatures", "schedule", b"schedule", "target_celsius", b"target_celsius", "time_zone", b"time_zone", "window_detection", b"window_detection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "_preset", b"_preset", "_target_celsius", b"_target_celsius", "_time_zone", b"_time_zone", "device_id", b"device_id", "limits", b"limits", "mode", b"mode", "preset", b"preset", "preset_end_time", b"preset_end_time", "preset_temperatures", b"preset_temperatures", "schedule", b"schedule", "target_celsius", b"target_celsius", "time_zone", b"time_zone", "version", b"version", "window_detection", b"window_detection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__mode: _TypeAlias = _typing.Literal["mode"]  # noqa: Y015
+    _WhichOneofArgType__mode: _TypeAlias = _typing.Literal["_mode", b"_mode"]  # noqa: Y015
+    _WhichOneofReturnType__preset: _TypeAlias = _typing.Literal["preset"]  # noqa: Y015
+    _WhichOneofArgType__preset: _TypeAlias = _typing.Literal["_preset", b"_preset"]  # noqa: Y015
+    _WhichOneofReturnType__target_celsius: _TypeAlias = _typing.Literal["target_celsius"]  # noqa: Y015
+    _WhichOneofArgType__target_celsius: _TypeAlias = _typing.Literal["_target_celsius", b"_target_celsius"]  # noqa: Y015
+    _WhichOneofReturnType__time_zone: _TypeAlias = _typing.Literal["time_zone"]  # noqa: Y015
+    _WhichOneofArgType__time_zone: _TypeAlias = _typing.Literal["_time_zone", b"_time_zone"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mode) -> _WhichOneofReturnType__mode | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__preset) -> _WhichOneofReturnType__preset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__target_celsius) -> _WhichOneofReturnType__target_celsius | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__time_zone) -> _WhichOneofReturnType__time_zone | None: ...
+
+Global___UpdateDesiredHeatingRequest: _TypeAlias = UpdateDesiredHeatingRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDesiredHeatingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESIRED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def desired(self) -> Global___DesiredHeating: ...
+    def __init__(
+        self,
+        *,
+        desired: Global___DesiredHeating | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["desired", b"desired"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["desired", b"desired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDesiredHeatingResponse: _TypeAlias = UpdateDesiredHeatingResponse  # noqa: Y015
+
+@_typing.final
 class DeviceRegistered(_message.Message):
     """Events published on NATS JetStream, subject "warmhouse.device.v1.<Message>".
     The event id travels in the Nats-Msg-Id header. Each carries the device's
@@ -1493,3 +1741,38 @@ class DangerousReadingCleared(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DangerousReadingCleared: _TypeAlias = DangerousReadingCleared  # noqa: Y015
+
+@_typing.final
+class DesiredHeatingChanged(_message.Message):
+    """A heating device's desired state changed: its plan is on its way to it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    space_id: _builtins.str
+    requester_id: _builtins.str
+    @_builtins.property
+    def plan(self) -> _heating_pb2.HeatingPlan: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        space_id: _builtins.str = ...,
+        plan: _heating_pb2.HeatingPlan | None = ...,
+        requester_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "occur_time", b"occur_time", "plan", b"plan", "requester_id", b"requester_id", "space_id", b"space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DesiredHeatingChanged: _TypeAlias = DesiredHeatingChanged  # noqa: Y015

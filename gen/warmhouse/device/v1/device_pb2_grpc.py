@@ -109,6 +109,16 @@ class DeviceServiceStub:
                 request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesResponse.FromString,
                 _registered_method=True)
+        self.GetHeating = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/GetHeating',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetHeatingRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetHeatingResponse.FromString,
+                _registered_method=True)
+        self.UpdateDesiredHeating = channel.unary_unary(
+                '/warmhouse.device.v1.DeviceService/UpdateDesiredHeating',
+                request_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDesiredHeatingRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDesiredHeatingResponse.FromString,
+                _registered_method=True)
 
 
 class DeviceServiceServicer:
@@ -232,6 +242,27 @@ class DeviceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHeating(self, request, context):
+        """A heating device's desired state (the plan it is asked to follow), its
+        reported state (what it says it is doing) and the difference: members of
+        its space. FAILED_PRECONDITION for a SENSOR, which does not heat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDesiredHeating(self, request, context):
+        """Changes a heating device's desired state; fields left out stay as they
+        are. `version` must be the desired version the caller read: another one
+        is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
+        target_celsius; the space's OWNER or MAINTAINER anything. The new plan
+        goes to the device at once when it is connected, otherwise when it
+        connects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +335,16 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     servicer.CountSpaceDevices,
                     request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesRequest.FromString,
                     response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesResponse.SerializeToString,
+            ),
+            'GetHeating': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHeating,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetHeatingRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.GetHeatingResponse.SerializeToString,
+            ),
+            'UpdateDesiredHeating': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDesiredHeating,
+                    request_deserializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDesiredHeatingRequest.FromString,
+                    response_serializer=warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDesiredHeatingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -689,6 +730,60 @@ class DeviceService:
             '/warmhouse.device.v1.DeviceService/CountSpaceDevices',
             warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesRequest.SerializeToString,
             warmhouse_dot_device_dot_v1_dot_device__pb2.CountSpaceDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHeating(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/GetHeating',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.GetHeatingRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.GetHeatingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDesiredHeating(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.device.v1.DeviceService/UpdateDesiredHeating',
+            warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDesiredHeatingRequest.SerializeToString,
+            warmhouse_dot_device_dot_v1_dot_device__pb2.UpdateDesiredHeatingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,19 @@ class DeviceServiceStub:
     """How many live devices a space holds (for a home: with its rooms'). Internal:
     SpaceService asks before deleting a space.
     """
+    GetHeating: _grpc.UnaryUnaryMultiCallable[_device_pb2.GetHeatingRequest, _device_pb2.GetHeatingResponse]
+    """A heating device's desired state (the plan it is asked to follow), its
+    reported state (what it says it is doing) and the difference: members of
+    its space. FAILED_PRECONDITION for a SENSOR, which does not heat.
+    """
+    UpdateDesiredHeating: _grpc.UnaryUnaryMultiCallable[_device_pb2.UpdateDesiredHeatingRequest, _device_pb2.UpdateDesiredHeatingResponse]
+    """Changes a heating device's desired state; fields left out stay as they
+    are. `version` must be the desired version the caller read: another one
+    is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
+    target_celsius; the space's OWNER or MAINTAINER anything. The new plan
+    goes to the device at once when it is connected, otherwise when it
+    connects.
+    """
 
 @_typing.type_check_only
 class DeviceServiceAsyncStub(DeviceServiceStub):
@@ -154,6 +167,19 @@ class DeviceServiceAsyncStub(DeviceServiceStub):
     CountSpaceDevices: _aio.UnaryUnaryMultiCallable[_device_pb2.CountSpaceDevicesRequest, _device_pb2.CountSpaceDevicesResponse]  # type: ignore[assignment]
     """How many live devices a space holds (for a home: with its rooms'). Internal:
     SpaceService asks before deleting a space.
+    """
+    GetHeating: _aio.UnaryUnaryMultiCallable[_device_pb2.GetHeatingRequest, _device_pb2.GetHeatingResponse]  # type: ignore[assignment]
+    """A heating device's desired state (the plan it is asked to follow), its
+    reported state (what it says it is doing) and the difference: members of
+    its space. FAILED_PRECONDITION for a SENSOR, which does not heat.
+    """
+    UpdateDesiredHeating: _aio.UnaryUnaryMultiCallable[_device_pb2.UpdateDesiredHeatingRequest, _device_pb2.UpdateDesiredHeatingResponse]  # type: ignore[assignment]
+    """Changes a heating device's desired state; fields left out stay as they
+    are. `version` must be the desired version the caller read: another one
+    is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
+    target_celsius; the space's OWNER or MAINTAINER anything. The new plan
+    goes to the device at once when it is connected, otherwise when it
+    connects.
     """
 
 class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -299,6 +325,31 @@ class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_device_pb2.CountSpaceDevicesResponse, _abc.Awaitable[_device_pb2.CountSpaceDevicesResponse]]:
         """How many live devices a space holds (for a home: with its rooms'). Internal:
         SpaceService asks before deleting a space.
+        """
+
+    @_abc_1.abstractmethod
+    def GetHeating(
+        self,
+        request: _device_pb2.GetHeatingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.GetHeatingResponse, _abc.Awaitable[_device_pb2.GetHeatingResponse]]:
+        """A heating device's desired state (the plan it is asked to follow), its
+        reported state (what it says it is doing) and the difference: members of
+        its space. FAILED_PRECONDITION for a SENSOR, which does not heat.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateDesiredHeating(
+        self,
+        request: _device_pb2.UpdateDesiredHeatingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.UpdateDesiredHeatingResponse, _abc.Awaitable[_device_pb2.UpdateDesiredHeatingResponse]]:
+        """Changes a heating device's desired state; fields left out stay as they
+        are. `version` must be the desired version the caller read: another one
+        is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
+        target_celsius; the space's OWNER or MAINTAINER anything. The new plan
+        goes to the device at once when it is connected, otherwise when it
+        connects.
         """
 
 def add_DeviceServiceServicer_to_server(servicer: DeviceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

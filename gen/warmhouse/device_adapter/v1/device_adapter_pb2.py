@@ -23,59 +23,62 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from warmhouse.heating.v1 import heating_pb2 as warmhouse_dot_heating_dot_v1_dot_heating__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0warmhouse/device_adapter/v1/device_adapter.proto\x12\x1bwarmhouse.device_adapter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x02\n\x0e\x43onnectRequest\x12\x33\n\x05hello\x18\x01 \x01(\x0b\x32\".warmhouse.device_adapter.v1.HelloH\x00\x12;\n\ttelemetry\x18\x02 \x01(\x0b\x32&.warmhouse.device_adapter.v1.TelemetryH\x00\x12;\n\theartbeat\x18\x03 \x01(\x0b\x32&.warmhouse.device_adapter.v1.HeartbeatH\x00\x12\x44\n\x0e\x63ommand_result\x18\x04 \x01(\x0b\x32*.warmhouse.device_adapter.v1.CommandResultH\x00\x12@\n\x07samples\x18\x05 \x01(\x0b\x32-.warmhouse.device_adapter.v1.TelemetrySamplesH\x00\x42\x07\n\x05\x66rame\"\x8c\x01\n\x0f\x43onnectResponse\x12\x37\n\x07welcome\x18\x01 \x01(\x0b\x32$.warmhouse.device_adapter.v1.WelcomeH\x00\x12\x37\n\x07\x63ommand\x18\x02 \x01(\x0b\x32$.warmhouse.device_adapter.v1.CommandH\x00\x42\x07\n\x05\x66rame\"K\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rdevice_secret\x18\x02 \x01(\t\x12\x18\n\x10\x66irmware_version\x18\x03 \x01(\t\"^\n\x07Welcome\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\x05\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xec\x01\n\tTelemetry\x12 \n\x13temperature_celsius\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\theater_on\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x16\n\tgas_alarm\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12/\n\x0bsample_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_wattsB\x0c\n\n_heater_onB\x0c\n\n_gas_alarm\"M\n\x10TelemetrySamples\x12\x39\n\ttelemetry\x18\x01 \x03(\x0b\x32&.warmhouse.device_adapter.v1.Telemetry\"\x0b\n\tHeartbeat\"@\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xce\x01\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x36\n\x04kind\x18\x02 \x01(\x0e\x32(.warmhouse.device_adapter.v1.CommandKind\x12\'\n\x1atarget_temperature_celsius\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x1d\n\x1b_target_temperature_celsius\"^\n\x12SendCommandRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x35\n\x07\x63ommand\x18\x02 \x01(\x0b\x32$.warmhouse.device_adapter.v1.Command\"\x15\n\x13SendCommandResponse\")\n\x14GetConnectionRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"\xc1\x01\n\x15GetConnectionResponse\x12\x11\n\tconnected\x18\x01 \x01(\x08\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x30\n\x0c\x63onnect_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x66irmware_version\x18\x05 \x01(\t\"\x9c\x01\n\x0f\x44\x65viceConnected\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x18\n\x10\x66irmware_version\x18\x03 \x01(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlease_seconds\x18\x05 \x01(\x05\"\x93\x02\n\x12\x44\x65viceDisconnected\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12=\n\x06reason\x18\x03 \x01(\x0e\x32-.warmhouse.device_adapter.v1.DisconnectReason\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onnect_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x11TelemetryReceived\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x39\n\ttelemetry\x18\x03 \x01(\x0b\x32&.warmhouse.device_adapter.v1.Telemetry\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x0eTelemetryBatch\x12?\n\x07samples\x18\x01 \x03(\x0b\x32..warmhouse.device_adapter.v1.TelemetryReceived\"\xa3\x01\n\x0e\x44\x65vicesPresent\x12\x12\n\nadapter_id\x18\x01 \x01(\t\x12\x36\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32%.warmhouse.device_adapter.v1.Presence\x12\x15\n\rlease_seconds\x18\x03 \x01(\x05\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x08Presence\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x13\x43ommandAcknowledged\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ncommand_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16SET_TARGET_TEMPERATURE\x10\x01\x12\x0b\n\x07TURN_ON\x10\x02\x12\x0c\n\x08TURN_OFF\x10\x03*\x9f\x01\n\x10\x44isconnectReason\x12!\n\x1d\x44ISCONNECT_REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43LOSED_BY_DEVICE\x10\x01\x12\x15\n\x11HEARTBEAT_TIMEOUT\x10\x02\x12\x0c\n\x08REPLACED\x10\x03\x12\x14\n\x10\x41\x44\x41PTER_SHUTDOWN\x10\x04\x12\x17\n\x13\x43REDENTIALS_REVOKED\x10\x05\x32\xea\x02\n\x14\x44\x65viceAdapterService\x12h\n\x07\x43onnect\x12+.warmhouse.device_adapter.v1.ConnectRequest\x1a,.warmhouse.device_adapter.v1.ConnectResponse(\x01\x30\x01\x12p\n\x0bSendCommand\x12/.warmhouse.device_adapter.v1.SendCommandRequest\x1a\x30.warmhouse.device_adapter.v1.SendCommandResponse\x12v\n\rGetConnection\x12\x31.warmhouse.device_adapter.v1.GetConnectionRequest\x1a\x32.warmhouse.device_adapter.v1.GetConnectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0warmhouse/device_adapter/v1/device_adapter.proto\x12\x1bwarmhouse.device_adapter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"warmhouse/heating/v1/heating.proto\"\x8f\x03\n\x0e\x43onnectRequest\x12\x33\n\x05hello\x18\x01 \x01(\x0b\x32\".warmhouse.device_adapter.v1.HelloH\x00\x12;\n\ttelemetry\x18\x02 \x01(\x0b\x32&.warmhouse.device_adapter.v1.TelemetryH\x00\x12;\n\theartbeat\x18\x03 \x01(\x0b\x32&.warmhouse.device_adapter.v1.HeartbeatH\x00\x12\x44\n\x0e\x63ommand_result\x18\x04 \x01(\x0b\x32*.warmhouse.device_adapter.v1.CommandResultH\x00\x12@\n\x07samples\x18\x05 \x01(\x0b\x32-.warmhouse.device_adapter.v1.TelemetrySamplesH\x00\x12=\n\x0eheating_status\x18\x06 \x01(\x0b\x32#.warmhouse.heating.v1.HeatingStatusH\x00\x42\x07\n\x05\x66rame\"\xc7\x01\n\x0f\x43onnectResponse\x12\x37\n\x07welcome\x18\x01 \x01(\x0b\x32$.warmhouse.device_adapter.v1.WelcomeH\x00\x12\x37\n\x07\x63ommand\x18\x02 \x01(\x0b\x32$.warmhouse.device_adapter.v1.CommandH\x00\x12\x39\n\x0cheating_plan\x18\x03 \x01(\x0b\x32!.warmhouse.heating.v1.HeatingPlanH\x00\x42\x07\n\x05\x66rame\"K\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rdevice_secret\x18\x02 \x01(\t\x12\x18\n\x10\x66irmware_version\x18\x03 \x01(\t\"^\n\x07Welcome\x12\"\n\x1aheartbeat_interval_seconds\x18\x01 \x01(\x05\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xec\x01\n\tTelemetry\x12 \n\x13temperature_celsius\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\theater_on\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x16\n\tgas_alarm\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12/\n\x0bsample_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_wattsB\x0c\n\n_heater_onB\x0c\n\n_gas_alarm\"M\n\x10TelemetrySamples\x12\x39\n\ttelemetry\x18\x01 \x03(\x0b\x32&.warmhouse.device_adapter.v1.Telemetry\"\x0b\n\tHeartbeat\"@\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xce\x01\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x36\n\x04kind\x18\x02 \x01(\x0e\x32(.warmhouse.device_adapter.v1.CommandKind\x12\'\n\x1atarget_temperature_celsius\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x1d\n\x1b_target_temperature_celsius\"^\n\x12SendCommandRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x35\n\x07\x63ommand\x18\x02 \x01(\x0b\x32$.warmhouse.device_adapter.v1.Command\"\x15\n\x13SendCommandResponse\")\n\x14GetConnectionRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"\xc1\x01\n\x15GetConnectionResponse\x12\x11\n\tconnected\x18\x01 \x01(\x08\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x30\n\x0c\x63onnect_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x66irmware_version\x18\x05 \x01(\t\"\x9c\x01\n\x0f\x44\x65viceConnected\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x18\n\x10\x66irmware_version\x18\x03 \x01(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlease_seconds\x18\x05 \x01(\x05\"\x93\x02\n\x12\x44\x65viceDisconnected\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12=\n\x06reason\x18\x03 \x01(\x0e\x32-.warmhouse.device_adapter.v1.DisconnectReason\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onnect_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x11TelemetryReceived\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x39\n\ttelemetry\x18\x03 \x01(\x0b\x32&.warmhouse.device_adapter.v1.Telemetry\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x0eTelemetryBatch\x12?\n\x07samples\x18\x01 \x03(\x0b\x32..warmhouse.device_adapter.v1.TelemetryReceived\"\xa3\x01\n\x0e\x44\x65vicesPresent\x12\x12\n\nadapter_id\x18\x01 \x01(\t\x12\x36\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32%.warmhouse.device_adapter.v1.Presence\x12\x15\n\rlease_seconds\x18\x03 \x01(\x05\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x08Presence\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x13\x43ommandAcknowledged\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ncommand_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa6\x01\n\x15HeatingStatusReceived\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0b\x32#.warmhouse.heating.v1.HeatingStatus\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\x0b\x43ommandKind\x12\x1c\n\x18\x43OMMAND_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16SET_TARGET_TEMPERATURE\x10\x01\x12\x0b\n\x07TURN_ON\x10\x02\x12\x0c\n\x08TURN_OFF\x10\x03*\x9f\x01\n\x10\x44isconnectReason\x12!\n\x1d\x44ISCONNECT_REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43LOSED_BY_DEVICE\x10\x01\x12\x15\n\x11HEARTBEAT_TIMEOUT\x10\x02\x12\x0c\n\x08REPLACED\x10\x03\x12\x14\n\x10\x41\x44\x41PTER_SHUTDOWN\x10\x04\x12\x17\n\x13\x43REDENTIALS_REVOKED\x10\x05\x32\xea\x02\n\x14\x44\x65viceAdapterService\x12h\n\x07\x43onnect\x12+.warmhouse.device_adapter.v1.ConnectRequest\x1a,.warmhouse.device_adapter.v1.ConnectResponse(\x01\x30\x01\x12p\n\x0bSendCommand\x12/.warmhouse.device_adapter.v1.SendCommandRequest\x1a\x30.warmhouse.device_adapter.v1.SendCommandResponse\x12v\n\rGetConnection\x12\x31.warmhouse.device_adapter.v1.GetConnectionRequest\x1a\x32.warmhouse.device_adapter.v1.GetConnectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'warmhouse.device_adapter.v1.device_adapter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDKIND']._serialized_start=2836
-  _globals['_COMMANDKIND']._serialized_end=2934
-  _globals['_DISCONNECTREASON']._serialized_start=2937
-  _globals['_DISCONNECTREASON']._serialized_end=3096
-  _globals['_CONNECTREQUEST']._serialized_start=115
-  _globals['_CONNECTREQUEST']._serialized_end=451
-  _globals['_CONNECTRESPONSE']._serialized_start=454
-  _globals['_CONNECTRESPONSE']._serialized_end=594
-  _globals['_HELLO']._serialized_start=596
-  _globals['_HELLO']._serialized_end=671
-  _globals['_WELCOME']._serialized_start=673
-  _globals['_WELCOME']._serialized_end=767
-  _globals['_TELEMETRY']._serialized_start=770
-  _globals['_TELEMETRY']._serialized_end=1006
-  _globals['_TELEMETRYSAMPLES']._serialized_start=1008
-  _globals['_TELEMETRYSAMPLES']._serialized_end=1085
-  _globals['_HEARTBEAT']._serialized_start=1087
-  _globals['_HEARTBEAT']._serialized_end=1098
-  _globals['_COMMANDRESULT']._serialized_start=1100
-  _globals['_COMMANDRESULT']._serialized_end=1164
-  _globals['_COMMAND']._serialized_start=1167
-  _globals['_COMMAND']._serialized_end=1373
-  _globals['_SENDCOMMANDREQUEST']._serialized_start=1375
-  _globals['_SENDCOMMANDREQUEST']._serialized_end=1469
-  _globals['_SENDCOMMANDRESPONSE']._serialized_start=1471
-  _globals['_SENDCOMMANDRESPONSE']._serialized_end=1492
-  _globals['_GETCONNECTIONREQUEST']._serialized_start=1494
-  _globals['_GETCONNECTIONREQUEST']._serialized_end=1535
-  _globals['_GETCONNECTIONRESPONSE']._serialized_start=1538
-  _globals['_GETCONNECTIONRESPONSE']._serialized_end=1731
-  _globals['_DEVICECONNECTED']._serialized_start=1734
-  _globals['_DEVICECONNECTED']._serialized_end=1890
-  _globals['_DEVICEDISCONNECTED']._serialized_start=1893
-  _globals['_DEVICEDISCONNECTED']._serialized_end=2168
-  _globals['_TELEMETRYRECEIVED']._serialized_start=2171
-  _globals['_TELEMETRYRECEIVED']._serialized_end=2339
-  _globals['_TELEMETRYBATCH']._serialized_start=2341
-  _globals['_TELEMETRYBATCH']._serialized_end=2422
-  _globals['_DEVICESPRESENT']._serialized_start=2425
-  _globals['_DEVICESPRESENT']._serialized_end=2588
-  _globals['_PRESENCE']._serialized_start=2590
-  _globals['_PRESENCE']._serialized_end=2694
-  _globals['_COMMANDACKNOWLEDGED']._serialized_start=2697
-  _globals['_COMMANDACKNOWLEDGED']._serialized_end=2834
-  _globals['_DEVICEADAPTERSERVICE']._serialized_start=3099
-  _globals['_DEVICEADAPTERSERVICE']._serialized_end=3461
+  _globals['_COMMANDKIND']._serialized_start=3163
+  _globals['_COMMANDKIND']._serialized_end=3261
+  _globals['_DISCONNECTREASON']._serialized_start=3264
+  _globals['_DISCONNECTREASON']._serialized_end=3423
+  _globals['_CONNECTREQUEST']._serialized_start=151
+  _globals['_CONNECTREQUEST']._serialized_end=550
+  _globals['_CONNECTRESPONSE']._serialized_start=553
+  _globals['_CONNECTRESPONSE']._serialized_end=752
+  _globals['_HELLO']._serialized_start=754
+  _globals['_HELLO']._serialized_end=829
+  _globals['_WELCOME']._serialized_start=831
+  _globals['_WELCOME']._serialized_end=925
+  _globals['_TELEMETRY']._serialized_start=928
+  _globals['_TELEMETRY']._serialized_end=1164
+  _globals['_TELEMETRYSAMPLES']._serialized_start=1166
+  _globals['_TELEMETRYSAMPLES']._serialized_end=1243
+  _globals['_HEARTBEAT']._serialized_start=1245
+  _globals['_HEARTBEAT']._serialized_end=1256
+  _globals['_COMMANDRESULT']._serialized_start=1258
+  _globals['_COMMANDRESULT']._serialized_end=1322
+  _globals['_COMMAND']._serialized_start=1325
+  _globals['_COMMAND']._serialized_end=1531
+  _globals['_SENDCOMMANDREQUEST']._serialized_start=1533
+  _globals['_SENDCOMMANDREQUEST']._serialized_end=1627
+  _globals['_SENDCOMMANDRESPONSE']._serialized_start=1629
+  _globals['_SENDCOMMANDRESPONSE']._serialized_end=1650
+  _globals['_GETCONNECTIONREQUEST']._serialized_start=1652
+  _globals['_GETCONNECTIONREQUEST']._serialized_end=1693
+  _globals['_GETCONNECTIONRESPONSE']._serialized_start=1696
+  _globals['_GETCONNECTIONRESPONSE']._serialized_end=1889
+  _globals['_DEVICECONNECTED']._serialized_start=1892
+  _globals['_DEVICECONNECTED']._serialized_end=2048
+  _globals['_DEVICEDISCONNECTED']._serialized_start=2051
+  _globals['_DEVICEDISCONNECTED']._serialized_end=2326
+  _globals['_TELEMETRYRECEIVED']._serialized_start=2329
+  _globals['_TELEMETRYRECEIVED']._serialized_end=2497
+  _globals['_TELEMETRYBATCH']._serialized_start=2499
+  _globals['_TELEMETRYBATCH']._serialized_end=2580
+  _globals['_DEVICESPRESENT']._serialized_start=2583
+  _globals['_DEVICESPRESENT']._serialized_end=2746
+  _globals['_PRESENCE']._serialized_start=2748
+  _globals['_PRESENCE']._serialized_end=2852
+  _globals['_COMMANDACKNOWLEDGED']._serialized_start=2855
+  _globals['_COMMANDACKNOWLEDGED']._serialized_end=2992
+  _globals['_HEATINGSTATUSRECEIVED']._serialized_start=2995
+  _globals['_HEATINGSTATUSRECEIVED']._serialized_end=3161
+  _globals['_DEVICEADAPTERSERVICE']._serialized_start=3426
+  _globals['_DEVICEADAPTERSERVICE']._serialized_end=3788
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warmhouse.heating.v1 import heating_pb2 as _heating_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -95,6 +96,7 @@ class ConnectRequest(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     COMMAND_RESULT_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    HEATING_STATUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello:
         """First frame, and only then."""
@@ -113,6 +115,13 @@ class ConnectRequest(_message.Message):
         a Telemetry frame of its own, against the same rate.
         """
 
+    @_builtins.property
+    def heating_status(self) -> _heating_pb2.HeatingStatus:
+        """What the device is doing about heating (HEATER and CONTROLLER): sent
+        after the Welcome, after applying a HeatingPlan, and whenever its set
+        point, the reason for it or its window state change.
+        """
+
     def __init__(
         self,
         *,
@@ -121,12 +130,13 @@ class ConnectRequest(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         command_result: Global___CommandResult | None = ...,
         samples: Global___TelemetrySamples | None = ...,
+        heating_status: _heating_pb2.HeatingStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "samples", b"samples", "telemetry", b"telemetry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "heating_status", b"heating_status", "hello", b"hello", "samples", b"samples", "telemetry", b"telemetry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "samples", b"samples", "telemetry", b"telemetry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_result", b"command_result", "frame", b"frame", "heartbeat", b"heartbeat", "heating_status", b"heating_status", "hello", b"hello", "samples", b"samples", "telemetry", b"telemetry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "telemetry", "heartbeat", "command_result", "samples"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "telemetry", "heartbeat", "command_result", "samples", "heating_status"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -140,23 +150,32 @@ class ConnectResponse(_message.Message):
 
     WELCOME_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
+    HEATING_PLAN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome:
         """The answer to Hello: the device is authenticated."""
 
     @_builtins.property
     def command(self) -> Global___Command: ...
+    @_builtins.property
+    def heating_plan(self) -> _heating_pb2.HeatingPlan:
+        """The plan a heating device follows (heating.proto says how), sent after
+        the Welcome and whenever it changes. The device answers with a
+        HeatingStatus carrying the plan's version.
+        """
+
     def __init__(
         self,
         *,
         welcome: Global___Welcome | None = ...,
         command: Global___Command | None = ...,
+        heating_plan: _heating_pb2.HeatingPlan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "frame", b"frame", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "frame", b"frame", "heating_plan", b"heating_plan", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "frame", b"frame", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "frame", b"frame", "heating_plan", b"heating_plan", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "command"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "command", "heating_plan"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -718,3 +737,37 @@ class CommandAcknowledged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CommandAcknowledged: _TypeAlias = CommandAcknowledged  # noqa: Y015
+
+@_typing.final
+class HeatingStatusReceived(_message.Message):
+    """A heating device reported its HeatingStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    connection_id: _builtins.str
+    @_builtins.property
+    def status(self) -> _heating_pb2.HeatingStatus: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """When the adapter received it: reports are ordered by this."""
+
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        connection_id: _builtins.str = ...,
+        status: _heating_pb2.HeatingStatus | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "device_id", b"device_id", "occur_time", b"occur_time", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeatingStatusReceived: _TypeAlias = HeatingStatusReceived  # noqa: Y015

@@ -62,8 +62,9 @@ class DeviceAdapterServiceStub:
     DeviceService itself reaches the replica without this call: each
     replica, while it holds a device's stream, answers on the NATS subject
     "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
-    Command; once written, the reply carries the stream's connection_id). No responders means the device is
-    not connected. The same subject family carries "replace" (a newer
+    Command; once written, the reply carries the stream's connection_id).
+    No responders means the device is not connected. "plan" does the same
+    for a HeatingPlan. The same subject family carries "replace" (a newer
     stream's connection_id: the older stream ends with REPLACED, on every
     replica) and "revoke" (the device was retired or its secret rotated).
     """
@@ -106,8 +107,9 @@ class DeviceAdapterServiceAsyncStub(DeviceAdapterServiceStub):
     DeviceService itself reaches the replica without this call: each
     replica, while it holds a device's stream, answers on the NATS subject
     "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
-    Command; once written, the reply carries the stream's connection_id). No responders means the device is
-    not connected. The same subject family carries "replace" (a newer
+    Command; once written, the reply carries the stream's connection_id).
+    No responders means the device is not connected. "plan" does the same
+    for a HeatingPlan. The same subject family carries "replace" (a newer
     stream's connection_id: the older stream ends with REPLACED, on every
     replica) and "revoke" (the device was retired or its secret rotated).
     """
@@ -159,8 +161,9 @@ class DeviceAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         DeviceService itself reaches the replica without this call: each
         replica, while it holds a device's stream, answers on the NATS subject
         "warmhouse.live.device_adapter.<device_id>.command" (a request carrying a
-        Command; once written, the reply carries the stream's connection_id). No responders means the device is
-        not connected. The same subject family carries "replace" (a newer
+        Command; once written, the reply carries the stream's connection_id).
+        No responders means the device is not connected. "plan" does the same
+        for a HeatingPlan. The same subject family carries "replace" (a newer
         stream's connection_id: the older stream ends with REPLACED, on every
         replica) and "revoke" (the device was retired or its secret rotated).
         """
