@@ -1,5 +1,6 @@
 """Wiring of the Device service: its settings, handlers, servicer and consumers."""
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -8,7 +9,7 @@ from pathlib import Path
 import grpc
 from warmhouse.device.v1 import device_pb2_grpc
 
-from services.device import connections, telemetry
+from services.device import connections, heating_delivery, telemetry
 from services.device.access import GET_SPACE_ACCESS, AccessCheck, GrpcSpaceDirectory
 from services.device.command_rules import OPEN_COMMANDS_PER_DEVICE
 from services.device.commands import CommandHandlers, expire_lapsed
@@ -23,6 +24,8 @@ from services.device.dispatch import (
 from services.device.domain import DEVICES_PER_HOME
 from services.device.grpc_api import DeviceService
 from services.device.handlers import DeviceHandlers
+from services.device.heating import HeatingHandlers
+from services.device.heating_delivery import HeatingReports, PlanDispatcher
 from services.device.reading_queries import ReadingQueries
 from services.device.readings import TelemetrySettings
 from services.device.readings_repository import reading_history
@@ -79,6 +82,7 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         dispatcher = CommandDispatcher(
             uow, runtime.nats, resend_after=settings.resend_unanswered_after
         )
+        plans = PlanDispatcher(uow, runtime.nats)
         revocations = RevocationNotices(runtime.nats)
         handlers = DeviceHandlers(
             uow,
@@ -100,19 +104,28 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             lambda caller, device_id: handlers.authorized_device(caller, device_id, Right.READ),
             settings.telemetry,
         )
+        heating = HeatingHandlers(uow, handlers, plans.wake)
+
+        def deliver_to(device_id: uuid.UUID) -> None:
+            """A device connected: its open commands and its heating plan go out."""
+            dispatcher.wake(device_id)
+            plans.wake(device_id)
+
         device_pb2_grpc.add_DeviceServiceServicer_to_server(
-            DeviceService(handlers, commands, readings), server
+            DeviceService(handlers, commands, readings, heating), server
         )
         consumed = [
             *subscriptions(),
             *connections.subscriptions(
-                ConnectionEvents(dispatcher.wake, on_stale_credential=revocations)
+                ConnectionEvents(deliver_to, on_stale_credential=revocations)
             ),
             telemetry.subscription(settings.telemetry),
+            heating_delivery.subscription(HeatingReports(plans.wake)),
         ]
         return (
             broker_settled,
             dispatcher,
+            plans,
             PeriodicJob("command-expiry", EXPIRY_CHECK_EVERY, lambda: expire_lapsed(uow)),
             PeriodicJob(
                 "lease-sweep",

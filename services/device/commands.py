@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from warmhouse.device.v1 import device_pb2
 
-from services.device import command_rules
+from services.device import command_rules, heating_rules
 from services.device.command_log import record_final, record_queued
 from services.device.handlers import DeviceHandlers, device_not_found
 from services.device.ports import CommandRecord, DeviceRepositories
@@ -67,6 +67,10 @@ class CommandHandlers:
             device = await tx.repos.devices.get(device_id)
             if device is None:
                 raise device_not_found()
+            if target is not None and device.type in heating_rules.HEATING_TYPES:
+                heating = await tx.repos.heating.get(device_id)
+                plan = heating.desired if heating is not None else heating_rules.default_plan()
+                heating_rules.check_command_target(plan, target)
             # Held: a burst of commands for one device is counted one by one.
             await tx.repos.commands.hold_device(device_id)
             open_commands = await tx.repos.commands.count_open(device_id)

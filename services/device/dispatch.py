@@ -50,34 +50,34 @@ def wire_command(command: CommandRecord) -> device_adapter_pb2.Command:
     return wire
 
 
-class CommandDispatcher:
-    name = "command-dispatcher"
+class DeviceDeliveries:
+    """Runs `deliver` for devices, one delivery per device at a time, at most
+    CONCURRENT_DEVICES at once: when woken (after a commit) and for whatever
+    the periodic sweep finds `awaiting` (a restart in between, a broker hiccup)."""
 
-    def __init__(
-        self,
-        uow: UnitOfWork[DeviceRepositories],
-        nats_client: NatsClient,
-        clock: Clock = utc_now,
-        sweep_every: timedelta = SWEEP_EVERY,
-        resend_after: timedelta = RESEND_UNANSWERED_AFTER,
-    ) -> None:
-        self._resend_after = resend_after
-        self._uow = uow
-        self._nats = nats_client
-        self._clock = clock
+    name = "device-deliveries"
+
+    def __init__(self, sweep_every: timedelta = SWEEP_EVERY) -> None:
         self._sweep_every = sweep_every.total_seconds()
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Woken while a delivery to it was under way: go round once more.
         self._again: set[uuid.UUID] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_DEVICES)
 
+    async def deliver(self, device_id: uuid.UUID) -> None:
+        raise NotImplementedError
+
+    async def awaiting(self) -> list[uuid.UUID]:
+        """Devices the sweep should deliver to."""
+        raise NotImplementedError
+
     def wake(self, device_id: uuid.UUID) -> None:
-        """Deliver the device's open commands soon (called after a commit)."""
+        """Deliver to the device soon (called after a commit)."""
         if device_id in self._running:
             self._again.add(device_id)
             return
         self._running[device_id] = asyncio.create_task(
-            self._deliver_until_settled(device_id), name=f"deliver {device_id}"
+            self._deliver_until_settled(device_id), name=f"{self.name} {device_id}"
         )
 
     async def run(self) -> None:
@@ -89,7 +89,7 @@ class CommandDispatcher:
                     await self.sweep()
                 except Exception:
                     raise_if_stopping()
-                    log.warning("command delivery sweep failed; will retry", exc_info=True)
+                    log.warning("%s sweep failed; will retry", self.name, exc_info=True)
         finally:
             for task in list(self._running.values()):
                 task.cancel()
@@ -97,12 +97,7 @@ class CommandDispatcher:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def sweep(self) -> None:
-        async with self._uow.read() as repos:
-            now = self._clock()
-            waiting = await repos.commands.devices_awaiting_delivery(
-                now, now - self._resend_after, SWEEP_LIMIT
-            )
-        for device_id in waiting:
+        for device_id in await self.awaiting():
             self.wake(device_id)
 
     async def _deliver_until_settled(self, device_id: uuid.UUID) -> None:
@@ -114,11 +109,52 @@ class CommandDispatcher:
                         await self.deliver(device_id)
                 except Exception:
                     raise_if_stopping()
-                    log.warning("delivery to a device failed; the sweep retries", exc_info=True)
+                    log.warning(
+                        "%s to a device failed; the sweep retries", self.name, exc_info=True
+                    )
                 if device_id not in self._again:
                     return
         finally:
             self._running.pop(device_id, None)
+
+
+async def write_to_holder(
+    nats_client: NatsClient, device_id: uuid.UUID, action: LiveAction, payload: bytes
+) -> str | None:
+    """The id of the stream the frame was written to; None when it was not."""
+    try:
+        written = await ask_holder(nats_client, device_id, action, payload)
+    except (TimeoutError, nats.errors.TimeoutError):
+        log.info("no answer from the adapter holding a device; the sweep retries")
+        return None
+    if written is None:
+        return None
+    return written.decode() or None
+
+
+class CommandDispatcher(DeviceDeliveries):
+    name = "command-dispatcher"
+
+    def __init__(
+        self,
+        uow: UnitOfWork[DeviceRepositories],
+        nats_client: NatsClient,
+        clock: Clock = utc_now,
+        sweep_every: timedelta = SWEEP_EVERY,
+        resend_after: timedelta = RESEND_UNANSWERED_AFTER,
+    ) -> None:
+        super().__init__(sweep_every)
+        self._resend_after = resend_after
+        self._uow = uow
+        self._nats = nats_client
+        self._clock = clock
+
+    async def awaiting(self) -> list[uuid.UUID]:
+        async with self._uow.read() as repos:
+            now = self._clock()
+            return await repos.commands.devices_awaiting_delivery(
+                now, now - self._resend_after, SWEEP_LIMIT
+            )
 
     async def deliver(self, device_id: uuid.UUID) -> None:
         """Write the device's open commands to its stream, oldest first, until one cannot be."""
@@ -131,22 +167,13 @@ class CommandDispatcher:
                 device_id, device.connection_id, now, now - self._resend_after
             )
         for command in pending:
-            connection_id = await self._write(command)
+            payload = wire_command(command).SerializeToString()
+            connection_id = await write_to_holder(
+                self._nats, command.device_id, LiveAction.COMMAND, payload
+            )
             if connection_id is None:
                 return
             await self._mark_sent(command, device.space_id, connection_id)
-
-    async def _write(self, command: CommandRecord) -> str | None:
-        """The id of the stream the command was written to; None when it was not."""
-        payload = wire_command(command).SerializeToString()
-        try:
-            written = await ask_holder(self._nats, command.device_id, LiveAction.COMMAND, payload)
-        except (TimeoutError, nats.errors.TimeoutError):
-            log.info("no answer from the adapter holding a device; the sweep retries")
-            return None
-        if written is None:
-            return None
-        return written.decode() or None
 
     async def _mark_sent(
         self, command: CommandRecord, space_id: uuid.UUID, connection_id: str

@@ -5,6 +5,7 @@ from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 
 from services.device.commands import CommandHandlers
 from services.device.handlers import DeviceHandlers
+from services.device.heating import HeatingHandlers, desired_message
 from services.device.ports import CommandRecord, DeviceLogRecord, DeviceRecord
 from services.device.reading_queries import ReadingQueries, point_message
 from services.runtime import idempotency
@@ -72,11 +73,16 @@ def _log_message(entry: DeviceLogRecord) -> device_pb2.DeviceLog:
 
 class DeviceService(device_pb2_grpc.DeviceServiceServicer):
     def __init__(
-        self, handlers: DeviceHandlers, commands: CommandHandlers, readings: ReadingQueries
+        self,
+        handlers: DeviceHandlers,
+        commands: CommandHandlers,
+        readings: ReadingQueries,
+        heating: HeatingHandlers,
     ) -> None:
         self._handlers = handlers
         self._commands = commands
         self._readings = readings
+        self._heating = heating
 
     async def RegisterDevice(
         self, request: device_pb2.RegisterDeviceRequest, context: ServicerContext
@@ -220,3 +226,14 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
     ) -> device_pb2.CountSpaceDevicesResponse:
         count = await self._handlers.count_in_space(request.space_id)
         return device_pb2.CountSpaceDevicesResponse(device_count=count)
+
+    async def GetHeating(
+        self, request: device_pb2.GetHeatingRequest, context: ServicerContext
+    ) -> device_pb2.GetHeatingResponse:
+        return await self._heating.get(current_caller(), request.device_id)
+
+    async def UpdateDesiredHeating(
+        self, request: device_pb2.UpdateDesiredHeatingRequest, context: ServicerContext
+    ) -> device_pb2.UpdateDesiredHeatingResponse:
+        record = await self._heating.update(current_caller(), request)
+        return device_pb2.UpdateDesiredHeatingResponse(desired=desired_message(record))

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from warmhouse.heating.v1 import heating_pb2
+
 from services.runtime.auth import Caller
 from services.runtime.pagination import Cursor
 from services.runtime.space_roles import Membership, Right
@@ -39,6 +41,31 @@ class DeviceRecord:
     secret_rotated_at: datetime | None = None
     # The newest sample (a serialized Reading), written by telemetry ingestion only.
     last_reading: bytes | None = None
+
+
+@dataclass(frozen=True)
+class HeatingRecord:
+    """A heating device's desired and reported state (heating.proto)."""
+
+    device_id: uuid.UUID
+    # Carries its version.
+    desired: heating_pb2.HeatingPlan
+    desired_at: datetime
+    # None for the defaults.
+    desired_by: uuid.UUID | None = None
+    # None until the device first reports.
+    reported: heating_pb2.HeatingStatus | None = None
+    reported_version: int = 0
+    # When the adapter received the report.
+    reported_at: datetime | None = None
+    # The plan version last written to a stream, which stream, and when.
+    pushed_version: int = 0
+    pushed_connection_id: str | None = None
+    pushed_at: datetime | None = None
+
+    @property
+    def applied_version(self) -> int:
+        return self.reported.plan_version if self.reported is not None else 0
 
 
 @dataclass(frozen=True)
@@ -224,6 +251,19 @@ class SpaceProjection(Protocol):
         or a newer version is recorded; whether it was applied."""
 
 
+class Heating(Protocol):
+    async def get(self, device_id: uuid.UUID) -> HeatingRecord | None:
+        """None while the device runs the defaults and never reported (no row yet).
+        Writers lock the device's row first: that serializes them."""
+
+    async def save(self, record: HeatingRecord) -> None:
+        """Insert or overwrite the device's row."""
+
+    async def devices_awaiting_plan(self, resend_before: datetime, limit: int) -> list[uuid.UUID]:
+        """Connected heating devices whose stream has not had the current plan, or
+        that have not applied a plan last written before `resend_before`."""
+
+
 @dataclass(frozen=True)
 class DeviceRepositories:
     """What one unit of work hands out."""
@@ -232,3 +272,4 @@ class DeviceRepositories:
     logs: DeviceLogs
     spaces: SpaceProjection
     commands: Commands
+    heating: Heating

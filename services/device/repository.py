@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, text, update
 
 from services.device.command_repository import SqlCommands
+from services.device.heating_repository import SqlHeating
 from services.device.ports import (
     DeviceLogRecord,
     DeviceRecord,
@@ -367,4 +368,5 @@ def sql_repositories(connection: Connection) -> DeviceRepositories:
         SqlDeviceLogs(connection),
         SqlSpaceProjection(connection),
         SqlCommands(connection),
+        SqlHeating(connection),
     )

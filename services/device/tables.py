@@ -82,3 +82,20 @@ commands = Table(
     Column("expire_at", DateTime(timezone=True), nullable=False),
     Column("sent_connection_id", Text),
 )
+
+heating = Table(
+    "heating",
+    metadata,
+    Column("device_id", Uuid, primary_key=True),
+    Column("desired", LargeBinary, nullable=False),
+    Column("desired_version", BigInteger, nullable=False),
+    Column("desired_at", DateTime(timezone=True), nullable=False),
+    Column("desired_by", Uuid),
+    Column("reported", LargeBinary),
+    Column("reported_version", BigInteger, nullable=False),
+    Column("reported_at", DateTime(timezone=True)),
+    Column("applied_version", BigInteger, nullable=False),
+    Column("pushed_version", BigInteger, nullable=False),
+    Column("pushed_connection_id", Text),
+    Column("pushed_at", DateTime(timezone=True)),
+)

@@ -10,11 +10,14 @@ from services.device.commands import CommandHandlers
 from services.device.device_secrets import DeviceSecrets
 from services.device.domain import OFFLINE, ONLINE
 from services.device.handlers import DeviceHandlers
+from services.device.heating import HeatingHandlers
+from services.device.heating_rules import HEATING_TYPES
 from services.device.ports import (
     CommandRecord,
     DeviceLogRecord,
     DeviceRecord,
     DeviceRepositories,
+    HeatingRecord,
     KnownSpace,
     Presence,
     ProjectedAccess,
@@ -261,6 +264,37 @@ class FakeCommands:
         return list(dict.fromkeys(waiting))[:limit]
 
 
+class FakeHeating:
+    def __init__(self, devices: FakeDevices) -> None:
+        self._devices = devices
+        self.rows: dict[uuid.UUID, HeatingRecord] = {}
+
+    async def get(self, device_id: uuid.UUID) -> HeatingRecord | None:
+        return self.rows.get(device_id)
+
+    async def save(self, record: HeatingRecord) -> None:
+        self.rows[record.device_id] = record
+
+    async def devices_awaiting_plan(self, resend_before: datetime, limit: int) -> list[uuid.UUID]:
+        waiting = []
+        for device in self._devices.rows.values():
+            connected = device.lease_until is not None and device.retired_at is None
+            if not connected or device.type not in HEATING_TYPES:
+                continue
+            row = self.rows.get(device.id)
+            if row is None or _plan_due(row, device.connection_id, resend_before):
+                waiting.append(device.id)
+        return waiting[:limit]
+
+
+def _plan_due(row: HeatingRecord, connection_id: str | None, resend_before: datetime) -> bool:
+    version = row.desired.version
+    unapplied = row.applied_version < version and (
+        row.pushed_at is not None and row.pushed_at < resend_before
+    )
+    return row.pushed_connection_id != connection_id or row.pushed_version < version or unapplied
+
+
 def _due(command: CommandRecord, connection_id: str | None, resend_before: datetime) -> bool:
     stale = command.status == SENT and command.updated_at < resend_before
     return command.sent_connection_id != connection_id or stale
@@ -326,6 +360,10 @@ class DeviceWorld:
     projection: FakeSpaceProjection
     space: FakeSpace
     secrets: DeviceSecrets
+    heating: HeatingHandlers
+    heating_rows: FakeHeating
+    # Devices whose plan delivery was started, in order.
+    plans_woken: list[uuid.UUID]
     clock: FakeClock = field(default_factory=FakeClock)
     # Whether the projection's events are arriving (the broker reachable).
     events_arriving: list[bool] = field(default_factory=lambda: [True])
@@ -344,7 +382,10 @@ def device_world(devices_per_home: int = 2000, open_commands_per_device: int = 1
     clock = FakeClock()
     projection = FakeSpaceProjection()
     devices, logs = FakeDevices(projection), FakeDeviceLogs()
-    uow = FakeUnitOfWork(DeviceRepositories(devices, logs, projection, FakeCommands(devices)))
+    heating_rows = FakeHeating(devices)
+    uow = FakeUnitOfWork(
+        DeviceRepositories(devices, logs, projection, FakeCommands(devices), heating_rows)
+    )
     space = FakeSpace(clock)
     events_arriving = [True]
     access = AccessCheck(uow, space, lambda: events_arriving[0], clock)
@@ -357,6 +398,8 @@ def device_world(devices_per_home: int = 2000, open_commands_per_device: int = 1
     commands = CommandHandlers(
         uow, handlers, page_tokens, woken.append, clock, open_per_device=open_commands_per_device
     )
+    plans_woken: list[uuid.UUID] = []
+    heating = HeatingHandlers(uow, handlers, plans_woken.append, clock)
     return DeviceWorld(
         handlers,
         commands,
@@ -368,6 +411,9 @@ def device_world(devices_per_home: int = 2000, open_commands_per_device: int = 1
         projection,
         space,
         secrets,
+        heating,
+        heating_rows,
+        plans_woken,
         clock,
         events_arriving,
     )

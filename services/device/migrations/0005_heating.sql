@@ -1,0 +1,28 @@
+-- A heating device's desired and reported state (heating.proto). A device
+-- without a row runs the defaults (version 1); its first change, report or
+-- push writes the row.
+CREATE TABLE heating (
+    device_id            uuid PRIMARY KEY REFERENCES devices (id),
+    -- A serialized HeatingPlan; its version is the column.
+    desired              bytea       NOT NULL,
+    desired_version      bigint      NOT NULL CHECK (desired_version > 0),
+    desired_at           timestamptz NOT NULL,
+    desired_by           uuid,
+    -- The last accepted report: a serialized HeatingStatus, NULL until the first.
+    reported             bytea,
+    reported_version     bigint      NOT NULL DEFAULT 0,
+    -- When the adapter received it: a report received earlier loses.
+    reported_at          timestamptz,
+    -- The plan version the device says it runs.
+    applied_version      bigint      NOT NULL DEFAULT 0,
+    -- What was last written to which stream, and when.
+    pushed_version       bigint      NOT NULL DEFAULT 0,
+    pushed_connection_id text,
+    pushed_at            timestamptz
+);
+
+ALTER TABLE device_logs DROP CONSTRAINT device_logs_kind_check;
+ALTER TABLE device_logs ADD CONSTRAINT device_logs_kind_check CHECK (kind IN (
+    'STATUS_CHANGED', 'COMMAND_UPDATED', 'READING_RECORDED', 'ALARM_RAISED', 'DEVICE_CHANGED',
+    'ALARM_CLEARED', 'HEATING_CHANGED'
+));
