@@ -13,6 +13,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
+from warmhouse.heating.v1 import heating_pb2
 
 from services.runtime.device_links import live_wildcard
 from services.runtime.outbox import MSG_ID_HEADER, subject_of
@@ -27,6 +28,8 @@ class Replica:
         self._held: dict[str, tuple[str, Subscription]] = {}
         self._opened: dict[str, datetime] = {}
         self.written: dict[str, list[adapter_pb2.Command]] = {}
+        # Heating plans written to each device's stream, in order.
+        self.plans: dict[str, list[heating_pb2.HeatingPlan]] = {}
         # Devices told to end their stream (retired, new secret), once per notice.
         self.revoked: list[str] = []
 
@@ -43,6 +46,10 @@ class Replica:
             if message.subject.endswith(".command"):
                 command = adapter_pb2.Command.FromString(message.data)
                 self.written.setdefault(device_id, []).append(command)
+                await message.respond(connection_id.encode())
+            elif message.subject.endswith(".plan"):
+                plan = heating_pb2.HeatingPlan.FromString(message.data)
+                self.plans.setdefault(device_id, []).append(plan)
                 await message.respond(connection_id.encode())
             elif message.subject.endswith(".revoke"):
                 self.revoked.append(device_id)
@@ -115,6 +122,19 @@ class Replica:
                 ok=ok,
                 message=message,
                 occur_time=timestamp(datetime.now(UTC)),
+            )
+        )
+
+    async def report_heating(
+        self, device_id: str, status: heating_pb2.HeatingStatus, received: datetime | None = None
+    ) -> None:
+        """The device's HeatingStatus, as received at `received` (default now)."""
+        await self.publish(
+            adapter_pb2.HeatingStatusReceived(
+                device_id=device_id,
+                connection_id=self._held[device_id][0] if device_id in self._held else "",
+                status=status,
+                occur_time=timestamp(received or datetime.now(UTC)),
             )
         )
 
