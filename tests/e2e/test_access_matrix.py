@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc as adapter_pb2_grpc
+from warmhouse.heating.v1 import heating_pb2
 from warmhouse.space.v1 import space_pb2, space_pb2_grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
@@ -99,6 +100,10 @@ EXPECTED: dict[str, Row] = {
     "DeviceService/DeleteDevice":              (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
     "DeviceService/RotateDeviceSecret":        (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
     "DeviceService/CountSpaceDevices":         (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
+    "DeviceService/GetHeating":                (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "DeviceService/UpdateDesiredHeating":      (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "DeviceService/UpdateDesiredHeating: mode": (UNAUTH, HIDDEN, DENIED, OK,    OK,     OK),
+    "DeviceService/UpdateDesiredHeating: limits": (UNAUTH, HIDDEN, DENIED, OK,  OK,     OK),
     # Hardware's way in: the Hello frame is the credential, a token changes nothing.
     "DeviceAdapterService/Connect":            (OK,     OK,     OK,     OK,     OK,     OK),
     "DeviceAdapterService/SendCommand":        (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
@@ -342,6 +347,21 @@ def _delete_device(world: World, who: str) -> Call:
     return Call(device_pb2.DeleteDeviceRequest(device_id=device_id), world.token(who))
 
 
+def _update_heating(**fields: object) -> Builder:
+    """A change to a fresh heater, at its first version: only the caller's rights decide."""
+
+    def build(world: World, who: str) -> Call:
+        device_id = device_id_in(world.api, world.people["owner"].token, world.room, "Батарея")
+        request = device_pb2.UpdateDesiredHeatingRequest(
+            device_id=device_id,
+            version=1,
+            **fields,  # type: ignore[arg-type]
+        )
+        return Call(request, world.token(who))
+
+    return build
+
+
 def _authenticate_device(world: World, who: str) -> Call:
     request = device_pb2.AuthenticateDeviceRequest(
         device_id=world.sealed_device, device_secret=world.sealed_secret
@@ -412,6 +432,14 @@ BUILDERS: dict[str, Builder] = {
     "DeviceService/DeleteDevice": _delete_device,
     "DeviceService/RotateDeviceSecret": _device_request(device_pb2.RotateDeviceSecretRequest),
     "DeviceService/CountSpaceDevices": _count_devices,
+    "DeviceService/GetHeating": _device_request(device_pb2.GetHeatingRequest),
+    "DeviceService/UpdateDesiredHeating": _update_heating(target_celsius=21.5),
+    "DeviceService/UpdateDesiredHeating: mode": _update_heating(mode=heating_pb2.AUTO),
+    "DeviceService/UpdateDesiredHeating: limits": _update_heating(
+        limits=heating_pb2.HeatingLimits(
+            min_target_celsius=10, max_target_celsius=25, frost_floor_celsius=8
+        )
+    ),
     "DeviceAdapterService/Connect": lambda world, who: Call(
         adapter_pb2.ConnectRequest(
             hello=adapter_pb2.Hello(

@@ -450,6 +450,8 @@ DEVICE_ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/devices/{device}/commands/{id}", None),
     ("GET", "/devices/{id}/commands", None),
     ("GET", "/devices/{id}/readings", None),
+    ("GET", "/devices/{id}/heating", None),
+    ("PATCH", "/devices/{id}/heating/desired", {"version": 1, "targetCelsius": 21}),
 ]
 LISTINGS = (
     "/spaces",
@@ -469,6 +471,7 @@ BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
     ("PATCH", "/devices/{device}/status", {"status": "ONLINE"}),
     ("POST", "/devices/{device}/secret", {}),
     ("POST", "/devices/{device}/command", {"kind": "TURN_ON"}),
+    ("PATCH", "/devices/{device}/heating/desired", {"version": 1, "targetCelsius": 21}),
 ]
 WRONG_TYPES = {
     "name": 123,
@@ -483,6 +486,10 @@ WRONG_TYPES = {
     "kind": [],
     "targetTemperatureCelsius": "hot",
     "deadlineSeconds": {},
+    "version": {},
+    "mode": [],
+    "targetCelsius": "hot",
+    "schedule": 7,
 }
 
 
@@ -635,6 +642,73 @@ def space_device_rest_cases() -> Iterator[RestCase]:
     for path in ("/spaces", "/devices"):
         yield RestCase(f"no body to {path}", "POST", path, b"", "user", 400)
         yield RestCase(f"null to {path}", "POST", path, b"null", "user", 400)
+    yield from heating_rest_cases()
+
+
+def _slot(start: object = "07:00", day: object = "MONDAY", celsius: object = 21) -> object:
+    return {"day": day, "startTime": start, "targetCelsius": celsius}
+
+
+# Changes to the sweep's heater (at desired version 1), each refused.
+HEATING_MISTAKES: dict[str, dict[str, object]] = {
+    "no version": {"targetCelsius": 21},
+    "version 0": {"version": 0, "targetCelsius": 21},
+    "version -1": {"version": -1, "targetCelsius": 21},
+    "version text": {"version": "abc", "targetCelsius": 21},
+    "nothing to change": {"version": 1},
+    "target NaN": {"version": 1, "targetCelsius": "NaN"},
+    "target Infinity": {"version": 1, "targetCelsius": "Infinity"},
+    "target below the frost floor": {"version": 1, "targetCelsius": 6.9},
+    "target above the maximum": {"version": 1, "targetCelsius": 31},
+    "mode unknown": {"version": 1, "mode": "BOIL"},
+    "mode unspecified": {"version": 1, "mode": "HEATING_MODE_UNSPECIFIED"},
+    "preset unspecified": {"version": 1, "preset": "PRESET_UNSPECIFIED"},
+    "preset ended": {"version": 1, "preset": "BOOST", "presetEndTime": "2020-01-01T00:00:00Z"},
+    "end without preset": {"version": 1, "presetEndTime": "2030-01-01T00:00:00Z"},
+    "slot 24:00": {"version": 1, "schedule": {"slots": [_slot("24:00")]}},
+    "slot 6 KB": {"version": 1, "schedule": {"slots": [_slot("0" * 6000)]}},
+    "slot NUL": {"version": 1, "schedule": {"slots": [_slot("07:00\u0000")]}},
+    "slot day unknown": {"version": 1, "schedule": {"slots": [_slot(day="FUNDAY")]}},
+    "slot no day": {"version": 1, "schedule": {"slots": [_slot(day="DAY_OF_WEEK_UNSPECIFIED")]}},
+    "slot below the frost floor": {"version": 1, "schedule": {"slots": [_slot(celsius=5)]}},
+    "13 slots a day": {
+        "version": 1,
+        "schedule": {"slots": [_slot(f"{hour:02}:00") for hour in range(13)]},
+    },
+    "time zone unknown": {"version": 1, "timeZone": "Mars/Olympus"},
+    "time zone path": {"version": 1, "timeZone": "../../../etc/passwd"},
+    "time zone 6 KB": {"version": 1, "timeZone": LONG},
+    "time zone NUL": {"version": 1, "timeZone": "UTC\u0000"},
+    "limits upside down": {
+        "version": 1,
+        "limits": {"minTargetCelsius": 20, "maxTargetCelsius": 10, "frostFloorCelsius": 7},
+    },
+    "frost floor 4": {
+        "version": 1,
+        "limits": {"minTargetCelsius": 5, "maxTargetCelsius": 30, "frostFloorCelsius": 4},
+    },
+    "window pause 0": {
+        "version": 1,
+        "windowDetection": {
+            "enabled": True,
+            "dropCelsius": 1.5,
+            "withinSeconds": 300,
+            "pauseSeconds": 0,
+        },
+    },
+}
+
+
+def heating_rest_cases() -> Iterator[RestCase]:
+    path = "/devices/{device}/heating/desired"
+    for label, body in HEATING_MISTAKES.items():
+        yield RestCase(f"heating {label}", "PATCH", path, body, "user", 400)
+    # Larger than Envoy lets through to a service: 413 Payload Too Large.
+    flood = {"version": 1, "schedule": {"slots": [_slot(f"{n % 24:02}:00") for n in range(10_000)]}}
+    yield RestCase("heating 10,000 slots", "PATCH", path, flood, "user", 413)
+    for version in (2, 10**15):
+        stale = {"version": version, "targetCelsius": 21}
+        yield RestCase(f"heating version {version}", "PATCH", path, stale, "user", 409)
 
 
 @pytest.mark.parametrize("case", list(space_device_rest_cases()), ids=lambda case: case.name)
@@ -662,6 +736,9 @@ def test_the_sweep_changed_nothing(api: Rest, tokens: Tokens, places: Places) ->
     assert (device.body["device"]["name"], device.body["device"]["status"]) == ("Heater", "OFFLINE")
     space = api.call("GET", f"/spaces/{places.home}", token=tokens.user)
     assert space.body["space"]["name"] == "Sweep"
+    heating = api.call("GET", f"/devices/{places.device}/heating", token=tokens.user)
+    assert heating.status == 200
+    assert heating.body["desired"]["plan"]["version"] == "1"
 
 
 # Timestamps REST cannot even spell, straight to the Space service.
