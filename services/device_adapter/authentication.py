@@ -7,6 +7,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 
+from services.device_adapter.connections import AuthenticatedDevice
 from services.device_adapter.validation import HelloFields, credentials_invalid
 from services.runtime.errors import dependency_unavailable
 
@@ -33,8 +34,8 @@ class DeviceAuthenticator:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._devices = device_pb2_grpc.DeviceServiceStub(channel)
 
-    async def authenticate(self, hello: HelloFields) -> str:
-        """The device's id as the Device service confirmed it.
+    async def authenticate(self, hello: HelloFields) -> AuthenticatedDevice:
+        """The device as the Device service confirmed it: its id and its type.
 
         Raises Unauthenticated for wrong credentials, Unavailable when the
         Device service cannot tell (the device retries later).
@@ -56,4 +57,4 @@ class DeviceAuthenticator:
             # Never expected; a stream must not run under another device's id.
             log.error("the Device service confirmed another device than asked")
             raise credentials_invalid()
-        return hello.device_id
+        return AuthenticatedDevice(hello.device_id, response.type)

@@ -10,6 +10,7 @@ from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc
 
 from services.device_adapter.authentication import DeviceAuthenticator
 from services.device_adapter.connections import (
+    HEATING_STATUSES_PER_MINUTE,
     SAMPLES_PER_SECOND,
     Connections,
     ConnectionSettings,
@@ -60,6 +61,8 @@ class AdapterSettings:
     auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
     # Each stream's sustained telemetry rate (five seconds of it at once).
     samples_per_second: int = SAMPLES_PER_SECOND
+    # Each heating device's sustained HeatingStatus rate (a burst of 10 at once).
+    heating_statuses_per_minute: int = HEATING_STATUSES_PER_MINUTE
 
     @classmethod
     def from_environment(cls, env: Environment) -> "AdapterSettings":
@@ -73,6 +76,9 @@ class AdapterSettings:
                 f"{prefix}AUTH_FAILURES_PER_MINUTE", AUTH_FAILURES_PER_MINUTE, 1
             ),
             samples_per_second=env.integer(f"{prefix}SAMPLES_PER_SECOND", SAMPLES_PER_SECOND, 1),
+            heating_statuses_per_minute=env.integer(
+                f"{prefix}HEATING_STATUSES_PER_MINUTE", HEATING_STATUSES_PER_MINUTE, 1
+            ),
         )
 
 
@@ -131,6 +137,7 @@ def definition(
                 settings.hello_seconds,
                 lease_seconds=lease_for(settings.presence_seconds),
                 samples_per_second=settings.samples_per_second,
+                heating_statuses_per_minute=settings.heating_statuses_per_minute,
             ),
             DeviceAuthenticator(device),
             LiveRoutes(runtime.nats),

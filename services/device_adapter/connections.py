@@ -8,25 +8,34 @@ shutdown), whoever ends it first calls `Stream.end`; the clean-up (drop the
 live subscription, publish DeviceDisconnected) then runs once, in a task of
 its own, so a cancelled handler cannot skip it.
 
-What a device sends costs others nothing beyond its share: samples beyond
-its stream's rate are dropped, and only the first answer to a command written
-on its own stream becomes an event, with few of them in flight per stream.
+What a device sends costs others nothing beyond its share: samples and
+heating statuses beyond its stream's rates are dropped, only the first answer
+to a command written on its own stream becomes an event, with few of them in
+flight per stream, and few of its heating statuses wait to be published.
+
+Events of a stream follow its DeviceConnected: frames are read only once it
+is published. Its heating statuses are published one at a time, in the
+order they arrived (each is the device's whole state: the last one counts).
 """
 
 import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter.rate import TokenBucket
 from services.device_adapter.streams import (
+    HEATING_DEVICE_TYPES,
     Delivery,
+    DeviceType,
     Stream,
     StreamRegistry,
     Warned,
@@ -36,9 +45,11 @@ from services.device_adapter.streams import (
 from services.device_adapter.throttle import FailedConnectThrottle, peer_key
 from services.device_adapter.validation import (
     HelloFields,
+    accepted_heating_status,
     accepted_telemetry,
     check_hello,
     command_answer,
+    heating_status_problem,
     stamp,
     telemetry_problem,
 )
@@ -59,11 +70,27 @@ MAX_SAMPLES_PER_FRAME = 100
 SAMPLES_PER_SECOND = 20
 # A stream may send this many seconds' worth of samples at once.
 BURST_SECONDS = 5
+# A heating device reports when its state changes: at most about once a
+# second on average, with room for a burst of this many (a plan applied, a
+# window opened, a slot started, all at once).
+HEATING_STATUSES_PER_MINUTE = 60
+HEATING_STATUS_BURST = 10
+# A stream's heating statuses waiting while an earlier one is published (a
+# slow broker retries for seconds); beyond it the oldest waiting one goes:
+# the newest is the device's state now.
+MAX_UNPUBLISHED_STATUSES = 20
+
+
+@dataclass(frozen=True)
+class AuthenticatedDevice:
+    # Canonical UUID text.
+    device_id: str
+    device_type: DeviceType
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, hello: HelloFields) -> str:
-        """The device id the Device service confirmed; raises Unauthenticated or Unavailable."""
+    async def authenticate(self, hello: HelloFields) -> AuthenticatedDevice:
+        """The device the Device service confirmed; raises Unauthenticated or Unavailable."""
         ...
 
 
@@ -98,6 +125,9 @@ class ConnectionSettings:
     # Each stream's sustained telemetry rate; BURST_SECONDS of it at once.
     samples_per_second: float = SAMPLES_PER_SECOND
     max_pending_acknowledgements: int = MAX_PENDING_ACKNOWLEDGEMENTS
+    # Each heating device's sustained status rate; HEATING_STATUS_BURST at once.
+    heating_statuses_per_minute: float = HEATING_STATUSES_PER_MINUTE
+    max_unpublished_statuses: int = MAX_UNPUBLISHED_STATUSES
 
 
 @dataclass
@@ -110,6 +140,22 @@ class AnswerCounters:
     # answered already.
     unexpected: int = 0
     # Dropped: too many of the stream's acknowledgements were being published.
+    overflow: int = 0
+
+
+@dataclass
+class HeatingStatusCounters:
+    """Devices' HeatingStatus frames so far: for logs, tests and benchmarks."""
+
+    # Handed on to be published as HeatingStatusReceived.
+    accepted: int = 0
+    # Dropped: the device does not report heating (not a HEATER or CONTROLLER).
+    not_heating: int = 0
+    # Dropped: beyond the stream's rate.
+    rate_limited: int = 0
+    # Dropped: validation refused it.
+    rejected: int = 0
+    # Dropped while waiting: newer statuses of its stream filled the queue.
     overflow: int = 0
 
 
@@ -143,6 +189,7 @@ class Connections:
     ) -> None:
         self._settings = settings
         self.answers = AnswerCounters()
+        self.heating_statuses = HeatingStatusCounters()
         self._authenticator = authenticator
         self._routes = routes
         self._events = events
@@ -184,13 +231,13 @@ class Connections:
             self._refuse_if_throttled(client)
             try:
                 hello = check_hello(first)
-                device_id = await self._authenticator.authenticate(hello)
+                device = await self._authenticator.authenticate(hello)
             except Unauthenticated:
                 # Only a refused credential counts (guessing secrets), not a slow
                 # or silent client: many devices may share one address.
                 self._throttle.record_failure(client)
                 raise
-        stream = self._new_stream(device_id, hello.firmware_version)
+        stream = self._new_stream(device, hello.firmware_version)
         reader: asyncio.Task[None] | None = None
         try:
             await self._open(stream)
@@ -237,20 +284,29 @@ class Connections:
             raise _hello_required()
         return first.hello
 
-    def _new_stream(self, device_id: str, firmware_version: str) -> Stream:
+    def _new_stream(self, device: AuthenticatedDevice, firmware_version: str) -> Stream:
         self._unclosed += 1
         self._all_closed.clear()
         now = self._clock()
         rate = self._settings.samples_per_second
         return Stream(
-            device_id,
+            device.device_id,
             _new_id(),
             firmware_version,
             monotonic=now,
             wall=self._wall_clock(),
             on_end=self._ended_callback,
             telemetry_budget=TokenBucket(rate, rate * BURST_SECONDS, now),
+            device_type=device.device_type,
+            heating_status_budget=self._heating_status_budget(device.device_type, now),
         )
+
+    def _heating_status_budget(self, device_type: DeviceType, now: float) -> TokenBucket | None:
+        # Only a heating device's statuses get as far as the budget.
+        if device_type not in HEATING_DEVICE_TYPES:
+            return None
+        per_second = self._settings.heating_statuses_per_minute / 60
+        return TokenBucket(per_second, HEATING_STATUS_BURST, now)
 
     async def _open(self, stream: Stream) -> None:
         """Hold the stream, take over the device's live subjects, announce it.
@@ -314,6 +370,8 @@ class Connections:
                 self._take_sample(stream, telemetry, now)
         elif kind == "command_result":
             self._take_command_result(stream, frame.command_result)
+        elif kind == "heating_status":
+            self._take_heating_status(stream, frame.heating_status, now)
         elif kind == "hello":
             stream.end(
                 pb.CLOSED_BY_DEVICE,
@@ -382,6 +440,99 @@ class Connections:
         msg_id = f"{stream.device_id}-{answer.command_id}-acknowledged"
         stream.pending_acknowledgements += 1
         self._in_background(self._acknowledge(stream, event, msg_id))
+
+    def _take_heating_status(
+        self, stream: Stream, status: heating_pb2.HeatingStatus, now: float
+    ) -> None:
+        counters = self.heating_statuses
+        if not stream.reports_heating:
+            counters.not_heating += 1
+            if stream.warn_once(Warned.NOT_A_HEATING_DEVICE):
+                log.warning(
+                    "heating status from device %s dropped: it is not a heating device",
+                    stream.device_id,
+                )
+            return
+        if not stream.allow_heating_status(now):
+            counters.rate_limited += 1
+            if stream.warn_once(Warned.HEATING_STATUS_RATE_LIMITED):
+                log.warning(
+                    "heating statuses from device %s beyond its rate: only the newest is kept",
+                    stream.device_id,
+                )
+            self._hold_newest(stream, status)
+            return
+        self._publish_heating_status(stream, status)
+
+    def _hold_newest(self, stream: Stream, status: heating_pb2.HeatingStatus) -> None:
+        """Keep the newest status beyond the rate and send it once the rate allows, so the
+        last word of a burst is never the one lost."""
+        releasing = stream.held_heating_status is not None
+        stream.held_heating_status = status
+        if not releasing:
+            self._in_background(self._release_held(stream))
+
+    async def _release_held(self, stream: Stream) -> None:
+        interval = 60 / self._settings.heating_statuses_per_minute
+        while not stream.ended:
+            await asyncio.sleep(interval)
+            held = stream.held_heating_status
+            if held is not None and stream.allow_heating_status(self._clock()):
+                stream.held_heating_status = None
+                self._publish_heating_status(stream, held)
+                return
+
+    def _publish_heating_status(self, stream: Stream, status: heating_pb2.HeatingStatus) -> None:
+        counters = self.heating_statuses
+        accepted = accepted_heating_status(status)
+        if accepted is None:
+            counters.rejected += 1
+            if stream.warn_once(Warned.INVALID_HEATING_STATUS):
+                log.warning(
+                    "invalid heating status from device %s dropped: %s",
+                    stream.device_id,
+                    heating_status_problem(status),
+                )
+            return
+        counters.accepted += 1
+        self._publish_in_order(
+            stream,
+            pb.HeatingStatusReceived(
+                device_id=stream.device_id,
+                connection_id=stream.connection_id,
+                status=accepted,
+                occur_time=stamp(stream.last_seen_time),
+            ),
+        )
+
+    def _publish_in_order(self, stream: Stream, event: pb.HeatingStatusReceived) -> None:
+        """Publish `event` after the stream's earlier statuses (the oldest waiting one
+        goes when too many wait)."""
+        waiting = stream.unpublished_statuses
+        if waiting is None:
+            stream.unpublished_statuses = deque()
+            self._in_background(self._publish_statuses(stream, event))
+            return
+        if len(waiting) >= self._settings.max_unpublished_statuses:
+            waiting.popleft()
+            self.heating_statuses.overflow += 1
+            if stream.warn_once(Warned.HEATING_STATUSES_PENDING):
+                log.warning(
+                    "heating statuses of device %s dropped: too many waiting to be published",
+                    stream.device_id,
+                )
+        waiting.append(event)
+
+    async def _publish_statuses(self, stream: Stream, first: pb.HeatingStatusReceived) -> None:
+        """Publish `first`, then the stream's statuses waiting behind it, one at a time."""
+        waiting = stream.unpublished_statuses
+        assert waiting is not None
+        try:
+            await self._publish_quietly(first, _new_id())
+            while waiting:
+                await self._publish_quietly(waiting.popleft(), _new_id())
+        finally:
+            stream.unpublished_statuses = None
 
     async def _acknowledge(self, stream: Stream, event: Message, msg_id: str) -> None:
         try:

@@ -1,9 +1,10 @@
 """Reaching a device's stream over core NATS, on whichever replica holds it.
 
 While a replica holds a stream it subscribes to the device's live subjects
-(services/runtime/device_links.py): "command" requests are written to the
-stream, "replace" and "revoke" end it, "connection" describes it. Interest
-disappears with the stream, so "no responders" means "not connected".
+(services/runtime/device_links.py): "command" and "plan" requests are
+written to the stream, in the order they arrive, "replace" and "revoke" end
+it, "connection" describes it. Interest disappears with the stream, so "no
+responders" means "not connected".
 
 Cost: one nats-py subscription per stream, with its pending queue and the
 task nats-py runs for a subscription with a callback: about 5 kB of the
@@ -15,7 +16,7 @@ receive, and answer, every device's requests.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import nats.errors
@@ -23,6 +24,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter.streams import Delivery, Stream, Warned
 from services.device_adapter.validation import stamp
@@ -44,11 +46,12 @@ log = logging.getLogger(__name__)
 # (device_links.REQUEST_TIMEOUT_SECONDS) gives up.
 WRITE_TIMEOUT_SECONDS = 4.0
 FLUSH_TIMEOUT_SECONDS = 5
-# A command that does not parse: a caller's bug, answered at once.
+# A command or a plan that does not parse: a caller's bug, answered at once.
 MALFORMED_COMMAND = "malformed-command"
-# Error header values for a command not written (any value means "not
-# written" to the requester, who leaves the command to its own expiry): its
-# expire_time passed while it waited; the stream's queue was full.
+MALFORMED_PLAN = "malformed-plan"
+# Error header values for a command or plan not written (any value means
+# "not written" to the requester, who leaves a command to its own expiry): a
+# command's expire_time passed while it waited; the stream's queue was full.
 EXPIRED = "expired"
 QUEUE_FULL = "queue-full"
 _REFUSALS = {
@@ -61,6 +64,18 @@ _KNOWN_KINDS = frozenset(
     for value in pb.CommandKind.DESCRIPTOR.values
     if value.number != pb.COMMAND_KIND_UNSPECIFIED
 )
+
+
+def _command_frame(data: bytes) -> pb.ConnectResponse:
+    return pb.ConnectResponse(command=pb.Command.FromString(data))
+
+
+def _plan_frame(data: bytes) -> pb.ConnectResponse:
+    return pb.ConnectResponse(heating_plan=heating_pb2.HeatingPlan.FromString(data))
+
+
+# A request's body → the frame it asks to write (raises DecodeError).
+FrameOf = Callable[[bytes], pb.ConnectResponse]
 
 
 def connection_message(stream: Stream) -> pb.GetConnectionResponse:
@@ -80,7 +95,7 @@ class LiveRoutes:
 
     def __init__(self, nats_client: NatsClient) -> None:
         self._nats = nats_client
-        # Replies waiting for their command to be written.
+        # Replies waiting for their command or plan to be written.
         self._replies: set[asyncio.Task[None]] = set()
 
     async def follow(self, stream: Stream) -> None:
@@ -108,14 +123,16 @@ class LiveRoutes:
                 await subscription.unsubscribe()
 
     async def replies_sent(self) -> None:
-        """Until every pending command reply has gone out (at shutdown)."""
+        """Until every pending write's reply has gone out (at shutdown)."""
         if self._replies:
             await asyncio.wait(set(self._replies))
 
     async def _dispatch(self, stream: Stream, message: Msg) -> None:
         action = action_of(message.subject)
         if action is LiveAction.COMMAND:
-            self._command(stream, message)
+            self._write(stream, message, _command_frame, MALFORMED_COMMAND)
+        elif action is LiveAction.PLAN:
+            self._write(stream, message, _plan_frame, MALFORMED_PLAN)
         elif action is LiveAction.REPLACE:
             if message.data != stream.connection_id.encode():
                 stream.end(pb.REPLACED)
@@ -124,17 +141,19 @@ class LiveRoutes:
         elif action is LiveAction.CONNECTION and message.reply:
             await self._reply(message.reply, connection_message(stream).SerializeToString())
 
-    def _command(self, stream: Stream, message: Msg) -> None:
+    def _write(self, stream: Stream, message: Msg, frame_of: FrameOf, malformed: str) -> None:
+        """Queue the frame `message` asks to write; reply once it is written,
+        or with the error header `malformed` when its body does not parse."""
         if not message.reply:
             return
         try:
-            command = pb.Command.FromString(message.data)
+            frame = frame_of(message.data)
         except DecodeError:
-            log.warning("malformed command for device %s", stream.device_id)
-            self._track(self._reply(message.reply, b"", MALFORMED_COMMAND))
+            log.warning("live request for device %s not written: %s", stream.device_id, malformed)
+            self._track(self._reply(message.reply, b"", malformed))
             return
-        # Queued now, in arrival order; answered once written.
-        written = stream.send(pb.ConnectResponse(command=command))
+        # Queued now, commands and plans alike, in arrival order; answered once written.
+        written = stream.send(frame)
         self._track(self._reply_when_written(message.reply, stream, written))
 
     def _track(self, reply: Coroutine[Any, Any, None]) -> None:
@@ -155,7 +174,7 @@ class LiveRoutes:
             written.cancel()
             delivery = Delivery.NOT_WRITTEN if written.cancelled() else written.result()
         if delivery is Delivery.QUEUE_FULL and stream.warn_once(Warned.QUEUE_FULL):
-            log.warning("commands for device %s refused: its queue is full", stream.device_id)
+            log.warning("frames for device %s refused: its queue is full", stream.device_id)
         # Which stream it went to: a later stream of the device gets it again
         # if this one ends before the device answers.
         if delivery is Delivery.WRITTEN:

@@ -1,11 +1,13 @@
 """The streams this replica holds: one `Stream` per connected device.
 
 A `Stream` is the state of one connection, kept small (10,000 of them per
-process is the target): who, since when, last heard, the commands waiting to
-be written (a bounded queue) and those written lately, its telemetry budget,
-and why it ended. It does no I/O; the connection's handler writes what
-`next_outgoing` hands it, and whoever ends the stream first (the device, the
-liveness sweeper, a newer stream, a revocation, shutdown) calls `end`.
+process is the target): who, since when, last heard, the commands and
+heating plans waiting to be written (one bounded queue, so they keep their
+order) and the commands written lately, its telemetry and heating status
+budgets, the heating statuses waiting to be published, and why it ended. It
+does no I/O; the connection's handler writes what `next_outgoing` hands it,
+and whoever ends the stream first (the device, the liveness sweeper, a newer
+stream, a revocation, shutdown) calls `end`.
 """
 
 import asyncio
@@ -15,14 +17,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeAlias
 
+from warmhouse.device.v1 import device_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter.rate import TokenBucket
 from services.device_adapter.validation import canonical_uuid
 from services.runtime.errors import Conflict, DomainError, Unauthenticated, Unavailable
 
 DisconnectReason: TypeAlias = pb.DisconnectReason.ValueType
-# Commands waiting to be written; beyond this a command is refused at once
+DeviceType: TypeAlias = device_pb2.DeviceType.ValueType
+# The devices that follow a heating plan and report a HeatingStatus.
+HEATING_DEVICE_TYPES = frozenset({device_pb2.HEATER, device_pb2.CONTROLLER})
+# Commands and plans waiting to be written; beyond this one is refused at once
 # (Device sends one at a time per device, so only a stuck stream fills it).
 MAX_QUEUED_FRAMES = 256
 # Commands written lately, whose answers the stream accepts.
@@ -55,13 +62,14 @@ def ending_error(reason: DisconnectReason) -> DomainError | None:
 
 
 class Delivery(enum.Enum):
-    """What became of a command frame queued on a stream."""
+    """What became of a frame (a command or a plan) queued on a stream."""
 
     # grpc wrote it.
     WRITTEN = "written"
     # The stream ended first (or the write failed).
     NOT_WRITTEN = "not-written"
-    # Its expire_time passed while it waited: the device would only refuse it.
+    # A command whose expire_time passed while it waited: the device would
+    # only refuse it. (A plan has no expiry.)
     EXPIRED = "expired"
     # The stream's queue was full.
     QUEUE_FULL = "queue-full"
@@ -75,9 +83,13 @@ class Warned(enum.IntFlag):
     UNEXPECTED_ANSWER = enum.auto()
     ANSWERS_PENDING = enum.auto()
     QUEUE_FULL = enum.auto()
+    NOT_A_HEATING_DEVICE = enum.auto()
+    HEATING_STATUS_RATE_LIMITED = enum.auto()
+    INVALID_HEATING_STATUS = enum.auto()
+    HEATING_STATUSES_PENDING = enum.auto()
 
 
-# A command frame and what became of it. Its requester may cancel the future
+# A frame for the device and what became of it. Its requester may cancel the future
 # (it gave up waiting): the frame is then withdrawn.
 Outgoing = tuple[pb.ConnectResponse, "asyncio.Future[Delivery]"]
 
@@ -92,6 +104,7 @@ def command_expired(frame: pb.ConnectResponse, now_seconds: float) -> bool:
 class Stream:
     __slots__ = (
         "_ended",
+        "_heating_status_budget",
         "_on_end",
         "_outgoing",
         "_telemetry_budget",
@@ -102,14 +115,17 @@ class Stream:
         "connect_time",
         "connection_id",
         "device_id",
+        "device_type",
         "error",
         "firmware_version",
+        "held_heating_status",
         "last_seen_monotonic",
         "last_seen_time",
         "opened",
         "pending_acknowledgements",
         "reason",
         "subscription",
+        "unpublished_statuses",
     )
 
     def __init__(
@@ -122,9 +138,14 @@ class Stream:
         wall: float,
         on_end: Callable[["Stream"], None] = lambda stream: None,
         telemetry_budget: TokenBucket | None = None,
+        device_type: DeviceType = device_pb2.DEVICE_TYPE_UNSPECIFIED,
+        heating_status_budget: TokenBucket | None = None,
     ) -> None:
-        """`telemetry_budget`: the samples the stream may send (None: no limit)."""
+        """`telemetry_budget`, `heating_status_budget`: the samples and the
+        heating statuses the stream may send (None: no limit)."""
         self.device_id = device_id
+        # As the Device service told when it authenticated the device.
+        self.device_type = device_type
         self.connection_id = connection_id
         self.firmware_version = firmware_version
         # Wall-clock seconds, for events; monotonic ones decide liveness.
@@ -141,11 +162,17 @@ class Stream:
         self.announced = False
         # CommandAcknowledged events of this stream being published.
         self.pending_acknowledgements = 0
+        # HeatingStatusReceived events of this stream waiting behind the one
+        # being published, oldest first; None while none is being published.
+        self.unpublished_statuses: deque[pb.HeatingStatusReceived] | None = None
+        # The newest heating status beyond the stream's rate, sent when it allows.
+        self.held_heating_status: heating_pb2.HeatingStatus | None = None
         self._warned = Warned(0)
         self._telemetry_budget = telemetry_budget
+        self._heating_status_budget = heating_status_budget
         self._on_end = on_end
         self._ended = False
-        # Made on the first command: most streams never get one.
+        # Made on the first frame queued: most streams never get one.
         self._outgoing: deque[Outgoing] | None = None
         self._written: OrderedDict[str, None] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -168,6 +195,16 @@ class Stream:
     def allow_sample(self, monotonic: float) -> bool:
         """Whether a sample arriving at `monotonic` is within the stream's budget."""
         return self._telemetry_budget is None or self._telemetry_budget.take(monotonic)
+
+    @property
+    def reports_heating(self) -> bool:
+        """Whether the device follows heating plans and reports its HeatingStatus."""
+        return self.device_type in HEATING_DEVICE_TYPES
+
+    def allow_heating_status(self, monotonic: float) -> bool:
+        """Whether a heating status arriving at `monotonic` is within the stream's budget."""
+        budget = self._heating_status_budget
+        return budget is None or budget.take(monotonic)
 
     def send(self, frame: pb.ConnectResponse) -> "asyncio.Future[Delivery]":
         """Queue `frame`; the future tells what became of it (at once when refused)."""
@@ -263,7 +300,7 @@ class Stream:
 
 
 def settle(written: "asyncio.Future[Delivery]", outcome: Delivery) -> None:
-    """Resolve a command's future, unless its waiter already gave up on it."""
+    """Resolve a queued frame's future, unless its waiter already gave up on it."""
     if not written.done():
         written.set_result(outcome)
 

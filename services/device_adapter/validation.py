@@ -6,11 +6,14 @@ what the device sent.
 """
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 
+from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.runtime.errors import InvalidArgument, Unauthenticated
 
@@ -28,6 +31,13 @@ POWER_RANGE_WATTS = (0.0, 100_000.0)
 # wrong clock).
 SAMPLE_TIME_MAX_AGE_SECONDS = 24 * 3600
 SAMPLE_TIME_MAX_AHEAD_SECONDS = 60
+# Set points and room temperatures a heating device may report.
+HEATING_TEMPERATURE_RANGE_CELSIUS = (-50.0, 150.0)
+# ScheduleSlot.start_time: "HH:MM", 24-hour, ASCII digits.
+_START_TIME = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+# What a Timestamp may hold (0001-01-01 to 9999-12-31): beyond it, turning a
+# reported time into text (JSON, a database) fails downstream.
+_TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
 
 
 def credentials_invalid() -> Unauthenticated:
@@ -144,3 +154,94 @@ def command_answer(result: pb.CommandResult) -> CommandAnswer | None:
     if command_id is None:
         return None
     return CommandAnswer(command_id, result.ok, result.message[:MAX_RESULT_MESSAGE_LENGTH])
+
+
+def _known_value(enum: EnumDescriptor, value: int) -> bool:
+    """Whether `value` names a value of `enum` other than its _UNSPECIFIED zero."""
+    return value != 0 and value in enum.values_by_number
+
+
+def _valid_timestamp(at: Timestamp) -> bool:
+    low, high = _TIMESTAMP_SECONDS
+    return 0 <= at.nanos < 10**9 and low <= at.seconds <= high
+
+
+def _temperature_problem(status: heating_pb2.HeatingStatus) -> str | None:
+    temperatures = [("target_celsius", status.target_celsius)]
+    if status.HasField("temperature_celsius"):
+        temperatures.append(("temperature_celsius", status.temperature_celsius))
+    if status.HasField("schedule_slot"):
+        temperatures.append(("schedule_slot.target_celsius", status.schedule_slot.target_celsius))
+    low, high = HEATING_TEMPERATURE_RANGE_CELSIUS
+    for name, celsius in temperatures:
+        if _out_of(celsius, HEATING_TEMPERATURE_RANGE_CELSIUS):
+            return f"{name} is not a finite number from {low:g} to {high:g}"
+    return None
+
+
+def _enum_problem(status: heating_pb2.HeatingStatus) -> str | None:
+    enums = (
+        ("mode", heating_pb2.HeatingMode.DESCRIPTOR, status.mode),
+        ("preset", heating_pb2.Preset.DESCRIPTOR, status.preset),
+        ("reason", heating_pb2.HeatingReason.DESCRIPTOR, status.reason),
+    )
+    for name, enum, value in enums:
+        if not _known_value(enum, value):
+            return f"{name} is not a known value"
+    return None
+
+
+def _schedule_slot_problem(status: heating_pb2.HeatingStatus) -> str | None:
+    if not status.HasField("schedule_slot"):
+        return None
+    slot = status.schedule_slot
+    if not _known_value(heating_pb2.DayOfWeek.DESCRIPTOR, slot.day):
+        return "schedule_slot.day is not a known day"
+    if _START_TIME.fullmatch(slot.start_time) is None:
+        return 'schedule_slot.start_time is not a time "HH:MM"'
+    return None
+
+
+def _time_problem(status: heating_pb2.HeatingStatus) -> str | None:
+    times = (
+        ("preset_end_time", status.preset_end_time),
+        ("window_open_until", status.window_open_until),
+        ("device_time", status.device_time),
+    )
+    for name, at in times:
+        # An unset time reads as the epoch, a valid one.
+        if not _valid_timestamp(at):
+            return f"{name} is not a valid time"
+    return None
+
+
+def heating_status_problem(status: heating_pb2.HeatingStatus) -> str | None:
+    """Why a HeatingStatus cannot be believed (the frame is then dropped), or None.
+
+    Temperatures are finite and within HEATING_TEMPERATURE_RANGE_CELSIUS,
+    enum values known (never _UNSPECIFIED), a schedule slot's start "HH:MM".
+    Its times are only checked to be times: they run on the device's own
+    clock, which may run ahead of ours (a simulated one does)."""
+    if status.plan_version < 0:
+        return "plan_version is negative"
+    return (
+        _temperature_problem(status)
+        or _enum_problem(status)
+        or _schedule_slot_problem(status)
+        or _time_problem(status)
+    )
+
+
+def accepted_heating_status(
+    status: heating_pb2.HeatingStatus,
+) -> heating_pb2.HeatingStatus | None:
+    """The status as published, or None when it must be dropped.
+
+    A copy without the fields the proto does not know, at any depth (see
+    `accepted_telemetry` for why)."""
+    if heating_status_problem(status) is not None:
+        return None
+    accepted = heating_pb2.HeatingStatus()
+    accepted.CopyFrom(status)
+    accepted.DiscardUnknownFields()
+    return accepted

@@ -30,6 +30,7 @@ def test_defaults_follow_the_design() -> None:
         hello_seconds=10,
         auth_failures_per_minute=10,
         samples_per_second=20,
+        heating_statuses_per_minute=60,
     )
 
 
@@ -43,10 +44,11 @@ def test_settings_come_from_the_environment() -> None:
                 "WARMHOUSE_DEVICE_ADAPTER_HELLO_SECONDS": "3",
                 "WARMHOUSE_DEVICE_ADAPTER_AUTH_FAILURES_PER_MINUTE": "1000",
                 "WARMHOUSE_DEVICE_ADAPTER_SAMPLES_PER_SECOND": "50",
+                "WARMHOUSE_DEVICE_ADAPTER_HEATING_STATUSES_PER_MINUTE": "600",
             }
         )
     )
-    assert settings == AdapterSettings("127.0.0.1:6000", 1, 2, 3, 1000, 50)
+    assert settings == AdapterSettings("127.0.0.1:6000", 1, 2, 3, 1000, 50, 600)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,7 @@ def test_settings_come_from_the_environment() -> None:
         "WARMHOUSE_DEVICE_ADAPTER_HELLO_SECONDS",
         "WARMHOUSE_DEVICE_ADAPTER_AUTH_FAILURES_PER_MINUTE",
         "WARMHOUSE_DEVICE_ADAPTER_SAMPLES_PER_SECOND",
+        "WARMHOUSE_DEVICE_ADAPTER_HEATING_STATUSES_PER_MINUTE",
     ],
 )
 def test_zero_is_refused_at_start_up(variable: str) -> None:

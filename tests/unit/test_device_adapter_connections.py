@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 from google.protobuf.message import Message
+from warmhouse.device.v1 import device_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter.connections import (
     MAX_SAMPLES_PER_FRAME,
+    AuthenticatedDevice,
     Connections,
     ConnectionSettings,
 )
-from services.device_adapter.streams import Delivery, Stream, StreamRegistry
+from services.device_adapter.streams import Delivery, DeviceType, Stream, StreamRegistry
 from services.device_adapter.throttle import CHECKS_AT_ONCE, FailedConnectThrottle
 from services.device_adapter.validation import HelloFields, credentials_invalid
 from services.runtime.errors import (
@@ -40,15 +43,19 @@ class FakeDevices:
         self.down = False
         # How long an answer takes (a real one crosses the network).
         self.delay = 0.0
+        # Each device's type; HEATER when not listed.
+        self.types: dict[str, DeviceType] = {}
 
-    async def authenticate(self, hello: HelloFields) -> str:
+    async def authenticate(self, hello: HelloFields) -> AuthenticatedDevice:
         self.asked.append(hello.device_id)
         await asyncio.sleep(self.delay)
         if self.down:
             raise dependency_unavailable("device")
         if hello.secret != SECRET:
             raise credentials_invalid()
-        return hello.device_id
+        return AuthenticatedDevice(
+            hello.device_id, self.types.get(hello.device_id, device_pb2.HEATER)
+        )
 
 
 class FakeSubscription:
@@ -88,14 +95,26 @@ class FakeEvents:
         self.log = log
         self.published: list[tuple[Message, str]] = []
         self.failing = False
-        # While set, acknowledgements wait for it (a slow broker).
-        self.acknowledgements_gate: asyncio.Event | None = None
+        # Events of a kind wait for its gate while it is there (a slow broker).
+        self.gates: dict[type[Message], asyncio.Event] = {}
+        # Events waiting at a gate now.
+        self.held = 0
+
+    def hold(self, kind: type[Message]) -> asyncio.Event:
+        """Hold events of `kind` until the returned gate is set."""
+        gate = self.gates[kind] = asyncio.Event()
+        return gate
 
     async def publish(self, event: Message, msg_id: str) -> None:
         if self.failing:
             raise TimeoutError("no ack")
-        if isinstance(event, pb.CommandAcknowledged) and self.acknowledgements_gate is not None:
-            await self.acknowledgements_gate.wait()
+        gate = self.gates.get(type(event))
+        if gate is not None:
+            self.held += 1
+            try:
+                await gate.wait()
+            finally:
+                self.held -= 1
         self.published.append((event, msg_id))
         self.log.append(f"publish {event.DESCRIPTOR.name}")
 
@@ -133,10 +152,13 @@ class Adapter:
         *,
         samples_per_second: float = 20,
         max_pending_acknowledgements: int = 100,
+        heating_statuses_per_minute: float = 60,
+        max_unpublished_statuses: int = 20,
     ) -> None:
         self.log: list[str] = []
-        # Monotonic seconds, moved by the test.
+        # Monotonic and wall-clock seconds, moved by the test.
         self.now = 1000.0
+        self.wall = WALL
         self.devices = FakeDevices()
         self.routes = FakeRoutes(self.log)
         self.events = FakeEvents(self.log)
@@ -148,6 +170,8 @@ class Adapter:
                 hello_seconds=hello_seconds,
                 samples_per_second=samples_per_second,
                 max_pending_acknowledgements=max_pending_acknowledgements,
+                heating_statuses_per_minute=heating_statuses_per_minute,
+                max_unpublished_statuses=max_unpublished_statuses,
             ),
             self.devices,
             self.routes,
@@ -156,7 +180,7 @@ class Adapter:
             FailedConnectThrottle(failures_per_minute),
             self.registry,
             clock=lambda: self.now,
-            wall_clock=lambda: WALL,
+            wall_clock=lambda: self.wall,
         )
 
 
@@ -509,7 +533,7 @@ async def test_pending_acknowledgements_are_limited_per_stream(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     adapter = Adapter(max_pending_acknowledgements=2)
-    gate = adapter.events.acknowledgements_gate = asyncio.Event()
+    gate = adapter.events.hold(pb.CommandAcknowledged)
     flooding, calm = Device(adapter), Device(adapter)
     await flooding.connect()
     await calm.connect()
@@ -595,5 +619,199 @@ async def test_a_padded_telemetry_frame_is_handed_on_without_its_padding() -> No
     (received,) = await eventually(lambda: adapter.telemetry.samples)
     assert received.telemetry.temperature_celsius == 21.0
     assert received.ByteSize() < 200
+    device.send(None)
+    await device.closes_normally()
+
+
+def heating_status(plan_version: int = 1, target_celsius: float = 20.0) -> pb.ConnectRequest:
+    return pb.ConnectRequest(
+        heating_status=heating_pb2.HeatingStatus(
+            plan_version=plan_version,
+            mode=heating_pb2.HEAT,
+            preset=heating_pb2.NONE,
+            target_celsius=target_celsius,
+            reason=heating_pb2.MANUAL_TARGET,
+            heater_on=True,
+            temperature_celsius=19.5,
+        )
+    )
+
+
+def statuses(adapter: Adapter) -> list[pb.HeatingStatusReceived]:
+    return [
+        event
+        for event, _ in adapter.events.published
+        if isinstance(event, pb.HeatingStatusReceived)
+    ]
+
+
+def plan_versions(adapter: Adapter) -> list[int]:
+    return [event.status.plan_version for event in statuses(adapter)]
+
+
+async def test_a_heating_status_is_published_as_received_after_the_streams_connection() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+    adapter.now += 2.0
+    adapter.wall = WALL + 42
+    sent = heating_status(plan_version=7)
+    sent.heating_status.device_time.FromSeconds(int(WALL) + 3600)
+    device.send(sent)
+    (event,) = await eventually(lambda: statuses(adapter))
+    assert (event.device_id, event.connection_id) == (device.device_id, stream.connection_id)
+    assert event.status == sent.heating_status
+    # When the adapter received it, not the device's own clock.
+    assert event.occur_time.seconds == int(WALL) + 42
+    (msg_id,) = [msg_id for published, msg_id in adapter.events.published if published is event]
+    assert uuid.UUID(msg_id)
+    assert adapter.log.index("publish DeviceConnected") < adapter.log.index(
+        "publish HeatingStatusReceived"
+    )
+    assert stream.last_seen_monotonic == adapter.now
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_a_heating_status_sent_before_the_connection_is_published_follows_it() -> None:
+    adapter = Adapter()
+    gate = adapter.events.hold(pb.DeviceConnected)
+    device = Device(adapter)
+    device.hello()
+    device.send(heating_status())
+
+    async def first_response() -> pb.ConnectResponse:
+        return await anext(device.responses)
+
+    welcome = asyncio.create_task(first_response())
+    await eventually(lambda: adapter.events.held == 1)
+    await asyncio.sleep(0.01)
+    assert statuses(adapter) == []
+    gate.set()
+    assert (await welcome).WhichOneof("frame") == "welcome"
+    await eventually(lambda: statuses(adapter))
+    assert [entry for entry in adapter.log if entry.startswith("publish")] == [
+        "publish DeviceConnected",
+        "publish HeatingStatusReceived",
+    ]
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_a_controller_reports_heating_and_a_sensors_status_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = Adapter()
+    controller, sensor = Device(adapter), Device(adapter)
+    adapter.devices.types[controller.device_id] = device_pb2.CONTROLLER
+    adapter.devices.types[sensor.device_id] = device_pb2.SENSOR
+    for each in (controller, sensor):
+        await each.connect()
+    adapter.now += 7.0
+    for _ in range(2):
+        sensor.send(heating_status())
+    controller.send(heating_status())
+    await eventually(lambda: adapter.connections.heating_statuses.not_heating == 2)
+    (event,) = await eventually(lambda: statuses(adapter))
+    assert event.device_id == controller.device_id
+    assert len(warnings_about(caplog, "not a heating device")) == 1
+    stream = the_stream(adapter, sensor)
+    assert not stream.ended
+    # Still a sign of life.
+    assert stream.last_seen_monotonic == adapter.now
+    for each in (controller, sensor):
+        each.send(None)
+        await each.closes_normally()
+
+
+async def test_an_invalid_heating_status_is_dropped_and_the_stream_stays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    device.send(heating_status(target_celsius=float("nan")))
+    overlong = heating_status()
+    overlong.heating_status.schedule_slot.day = heating_pb2.MONDAY
+    overlong.heating_status.schedule_slot.start_time = "07:00:00"
+    device.send(overlong)
+    device.send(heating_status(plan_version=3))
+    (event,) = await eventually(lambda: statuses(adapter))
+    assert event.status.plan_version == 3
+    assert adapter.connections.heating_statuses.rejected == 2
+    (warning,) = warnings_about(caplog, "invalid heating status")
+    assert "target_celsius" in warning.getMessage()
+    assert not the_stream(adapter, device).ended
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_beyond_the_streams_rate_only_the_newest_heating_status_is_kept_and_sent_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Ten a second sustained (a token every 0.1 s), a burst of ten.
+    adapter = Adapter(heating_statuses_per_minute=600)
+    device = Device(adapter)
+    await device.connect()
+    for version in range(13):
+        device.send(heating_status(plan_version=version))
+    counters = adapter.connections.heating_statuses
+    await eventually(lambda: counters.rate_limited == 3)
+    await eventually(lambda: len(statuses(adapter)) == 10)
+    adapter.now += 0.1
+    # 10 and 11 are gone; 12, the device's last word, goes out when the rate allows.
+    await eventually(lambda: plan_versions(adapter) == [*range(10), 12])
+    assert counters.accepted == 11
+    assert len(warnings_about(caplog, "heating statuses from device")) == 1
+    stream = the_stream(adapter, device)
+    assert not stream.ended
+    assert stream.held_heating_status is None
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_a_streams_heating_statuses_are_published_one_at_a_time_in_order() -> None:
+    adapter = Adapter()
+    gate = adapter.events.hold(pb.HeatingStatusReceived)
+    device, other = Device(adapter), Device(adapter)
+    for each in (device, other):
+        await each.connect()
+    for version in range(1, 6):
+        device.send(heating_status(plan_version=version))
+    other.send(heating_status(plan_version=100))
+    await eventually(lambda: adapter.connections.heating_statuses.accepted == 6)
+    # One of each stream's at a time: the first, and the other stream's.
+    await eventually(lambda: adapter.events.held == 2)
+    await asyncio.sleep(0.01)
+    assert adapter.events.held == 2
+    gate.set()
+    await eventually(lambda: len(statuses(adapter)) == 6)
+    mine = [
+        event.status.plan_version
+        for event in statuses(adapter)
+        if event.device_id == device.device_id
+    ]
+    assert mine == [1, 2, 3, 4, 5]
+    for each in (device, other):
+        each.send(None)
+        await each.closes_normally()
+
+
+async def test_when_too_many_statuses_wait_the_oldest_waiting_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = Adapter(max_unpublished_statuses=3)
+    gate = adapter.events.hold(pb.HeatingStatusReceived)
+    device = Device(adapter)
+    await device.connect()
+    for version in range(1, 7):
+        device.send(heating_status(plan_version=version))
+    await eventually(lambda: adapter.connections.heating_statuses.overflow == 2)
+    assert len(warnings_about(caplog, "too many waiting")) == 1
+    gate.set()
+    await eventually(lambda: len(statuses(adapter)) == 4)
+    # The one being published, then the newest: the device's state now.
+    assert plan_versions(adapter) == [1, 4, 5, 6]
     device.send(None)
     await device.closes_normally()

@@ -10,11 +10,13 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter import routing
 from services.device_adapter.routing import (
     EXPIRED,
     MALFORMED_COMMAND,
+    MALFORMED_PLAN,
     QUEUE_FULL,
     DeviceNotConnected,
     LiveClient,
@@ -101,6 +103,29 @@ def command(command_id: str | None = None) -> pb.Command:
     return pb.Command(command_id=command_id or str(uuid.uuid4()), kind=pb.TURN_ON)
 
 
+def plan(version: int = 1) -> heating_pb2.HeatingPlan:
+    return heating_pb2.HeatingPlan(
+        version=version, mode=heating_pb2.HEAT, target_celsius=20.0, time_zone="UTC"
+    )
+
+
+# What a command request and a plan request ask to write: the same way.
+WRITES = [
+    pytest.param(LiveAction.COMMAND, lambda: pb.ConnectResponse(command=command()), id="command"),
+    pytest.param(LiveAction.PLAN, lambda: pb.ConnectResponse(heating_plan=plan()), id="plan"),
+]
+FrameMaker = Callable[[], pb.ConnectResponse]
+
+
+def body(frame: pb.ConnectResponse) -> bytes:
+    """The live request's body that asks to write `frame`."""
+    kind = frame.WhichOneof("frame")
+    assert kind is not None
+    sent = getattr(frame, kind)
+    assert isinstance(sent, pb.Command | heating_pb2.HeatingPlan)
+    return sent.SerializeToString()
+
+
 async def test_following_takes_the_devices_subjects_before_announcing() -> None:
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
@@ -115,15 +140,18 @@ async def test_following_takes_the_devices_subjects_before_announcing() -> None:
     assert stream.subscription is None
 
 
-async def test_a_command_is_answered_once_written_with_the_stream_it_went_to() -> None:
+@pytest.mark.parametrize(("action", "make_frame"), WRITES)
+async def test_a_request_is_answered_once_written_with_the_stream_it_went_to(
+    action: LiveAction, make_frame: FrameMaker
+) -> None:
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
-    sent = command()
-    await broker.deliver(LiveAction.COMMAND, sent.SerializeToString(), reply="inbox.1")
+    sent = make_frame()
+    await broker.deliver(action, body(sent), reply="inbox.1")
     queued = await stream.next_outgoing()
     assert queued is not None
     frame, written = queued
-    assert frame.command == sent
+    assert frame == sent
     for _ in range(5):
         await asyncio.sleep(0)
     assert broker.replies("inbox.1") == []
@@ -132,23 +160,26 @@ async def test_a_command_is_answered_once_written_with_the_stream_it_went_to() -
     assert broker.replies("inbox.1") == [(stream.connection_id.encode(), None)]
 
 
-async def test_a_command_for_an_ended_stream_is_answered_not_connected() -> None:
+@pytest.mark.parametrize(("action", "make_frame"), WRITES)
+async def test_a_request_for_an_ended_stream_is_answered_not_connected(
+    action: LiveAction, make_frame: FrameMaker
+) -> None:
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
     stream.end(pb.CLOSED_BY_DEVICE)
-    await broker.deliver(LiveAction.COMMAND, command().SerializeToString(), reply="inbox.2")
+    await broker.deliver(action, body(make_frame()), reply="inbox.2")
     await routes.replies_sent()
     assert broker.replies("inbox.2") == [(b"", {ERROR_HEADER: NOT_CONNECTED})]
 
 
-async def test_a_command_whose_write_times_out_is_withdrawn(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("action", "make_frame"), WRITES)
+async def test_a_request_whose_write_times_out_is_withdrawn(
+    monkeypatch: pytest.MonkeyPatch, action: LiveAction, make_frame: FrameMaker
 ) -> None:
     monkeypatch.setattr(routing, "WRITE_TIMEOUT_SECONDS", 0.01)
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
-    late = command()
-    await broker.deliver(LiveAction.COMMAND, late.SerializeToString(), reply="inbox.5")
+    await broker.deliver(action, body(make_frame()), reply="inbox.5")
     await routes.replies_sent()
     assert broker.replies("inbox.5") == [(b"", {ERROR_HEADER: NOT_CONNECTED})]
     # The writer, once it gets going, writes what still waits, not the withdrawn one.
@@ -174,24 +205,67 @@ async def test_a_command_that_expired_before_it_could_be_written_is_answered_exp
         await writer
 
 
-async def test_a_command_for_a_full_queue_is_refused_at_once() -> None:
+@pytest.mark.parametrize(("action", "make_frame"), WRITES)
+async def test_a_request_for_a_full_queue_is_refused_at_once(
+    action: LiveAction, make_frame: FrameMaker
+) -> None:
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
     for _ in range(MAX_QUEUED_FRAMES):
         stream.send(pb.ConnectResponse(command=command()))
-    await broker.deliver(LiveAction.COMMAND, command().SerializeToString(), reply="inbox.7")
+    await broker.deliver(action, body(make_frame()), reply="inbox.7")
     await routes.replies_sent()
     assert broker.replies("inbox.7") == [(b"", {ERROR_HEADER: QUEUE_FULL})]
     assert stream.queued == MAX_QUEUED_FRAMES
 
 
-async def test_a_malformed_command_is_answered_as_such() -> None:
+@pytest.mark.parametrize(
+    ("action", "malformed"),
+    [(LiveAction.COMMAND, MALFORMED_COMMAND), (LiveAction.PLAN, MALFORMED_PLAN)],
+)
+async def test_a_malformed_request_is_answered_as_such(action: LiveAction, malformed: str) -> None:
     broker, stream = FakeNats(), new_stream()
     routes = await followed(broker, stream)
-    await broker.deliver(LiveAction.COMMAND, b"\xff\xff\xff", reply="inbox.3")
+    await broker.deliver(action, b"\xff\xff\xff", reply="inbox.3")
     await routes.replies_sent()
-    assert broker.replies("inbox.3") == [(b"", {ERROR_HEADER: MALFORMED_COMMAND})]
+    assert broker.replies("inbox.3") == [(b"", {ERROR_HEADER: malformed})]
+    assert stream.queued == 0
     assert not stream.ended
+
+
+async def test_plans_and_commands_are_written_in_the_order_they_arrive() -> None:
+    broker, stream = FakeNats(), new_stream("c3")
+    routes = await followed(broker, stream)
+    first, then, last = command(), plan(version=4), command()
+    await broker.deliver(LiveAction.COMMAND, first.SerializeToString(), reply="inbox.a")
+    await broker.deliver(LiveAction.PLAN, then.SerializeToString(), reply="inbox.b")
+    await broker.deliver(LiveAction.COMMAND, last.SerializeToString(), reply="inbox.c")
+    frames: list[pb.ConnectResponse] = []
+    for _ in range(3):
+        queued = await stream.next_outgoing()
+        assert queued is not None
+        frames.append(queued[0])
+        queued[1].set_result(Delivery.WRITTEN)
+    assert frames == [
+        pb.ConnectResponse(command=first),
+        pb.ConnectResponse(heating_plan=then),
+        pb.ConnectResponse(command=last),
+    ]
+    await routes.replies_sent()
+    for inbox in ("inbox.a", "inbox.b", "inbox.c"):
+        assert broker.replies(inbox) == [(b"c3", None)]
+
+
+async def test_a_plan_however_old_is_never_expired() -> None:
+    # Only a command carries an expire_time; a plan waits for the writer.
+    broker, stream = FakeNats(), new_stream()
+    routes = await followed(broker, stream)
+    await broker.deliver(LiveAction.PLAN, plan().SerializeToString(), reply="inbox.d")
+    queued = await stream.next_outgoing(wall_clock=lambda: 4_000_000_000.0)
+    assert queued is not None
+    queued[1].set_result(Delivery.WRITTEN)
+    await routes.replies_sent()
+    assert broker.replies("inbox.d") == [(stream.connection_id.encode(), None)]
 
 
 async def test_a_replacement_ends_only_other_connections() -> None:

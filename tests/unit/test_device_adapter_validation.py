@@ -6,13 +6,16 @@ import uuid
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter.validation import (
     MAX_RESULT_MESSAGE_LENGTH,
+    accepted_heating_status,
     accepted_telemetry,
     canonical_uuid,
     check_hello,
     command_answer,
+    heating_status_problem,
     plausible_sample_time,
     stamp,
     telemetry_problem,
@@ -168,3 +171,116 @@ def test_a_command_answer_names_a_uuid_and_keeps_a_bounded_message() -> None:
 
 def test_an_answer_to_no_command_is_dropped() -> None:
     assert command_answer(pb.CommandResult(command_id="42", ok=True)) is None
+
+
+def heating_status() -> heating_pb2.HeatingStatus:
+    """A status with every field set, as a heating device in AUTO reports it."""
+    return heating_pb2.HeatingStatus(
+        plan_version=12,
+        mode=heating_pb2.AUTO,
+        preset=heating_pb2.ECO,
+        preset_end_time=at(NOW + 3600),
+        target_celsius=18.0,
+        reason=heating_pb2.SCHEDULE,
+        schedule_slot=heating_pb2.ScheduleSlot(
+            day=heating_pb2.SUNDAY, start_time="23:59", target_celsius=17.5
+        ),
+        window_open=True,
+        window_open_until=at(NOW + 1800),
+        heater_on=False,
+        temperature_celsius=16.25,
+        # A simulated clock may run days ahead of ours.
+        device_time=at(NOW + 30 * 86_400),
+    )
+
+
+def test_a_heating_status_is_accepted_whole() -> None:
+    sent = heating_status()
+    assert heating_status_problem(sent) is None
+    assert accepted_heating_status(sent) == sent
+
+
+def test_a_heating_status_with_only_what_a_reset_device_knows_is_accepted() -> None:
+    sent = heating_pb2.HeatingStatus(
+        plan_version=0,
+        mode=heating_pb2.HEAT,
+        preset=heating_pb2.NONE,
+        target_celsius=20.0,
+        reason=heating_pb2.MANUAL_TARGET,
+    )
+    assert accepted_heating_status(sent) == sent
+
+
+def test_the_heating_temperature_limits_themselves_are_accepted() -> None:
+    for celsius in (-50.0, 150.0):
+        sent = heating_status()
+        sent.target_celsius = sent.temperature_celsius = celsius
+        sent.schedule_slot.target_celsius = celsius
+        assert heating_status_problem(sent) is None
+
+
+def spoiled(path: str, value: object) -> heating_pb2.HeatingStatus:
+    """heating_status() with the field at `path` (e.g. "schedule_slot.day") set to `value`."""
+    status = heating_status()
+    *parents, name = path.split(".")
+    owner: object = status
+    for parent in parents:
+        owner = getattr(owner, parent)
+    setattr(owner, name, value)
+    return status
+
+
+@pytest.mark.parametrize(
+    ("status", "problem"),
+    [
+        (spoiled("target_celsius", math.nan), "target_celsius"),
+        (spoiled("target_celsius", -50.01), "target_celsius"),
+        (spoiled("target_celsius", 150.01), "target_celsius"),
+        (spoiled("temperature_celsius", math.inf), "temperature_celsius"),
+        (spoiled("temperature_celsius", -math.inf), "temperature_celsius"),
+        (spoiled("schedule_slot.target_celsius", math.nan), "schedule_slot.target_celsius"),
+        (spoiled("schedule_slot.target_celsius", 1e300), "schedule_slot.target_celsius"),
+        (spoiled("mode", heating_pb2.HEATING_MODE_UNSPECIFIED), "mode"),
+        (spoiled("mode", 99), "mode"),
+        (spoiled("preset", heating_pb2.PRESET_UNSPECIFIED), "preset"),
+        (spoiled("preset", 7), "preset"),
+        (spoiled("reason", heating_pb2.HEATING_REASON_UNSPECIFIED), "reason"),
+        (spoiled("reason", -1), "reason"),
+        (spoiled("schedule_slot.day", heating_pb2.DAY_OF_WEEK_UNSPECIFIED), "schedule_slot.day"),
+        (spoiled("schedule_slot.day", 8), "schedule_slot.day"),
+        (spoiled("schedule_slot.start_time", "07:000"), "schedule_slot.start_time"),
+        (spoiled("schedule_slot.start_time", "7:00"), "schedule_slot.start_time"),
+        (spoiled("schedule_slot.start_time", "24:00"), "schedule_slot.start_time"),
+        (spoiled("schedule_slot.start_time", "07:60"), "schedule_slot.start_time"),
+        (spoiled("schedule_slot.start_time", "07:0\n"), "schedule_slot.start_time"),
+        # Digits, but not ASCII ones.
+        (spoiled("schedule_slot.start_time", "\uff10\uff17:00"), "schedule_slot.start_time"),
+        (spoiled("schedule_slot.start_time", ""), "schedule_slot.start_time"),
+        (spoiled("plan_version", -1), "plan_version"),
+        (spoiled("device_time.nanos", -1), "device_time"),
+        (spoiled("preset_end_time.nanos", 10**9), "preset_end_time"),
+        (spoiled("window_open_until.seconds", 253_402_300_800), "window_open_until"),
+    ],
+)
+def test_a_heating_status_that_cannot_be_believed_is_dropped(
+    status: heating_pb2.HeatingStatus, problem: str
+) -> None:
+    found = heating_status_problem(status)
+    assert found is not None
+    assert found.startswith(problem + " ")
+    assert accepted_heating_status(status) is None
+
+
+def test_fields_the_proto_does_not_know_never_reach_the_accepted_status() -> None:
+    clean = heating_status()
+    slot = heating_pb2.ScheduleSlot.FromString(
+        clean.schedule_slot.SerializeToString() + unknown_field(1000)
+    )
+    padded = heating_pb2.HeatingStatus.FromString(clean.SerializeToString() + unknown_field(50_000))
+    padded.schedule_slot.CopyFrom(slot)
+    assert padded.ByteSize() > 51_000
+    accepted = accepted_heating_status(padded)
+    assert accepted is not None
+    assert accepted.SerializeToString() == clean.SerializeToString()
+    # The received one is left alone.
+    assert padded.ByteSize() > 51_000
