@@ -2,7 +2,8 @@
 
     python -m services.simulator --adapter 127.0.0.1:50061 \\
         --device 3f0c...:s3cret:HEATER:living --device 9a1b...:s3cret:SENSOR:living \\
-        --speed 60 --fault gas@30 --fault gas-clear@60 --duration 90
+        --speed 60 --fault gas@30 --fault gas-clear@60 --duration 90 \\
+        --state-dir /tmp/warmhouse-flash
 
 Prints a status line every few seconds; Ctrl-C (or SIGTERM) stops cleanly.
 Exits 2 on bad arguments, 1 when the adapter refused every device's credential.
@@ -204,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ramp", type=finite_number, default=0.0, help="spread first connections over seconds"
     )
     parser.add_argument("--backoff-cap", type=positive_seconds, default=30.0)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep each heating device's plan in a file here, across restarts",
+    )
     parser.add_argument("--status-every", type=positive_seconds, default=5.0)
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -243,6 +250,7 @@ async def run(args: argparse.Namespace) -> int:
         backoff_cap=args.backoff_cap,
         ramp_seconds=args.ramp,
         samples_per_frame=args.samples_per_frame,
+        state_dir=args.state_dir,
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,6 +6,13 @@ heartbeat interval, and a CommandResult for every Command. When the stream
 ends, for whatever reason, the device reconnects after a jittered backoff;
 only a refused credential (UNAUTHENTICATED) makes it give up.
 
+A HEATER or CONTROLLER runs the heating firmware (heating.py): it applies
+the HeatingPlan frames the adapter sends, answers each with a HeatingStatus,
+reports again whenever its set point changes, and keeps following its plan
+with the adapter gone: a timer per device, from start() to stop(), wakes it
+at the next change its plan foresees and at least every check interval.
+With a `state_path` it keeps the plan across its own restart.
+
 Faults are switched on and off while it runs, for tests of the adapter and of
 the Device service's view of it.
 """
@@ -17,6 +24,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,11 +43,13 @@ from warmhouse.device_adapter.v1.device_adapter_pb2 import (
     Welcome,
 )
 from warmhouse.device_adapter.v1.device_adapter_pb2_grpc import DeviceAdapterServiceStub
+from warmhouse.heating.v1.heating_pb2 import HeatingPlan, HeatingStatus
 
-from services.simulator import commands
+from services.simulator import commands, flash
 from services.simulator.backoff import Backoff
 from services.simulator.clock import SimClock
 from services.simulator.commands import Answers, Result
+from services.simulator.heating import HeatingFirmware, Reason, Setpoint, Slot
 from services.simulator.thermal import DEFAULT_TARGET_CELSIUS, Room, Thermostat
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,13 @@ DEFAULT_HEARTBEAT_SECONDS = 5.0
 OUTBOX_SIZE = 100
 # The adapter takes at most this many samples from one frame.
 MAX_SAMPLES_PER_FRAME = 100
+# Set point changes kept in `heating_log`, the oldest forgotten first.
+HEATING_LOG_SIZE = 1000
+# The heating timer's shortest check interval (real seconds) unless the telemetry
+# interval is shorter: thousands of devices must not wake many times a second.
+MIN_WINDOW_CHECK_SECONDS = 1.0
+# Waking a moment after a foreseen change, not a moment before it.
+TIMER_SLACK_SECONDS = 0.001
 
 Call = grpc.aio.StreamStreamCall[ConnectRequest, ConnectResponse]
 
@@ -61,6 +78,16 @@ class DeviceType(StrEnum):
     HEATER = "HEATER"
     SENSOR = "SENSOR"
     CONTROLLER = "CONTROLLER"
+
+
+@dataclass(frozen=True)
+class HeatingChange:
+    """A set point the firmware took up, at a simulated time."""
+
+    time: datetime
+    target_celsius: float
+    reason: Reason
+    slot: Slot | None
 
 
 @dataclass
@@ -92,8 +119,13 @@ class SimulatedDevice:
     channel) or `channel` (shared, e.g. by a fleet; the device leaves it open).
 
     A HEATER has a thermostat in its room; a CONTROLLER is the room's wall
-    thermostat: its commands set every heater in the room. A SENSOR accepts
-    commands and keeps the setting, which drives nothing.
+    thermostat: its set point goes to every heater in the room. Both run the
+    heating firmware (`heating`); where several in a room set a heater, the
+    latest change wins. A SENSOR has no firmware: it accepts commands and keeps
+    the setting, which drives nothing, and ignores heating plans.
+
+    `state_path` is the device's storage for its heating plan: read at
+    construction, written whenever it applies a plan.
     """
 
     def __init__(
@@ -116,6 +148,7 @@ class SimulatedDevice:
         firmware_version: str = FIRMWARE_VERSION,
         rng: random.Random | None = None,
         samples_per_frame: int = 1,
+        state_path: Path | None = None,
     ) -> None:
         if (adapter is None) == (channel is None):
             raise ValueError("give either an adapter address or a channel")
@@ -153,9 +186,8 @@ class SimulatedDevice:
         self.last_disconnect_code: grpc.StatusCode | None = None
         self.results: Answers = Answers()
         self.executed: list[str] = []
-        self.target_celsius = (
-            self.thermostat.target_celsius if self.thermostat else DEFAULT_TARGET_CELSIUS
-        )
+        # What the last commands said; the firmware decides what the heaters hold.
+        self.target_celsius = DEFAULT_TARGET_CELSIUS
         self.enabled = True
         self.heartbeat_interval = DEFAULT_HEARTBEAT_SECONDS
         self.samples_sent = 0
@@ -174,6 +206,22 @@ class SimulatedDevice:
         self._task: asyncio.Task[None] | None = None
         self._session: asyncio.Task[grpc.StatusCode] | None = None
         self._last_sent = 0.0
+        # The open stream's outbox, for what the heating timer reports.
+        self._outbox: asyncio.Queue[ConnectRequest] | None = None
+
+        # Heating: the firmware, what it decided last, and the changes it made.
+        self._state_path = state_path
+        self.heating: HeatingFirmware | None = None
+        self._stored_plan = b""
+        if device_type is not DeviceType.SENSOR:
+            stored = flash.load_plan(state_path) if state_path is not None else None
+            self.heating = HeatingFirmware(stored)
+            if stored is not None:
+                self._stored_plan = stored.SerializeToString(deterministic=True)
+        self.set_point: Setpoint | None = None
+        self.heating_log: list[HeatingChange] = []
+        self._heating_timer: asyncio.TimerHandle | None = None
+        self._refresh_heating(apply_anyway=True)
 
     # Life cycle.
 
@@ -194,9 +242,16 @@ class SimulatedDevice:
                 self._adapter, options=channel_options(self._backoff.cap_seconds)
             )
         self._task = asyncio.create_task(self._run(), name=f"device {self.device_id}")
+        if self.heating is not None:
+            # The room's heaters may have come after this device was made.
+            self._refresh_heating(apply_anyway=True)
+            self._schedule_heating()
 
     async def stop(self) -> None:
         """End the stream and every task; close the channel if it is the device's own."""
+        timer, self._heating_timer = self._heating_timer, None
+        if timer is not None:
+            timer.cancel()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -243,14 +298,17 @@ class SimulatedDevice:
         """Carry commands out but send no CommandResult, as if the answer were lost."""
         self._holding = on
 
+    def open_window(self, on: bool) -> None:
+        """Open (or close) the window of the device's room: it cools fast while open."""
+        self.room.advance_to(self.clock.elapsed())
+        self.room.window_open = on
+
     # What the device reports and does.
 
     def telemetry(self) -> Telemetry:
         """A sample of now: the room's temperature, and the heater's state for the types that
         have one. Stamped with real UTC, which the adapter checks for plausibility."""
-        self.room.advance_to(self.clock.elapsed())
-        celsius = OVERHEAT_CELSIUS if self._overheating else round(self.room.temperature_celsius, 2)
-        sample = Telemetry(temperature_celsius=celsius, gas_alarm=self._gas)
+        sample = Telemetry(temperature_celsius=self._measured_celsius(), gas_alarm=self._gas)
         if self.thermostat is not None:
             sample.power_watts = self.thermostat.output_watts
             sample.heater_on = self.thermostat.on
@@ -258,6 +316,17 @@ class SimulatedDevice:
             sample.heater_on = self.room.heating
         sample.sample_time.FromDatetime(datetime.now(UTC))
         return sample
+
+    def _measured_celsius(self) -> float:
+        self.room.advance_to(self.clock.elapsed())
+        if self._overheating:
+            return OVERHEAT_CELSIUS
+        return round(self.room.temperature_celsius, 2)
+
+    def _heater_on(self) -> bool:
+        if self.thermostat is not None:
+            return self.thermostat.on
+        return self.device_type is DeviceType.CONTROLLER and self.room.heating
 
     def answer(self, command: Command) -> CommandResult | None:
         """The answer to `command`, carrying it out first if it is new and acceptable.
@@ -283,23 +352,21 @@ class SimulatedDevice:
         return commands.DONE
 
     def _carry_out(self, command: Command) -> None:
-        # The room catches up first, so the change takes effect from now on.
-        self.room.advance_to(self.clock.elapsed())
-        heaters = self._controlled_heaters()
+        firmware = self.heating
         if command.kind == SET_TARGET_TEMPERATURE:
             self.target_celsius = command.target_temperature_celsius
-            for heater in heaters:
-                heater.target_celsius = self.target_celsius
+            if firmware is not None:
+                firmware.override(self.clock.now(), self.target_celsius)
         elif command.kind == TURN_ON:
             self.enabled = True
-            for heater in heaters:
-                heater.enabled = True
+            if firmware is not None:
+                firmware.turn_on()
         elif command.kind == TURN_OFF:
             self.enabled = False
-            for heater in heaters:
-                heater.disable()
-        for heater in heaters:
-            heater.regulate(self.room.temperature_celsius)
+            if firmware is not None:
+                firmware.turn_off()
+        if firmware is not None:
+            self._heating_input()
 
     def _controlled_heaters(self) -> list[Thermostat]:
         if self.thermostat is not None:
@@ -307,6 +374,125 @@ class SimulatedDevice:
         if self.device_type is DeviceType.CONTROLLER:
             return list(self.room.heaters)
         return []
+
+    # Heating.
+
+    def apply_plan(self, plan: HeatingPlan) -> HeatingStatus | None:
+        """A HeatingPlan frame: applied unless older than the current plan, stored, and
+        answered with the status (None from a SENSOR, which has no firmware)."""
+        firmware = self.heating
+        if firmware is None:
+            return None
+        if firmware.apply(plan):
+            self._store_plan(firmware.plan)
+        self._heating_input(report=False)  # the answer is the report
+        return self.heating_status()
+
+    def heating_status(self) -> HeatingStatus | None:
+        """What the firmware does now, as a HeatingStatus; None for a SENSOR."""
+        if self.heating is None:
+            return None
+        celsius = self._measured_celsius()
+        return self.heating.status(self.clock.now(), self._heater_on(), celsius)
+
+    def _store_plan(self, plan: HeatingPlan) -> None:
+        if self._state_path is None:
+            return
+        data = plan.SerializeToString(deterministic=True)
+        if data == self._stored_plan:  # the plan sent again after every reconnection
+            return
+        try:
+            flash.save_plan(self._state_path, plan)
+        except OSError as error:
+            log.warning("device %s: the heating plan was not stored: %s", self.device_id, error)
+            return
+        self._stored_plan = data
+
+    def _heating_input(self, *, report: bool = True) -> None:
+        """After a plan or command: decide again at once, and again at the next change."""
+        if self._refresh_heating() and report:
+            self._report_heating()
+        if self._heating_timer is not None:
+            self._schedule_heating()
+
+    def _refresh_heating(self, *, apply_anyway: bool = False) -> bool:
+        """The room catches up, the firmware reads its temperature and decides; a new set
+        point goes to the heaters from now on. Whether the decision changed."""
+        firmware = self.heating
+        if firmware is None:
+            return False
+        self.room.advance_to(self.clock.elapsed())
+        now = self.clock.now()
+        firmware.observe(now, self.room.temperature_celsius)
+        point = firmware.decide(now)
+        changed = point != self.set_point
+        if changed or apply_anyway:
+            for heater in self._controlled_heaters():
+                heater.target_celsius = point.target_celsius
+                heater.regulate(self.room.temperature_celsius)
+        if changed:
+            self._log_heating(now, point)
+        self.set_point = point
+        return changed
+
+    def _log_heating(self, now: datetime, point: Setpoint) -> None:
+        change = HeatingChange(now, point.target_celsius, point.reason, point.schedule_slot)
+        last = self.heating_log[-1] if self.heating_log else None
+        if last is not None and (last.target_celsius, last.reason, last.slot) == (
+            change.target_celsius,
+            change.reason,
+            change.slot,
+        ):
+            return  # only the preset's or the window's times changed
+        self.heating_log.append(change)
+        del self.heating_log[:-HEATING_LOG_SIZE]
+
+    def _report_heating(self) -> None:
+        """Tell the adapter, if there is a stream to tell it on; else it hears after connecting."""
+        outbox = self._outbox
+        if outbox is None or not self._talking.is_set():
+            return
+        status = self.heating_status()
+        with contextlib.suppress(asyncio.QueueFull):
+            # A full outbox: the adapter is not reading; the next change reports anew.
+            outbox.put_nowait(ConnectRequest(heating_status=status))
+
+    def _schedule_heating(self) -> None:
+        if self._heating_timer is not None:
+            self._heating_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._heating_timer = loop.call_later(self._heating_wait(), self._heating_round)
+
+    def _heating_round(self) -> None:
+        try:
+            if self._refresh_heating():
+                self._report_heating()
+        except Exception:
+            log.exception("device %s: the heating firmware failed", self.device_id)
+        finally:
+            self._schedule_heating()
+
+    def _heating_wait(self) -> float:
+        """Real seconds until the next round: the next change the firmware foresees (from
+        simulated time), but no longer than the check interval."""
+        assert self.heating is not None
+        now = self.clock.now()
+        wait = self._heating_check_interval()
+        change = self.heating.next_change(now)
+        if change is not None:
+            until_change = max(0.0, (change - now).total_seconds()) / self.clock.speed
+            wait = min(wait, until_change + TIMER_SLACK_SECONDS)
+        return wait
+
+    def _heating_check_interval(self) -> float:
+        """The telemetry interval; shorter when the window detector would otherwise see too
+        few readings within its span to notice a fall (on a fast clock)."""
+        assert self.heating is not None
+        window = self.heating.rules.window
+        if not window.enabled:
+            return self._telemetry_interval
+        half_span = window.within.total_seconds() / self.clock.speed / 2
+        return min(self._telemetry_interval, max(MIN_WINDOW_CHECK_SECONDS, half_span))
 
     # The connection.
 
@@ -389,15 +575,20 @@ class SimulatedDevice:
     async def _exchange(self, call: Call) -> grpc.StatusCode:
         """Read, write and sample at once until the stream ends or a write fails."""
         outbox: asyncio.Queue[ConnectRequest] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        if self.heating is not None:
+            self._refresh_heating()
+            outbox.put_nowait(ConnectRequest(heating_status=self.heating_status()))
         reader = asyncio.create_task(self._read(call, outbox))
         others = [
             asyncio.create_task(self._write(call, outbox)),
             asyncio.create_task(self._sample(outbox)),
         ]
         tasks = [reader, *others]
+        self._outbox = outbox
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._outbox = None
             await _end_all(tasks)
         if not reader.cancelled():
             return reader.result()  # the reader says why the stream ended
@@ -415,12 +606,17 @@ class SimulatedDevice:
             frame = await call.read()
             if not isinstance(frame, ConnectResponse):  # EOF
                 return await call.code()
-            if frame.WhichOneof("frame") != "command":
-                continue  # nothing else is meant for a device after the Welcome
-            result = self.answer(frame.command)
-            # Silent or holding, the device acts but does not say so.
-            if result is not None and self._talking.is_set() and not self._holding:
-                await outbox.put(ConnectRequest(command_result=result))
+            kind = frame.WhichOneof("frame")
+            if kind == "command":
+                result = self.answer(frame.command)
+                # Silent or holding, the device acts but does not say so.
+                if result is not None and self._talking.is_set() and not self._holding:
+                    await outbox.put(ConnectRequest(command_result=result))
+            elif kind == "heating_plan":
+                status = self.apply_plan(frame.heating_plan)
+                if status is not None and self._talking.is_set():
+                    await outbox.put(ConnectRequest(heating_status=status))
+            # Nothing else is meant for a device after the Welcome.
 
     async def _write(self, call: Call, outbox: asyncio.Queue[ConnectRequest]) -> None:
         loop = asyncio.get_running_loop()

@@ -4,6 +4,9 @@ Streams multiplex over HTTP/2, so thousands of devices need not hold
 thousands of TCP connections: each channel carries `devices_per_channel`
 devices' streams (1 gives every device its own connection, as real hardware
 would have).
+
+With a `state_dir`, each heating device keeps its plan in a file there, named
+after its id, across restarts of the fleet.
 """
 
 import asyncio
@@ -11,9 +14,11 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import grpc
 
+from services.simulator import flash
 from services.simulator.clock import SimClock
 from services.simulator.device import Counters, DeviceType, SimulatedDevice, channel_options
 from services.simulator.thermal import Room
@@ -37,6 +42,8 @@ class Fault(StrEnum):
     TALK = "talk"
     REJECT = "reject"
     ACCEPT = "accept"
+    WINDOW_OPEN = "window-open"
+    WINDOW_CLOSE = "window-close"
 
 
 def inflict(device: SimulatedDevice, fault: Fault) -> None:
@@ -54,6 +61,8 @@ def inflict(device: SimulatedDevice, fault: Fault) -> None:
             device.resume_talking()
         case Fault.REJECT | Fault.ACCEPT:
             device.reject_commands(fault is Fault.REJECT)
+        case Fault.WINDOW_OPEN | Fault.WINDOW_CLOSE:
+            device.open_window(fault is Fault.WINDOW_OPEN)
 
 
 class Fleet:
@@ -75,6 +84,7 @@ class Fleet:
         ramp_seconds: float = 0.0,
         samples_per_frame: int = 1,
         seed: int | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         if devices_per_channel < 1:
             raise ValueError("devices_per_channel must be at least 1")
@@ -93,6 +103,7 @@ class Fleet:
         self._telemetry_interval = telemetry_interval
         self._samples_per_frame = samples_per_frame
         self._retry_unauthenticated = retry_unauthenticated
+        self._state_dir = state_dir
         # Spreads the first Hellos over this many seconds, so a big fleet does
         # not knock all at once.
         self._ramp = ramp_seconds
@@ -121,6 +132,11 @@ class Fleet:
             counters=self.stats,
             start_delay=self._rng.uniform(0.0, self._ramp) if self._ramp > 0 else 0.0,
             rng=random.Random(self._rng.random()),
+            state_path=(
+                None
+                if self._state_dir is None
+                else flash.plan_path(self._state_dir, spec.device_id)
+            ),
         )
 
     async def start(self) -> None:

@@ -2,9 +2,9 @@
 
     dT/dt = (P_heaters - k * (T - T_out)) / C
 
-with k the heat loss coefficient (W/K) and C the thermal mass (J/K). Pure: no
-clock, no I/O; devices advance their room to the simulated time before
-reading it or changing a heater.
+with k the heat loss coefficient (W/K), far larger while a window is open, and
+C the thermal mass (J/K). Pure: no clock, no I/O; devices advance their room to
+the simulated time before reading it or changing a heater or the window.
 """
 
 from dataclasses import dataclass, field
@@ -15,29 +15,27 @@ HYSTERESIS_CELSIUS = 0.25
 # Long enough to keep thousands of rooms cheap, short enough that a heater at
 # full power moves the default room by well under the dead band per step.
 MAX_STEP_SECONDS = 30.0
+# What an open window adds to the room's losses: from 20 °C with 0 °C outside the
+# default room loses 1.5 °C in under a simulated minute, as a firmware's
+# open-window detector expects of an opened window.
+OPEN_WINDOW_WATTS_PER_KELVIN = 2000.0
 
 
 @dataclass
 class Thermostat:
-    """A heater and its on/off regulation. Disabled (TURN_OFF), it stays off."""
+    """A heater and its on/off regulation around the set point its firmware gives it. It has
+    no off of its own: off, the firmware sets the frost floor, which it still holds."""
 
     power_watts: float = 2000.0
     target_celsius: float = DEFAULT_TARGET_CELSIUS
-    enabled: bool = True
     on: bool = False
 
     def regulate(self, room_celsius: float) -> None:
-        if not self.enabled:
-            self.on = False
-        elif room_celsius < self.target_celsius - HYSTERESIS_CELSIUS:
+        if room_celsius < self.target_celsius - HYSTERESIS_CELSIUS:
             self.on = True
         elif room_celsius > self.target_celsius + HYSTERESIS_CELSIUS:
             self.on = False
         # Inside the band it keeps doing what it did, so it does not flicker.
-
-    def disable(self) -> None:
-        self.enabled = False
-        self.on = False
 
     @property
     def output_watts(self) -> float:
@@ -55,6 +53,8 @@ class Room:
     loss_watts_per_kelvin: float = 50.0
     capacity_joules_per_kelvin: float = 1_000_000.0
     heaters: list[Thermostat] = field(default_factory=list)
+    # Change it only after advancing the room to now, as for a heater's target.
+    window_open: bool = False
     # The simulated time (seconds since the clock's start) the temperature holds for.
     time_seconds: float = 0.0
 
@@ -69,6 +69,12 @@ class Room:
         return heater
 
     @property
+    def current_loss_watts_per_kelvin(self) -> float:
+        """The heat loss coefficient now, with the window as it is."""
+        window = OPEN_WINDOW_WATTS_PER_KELVIN if self.window_open else 0.0
+        return self.loss_watts_per_kelvin + window
+
+    @property
     def heating(self) -> bool:
         return any(heater.on for heater in self.heaters)
 
@@ -77,14 +83,18 @@ class Room:
         for heater in self.heaters:
             heater.regulate(self.temperature_celsius)
         power = sum(heater.output_watts for heater in self.heaters)
-        loss = self.loss_watts_per_kelvin * (self.temperature_celsius - self.outdoor_celsius)
+        loss = self.current_loss_watts_per_kelvin * (
+            self.temperature_celsius - self.outdoor_celsius
+        )
         self.temperature_celsius += (power - loss) / self.capacity_joules_per_kelvin * seconds
         self.time_seconds += seconds
 
     def advance(self, seconds: float, max_step: float = MAX_STEP_SECONDS) -> None:
         """`seconds` of simulated time, in steps short enough for the thermostats and
         for stability (explicit Euler diverges past the time constant C/k)."""
-        limit = min(max_step, 0.5 * self.capacity_joules_per_kelvin / self.loss_watts_per_kelvin)
+        limit = min(
+            max_step, 0.5 * self.capacity_joules_per_kelvin / self.current_loss_watts_per_kelvin
+        )
         while seconds > 0:
             step = min(seconds, limit)
             self.step(step)

@@ -216,9 +216,9 @@ async def test_an_idle_device_sends_heartbeats(
 
     await eventually(lambda: stream.kinds().count("heartbeat") >= 2, within=6, what="heartbeats")
 
-    # One sample right after the Welcome, then nothing but heartbeats.
-    assert stream.kinds()[:2] == ["hello", "telemetry"]
-    assert set(stream.kinds()[2:]) == {"heartbeat"}
+    # The heating status and one sample right after the Welcome, then nothing but heartbeats.
+    assert stream.kinds()[:3] == ["hello", "heating_status", "telemetry"]
+    assert set(stream.kinds()[3:]) == {"heartbeat"}
 
 
 async def test_telemetry_goes_out_every_interval_stamped_with_real_time(
@@ -467,7 +467,7 @@ def test_overheat_and_gas_faults_show_in_telemetry_until_cleared() -> None:
     assert cleared.gas_alarm is False
 
 
-def test_turn_off_disables_a_heater_and_turn_on_enables_it_again() -> None:
+def test_turn_off_holds_only_the_frost_floor_and_turn_on_restores_the_target() -> None:
     device = idle_device(DeviceType.HEATER)
     assert device.thermostat is not None
 
@@ -475,12 +475,24 @@ def test_turn_off_disables_a_heater_and_turn_on_enables_it_again() -> None:
     assert off is not None
     assert off.ok
     assert not device.enabled
-    assert (device.thermostat.enabled, device.thermostat.on) == (False, False)
+    # The room (15 °C) is above the frost floor (7 °C): the heater stays off.
+    assert (device.thermostat.target_celsius, device.thermostat.on) == (7.0, False)
     assert device.telemetry().power_watts == 0.0
 
     device.answer(command("on", kind=TURN_ON))
-    assert (device.enabled, device.thermostat.on) == (True, True)  # the room is below target
+    assert device.enabled
+    assert (device.thermostat.target_celsius, device.thermostat.on) == (20.0, True)
     assert device.executed == ["off", "on"]
+
+
+def test_a_heater_turned_off_still_heats_a_room_below_the_frost_floor() -> None:
+    device = idle_device(DeviceType.HEATER, Room("cellar", temperature_celsius=4.0))
+    assert device.thermostat is not None
+
+    device.answer(command("off", kind=TURN_OFF))
+
+    assert device.thermostat.on
+    assert device.telemetry().power_watts == 2000.0
 
 
 def test_a_controller_sets_every_heater_in_its_room() -> None:
@@ -489,11 +501,13 @@ def test_a_controller_sets_every_heater_in_its_room() -> None:
     controller = idle_device(DeviceType.CONTROLLER, room)
 
     controller.answer(command("t", target=23.0))
+    targets = [heater.thermostat.target_celsius for heater in heaters if heater.thermostat]
     controller.answer(command("off", kind=TURN_OFF))
 
+    assert targets == [23.0, 23.0]
     assert [heater.thermostat.target_celsius for heater in heaters if heater.thermostat] == [
-        23.0,
-        23.0,
+        7.0,
+        7.0,
     ]
     assert not room.heating
     assert controller.telemetry().heater_on is False

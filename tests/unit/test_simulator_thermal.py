@@ -52,20 +52,46 @@ def test_inside_the_band_the_thermostat_keeps_what_it_was_doing() -> None:
     assert heater.on
 
 
-def test_a_disabled_heater_stays_off_and_the_room_cools_toward_outdoors() -> None:
+def test_a_room_without_heating_cools_toward_outdoors() -> None:
     room = Room("bedroom", temperature_celsius=20.0, outdoor_celsius=0.0)
-    heater = room.add_heater()
-    heater.disable()
 
     cooling = trace(room, 24 * 3600, every=600)
 
     temperatures = [celsius for celsius, _ in cooling]
-    assert not any(on for _, on in cooling)
     assert all(later < earlier for earlier, later in itertools.pairwise(temperatures))
     # Newton's law of cooling: T_out + (T0 - T_out) e^(-k t / C).
     expected = 20.0 * math.exp(-50.0 * 24 * 3600 / 1_000_000.0)
     assert temperatures[-1] == pytest.approx(expected, abs=0.05)
     assert temperatures[-1] > 0.0
+
+
+def test_a_heater_at_the_frost_floor_stays_off_until_the_room_nears_it_then_holds_it() -> None:
+    room = Room("bedroom", temperature_celsius=20.0, outdoor_celsius=-10.0)
+    heater = room.add_heater()
+    heater.target_celsius = 7.0
+
+    cooling = trace(room, 48 * 3600, every=600)
+
+    first_on = next(index for index, (_, on) in enumerate(cooling) if on)
+    assert cooling[first_on - 1][0] > 7.0 - HYSTERESIS_CELSIUS
+    held = [celsius for celsius, _ in cooling[first_on:]]
+    assert min(held) >= 7.0 - HYSTERESIS_CELSIUS - 0.1
+    assert max(held) <= 7.0 + HYSTERESIS_CELSIUS + 0.1
+
+
+def test_an_open_window_cools_the_room_fast_and_closing_it_slows_it_again() -> None:
+    room = Room("living", temperature_celsius=20.0, outdoor_celsius=0.0)
+    room.add_heater()
+
+    room.window_open = True
+    room.advance(60)
+    after_a_minute_open = room.temperature_celsius
+    room.window_open = False
+    room.advance(60)
+
+    assert 20.0 - after_a_minute_open >= 1.5
+    # Closed again, the heater (on since the room fell below its band) warms it.
+    assert room.temperature_celsius > after_a_minute_open
 
 
 def test_a_heater_always_on_approaches_the_analytic_equilibrium() -> None:
