@@ -330,15 +330,18 @@ class HeatingFirmware:
 
     def apply(self, plan: HeatingPlan) -> bool:
         """Run `plan` unless it is older than the current one (the same version is applied
-        again). Applying ends a local override and a local OFF."""
+        again, never ignored). A newer plan ends a local override and a local OFF; the
+        same one sent again (after a reconnect) leaves them, as nothing new was asked."""
         if plan.version < self._plan.version:
             return False
+        newer = plan.version > self._plan.version
         self._plan = HeatingPlan()
         self._plan.CopyFrom(plan)
         self.rules = rules_of(self._plan)
-        self._override_celsius = None
-        self._override_until = None
-        self.local_off = False
+        if newer:
+            self._override_celsius = None
+            self._override_until = None
+            self.local_off = False
         if not self.rules.window.enabled:
             self._close_window()
         return True

@@ -454,13 +454,21 @@ def test_an_equal_version_is_applied_again_and_a_lower_one_ignored() -> None:
     assert (device.version, decided(device, MONDAY)) == (6, (18.0, "MANUAL_TARGET"))
 
 
-def test_the_next_plan_ends_an_override_even_at_the_same_version() -> None:
+def test_a_newer_plan_ends_an_override_and_the_same_plan_sent_again_keeps_it() -> None:
     device = firmware(version=5)
     device.override(MONDAY, 24.0)
 
     assert not device.apply(plan(version=4))
     assert decided(device, MONDAY) == (24.0, "LOCAL_OVERRIDE")  # an older plan changes nothing
+    # Sent again after a reconnect: applied, but nothing new was asked.
+    assert device.apply(plan(version=5, target_celsius=20.0))
+    assert device.version == 5
+    assert decided(device, MONDAY) == (24.0, "LOCAL_OVERRIDE")
+    device.turn_off()
     assert device.apply(plan(version=5))
+    assert device.local_off
+    assert device.apply(plan(version=6))
+    assert not device.local_off
     assert decided(device, MONDAY) == (20.0, "MANUAL_TARGET")
 
 

@@ -50,8 +50,9 @@ class HeatingMode(_HeatingMode, metaclass=_HeatingModeEnumTypeWrapper):
       3. a preset whose end time has not passed: COMFORT, ECO and AWAY their
          temperature in preset_temperatures, BOOST the maximum target, FROST
          the frost floor;
-      4. a local override (a SET_TARGET_TEMPERATURE command): until the next
-         plan, or in AUTO until the next schedule slot starts;
+      4. a local override (a SET_TARGET_TEMPERATURE command): until a newer
+         plan, or in AUTO until the next schedule slot starts (a TURN_OFF
+         command likewise makes the device OFF until a newer plan);
       5. mode HEAT: target_celsius;
       6. mode AUTO: the schedule slot in force (target_celsius with no slots).
     Whatever it is, it is raised to the frost floor and capped at the maximum
@@ -311,7 +312,8 @@ Global___WindowDetection: _TypeAlias = WindowDetection  # noqa: Y015
 class HeatingPlan(_message.Message):
     """The whole desired state, sent whole: a device runs the plan with the
     highest version it has received, and one with the same version as its
-    current plan is applied again, never ignored.
+    current plan is applied again, never ignored (a local override or OFF
+    stays: nothing new was asked).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
