@@ -5,11 +5,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.service_process import ServiceProcess
 from services.devstack.stack import Stack
+from services.simulator.clock import SimClock
 from services.simulator.device import DeviceType, SimulatedDevice
 from services.simulator.thermal import Room
 from tests.e2e.homes import Home, ok, register_device
@@ -56,16 +58,21 @@ class Hardware:
         secret: str | None = None,
         telemetry_interval: float = 5.0,
         samples_per_frame: int = 1,
+        room: Room | None = None,
+        clock: SimClock | None = None,
+        state_path: Path | None = None,
     ) -> SimulatedDevice:
         return SimulatedDevice(
             self.device_id,
             secret or self.secret,
             self.type,
-            Room("room"),
+            room or Room("room"),
             adapter=adapter,
             telemetry_interval=telemetry_interval,
             backoff_cap=1.0,
             samples_per_frame=samples_per_frame,
+            clock=clock,
+            state_path=state_path,
         )
 
     def get(self, path: str = "") -> Any:
