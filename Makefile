@@ -13,7 +13,7 @@ PROTODEPS := .build/protodeps
 PROTOS := $(shell find protos -name '*.proto' | sort)
 export PYTHONPATH := $(CURDIR)/gen:$(CURDIR)
 
-.PHONY: help venv gen gen-check lint buf-lint buf-breaking test test-unit test-integration test-e2e run bench clean
+.PHONY: help venv gen gen-check lint buf-lint buf-breaking test test-unit test-integration test-e2e run demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,8 +65,11 @@ test-e2e: $(BIN)/.installed
 
 test: lint test-unit test-integration test-e2e  ## everything CI runs
 
-run: $(BIN)/.installed  ## start the whole stack; REST on 127.0.0.1:$${WARMHOUSE_HTTP_PORT:-8080}
-	$(PY) -m services.devstack
+run: $(BIN)/.installed  ## start the whole stack; REST on 127.0.0.1:$${WARMHOUSE_HTTP_PORT:-8080} (DEMO=1: see demo)
+	$(if $(DEMO),WARMHOUSE_DEMO=$(DEMO) )$(PY) -m services.devstack
+
+demo: $(BIN)/.installed  ## `make run` with a demo home: heaters on a schedule, simulated hardware
+	WARMHOUSE_DEMO=1 $(PY) -m services.devstack
 
 bench: $(BIN)/.installed  ## print throughput and latency figures
 	$(PY) -m bench

@@ -1,7 +1,9 @@
 """`make run`: the whole stack in the foreground until Ctrl-C or SIGTERM.
 
 WARMHOUSE_DATA_DIR (default <checkout>/.warmhouse) keeps the state between
-runs; WARMHOUSE_HTTP_PORT (default 8080) is where REST clients connect.
+runs; WARMHOUSE_HTTP_PORT (default 8080) is where REST clients connect;
+WARMHOUSE_DEMO=1 (`make demo`) also seeds the demo home and runs its simulated
+hardware (services/devstack/demo.py).
 Exits non-zero when start-up fails or any process of the stack dies.
 """
 
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from services.devstack import demo
 from services.devstack.checkout import DEFAULT_DATA_DIR
 from services.devstack.child_process import ChildProcess, StartupError
 from services.devstack.stack import Stack
@@ -24,8 +27,11 @@ WATCH_INTERVAL_SECONDS = 0.5
 def main() -> int:
     data_dir = Path(os.environ.get("WARMHOUSE_DATA_DIR") or DEFAULT_DATA_DIR)
     http_port = _http_port()
+    with_demo = _demo_requested()
     _print_notices()
     stack = Stack(data_dir, http_port)
+    # The demo's simulator, stopped before the stack it talks to.
+    demo_processes: list[ChildProcess] = []
     # Both stop the stack the same way, even when started with SIGINT ignored
     # (as shells do for background jobs).
     signal.signal(signal.SIGINT, _interrupt)
@@ -34,7 +40,12 @@ def main() -> int:
         print(f"starting WarmHouse in {stack.layout.root} ...", flush=True)
         stack.start()
         print(_describe(stack), flush=True)
-        exited = _wait_for_exit(stack)
+        if with_demo:
+            running_demo = demo.start(stack)
+            demo_processes.append(running_demo.simulator)
+            print(demo.describe(running_demo), flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        exited = _wait_for_exit(stack, demo_processes)
         print(
             f"\n{exited.name} exited with status {exited.exit_code}; stopping everything."
             f"\nLast lines of {exited.log_file}:\n{exited.log_tail()}",
@@ -44,13 +55,15 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0
-    except StartupError as error:
+    except (StartupError, demo.DemoError) as error:
         print(f"start-up failed: {error}", file=sys.stderr)
         return 1
     finally:
         # A second Ctrl-C must not cut the shutdown short and leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for process in demo_processes:
+            process.stop()
         stack.stop()
 
 
@@ -59,6 +72,13 @@ def _http_port() -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         sys.exit(f"WARMHOUSE_HTTP_PORT must be a TCP port number, got {raw!r}")
     return int(raw)
+
+
+def _demo_requested() -> bool:
+    raw = os.environ.get("WARMHOUSE_DEMO", "")
+    if raw not in ("", "0", "1"):
+        sys.exit(f"WARMHOUSE_DEMO must be 1 (seed the demo home) or 0, got {raw!r}")
+    return raw == "1"
 
 
 def _print_notices() -> None:
@@ -74,10 +94,14 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _wait_for_exit(stack: Stack) -> ChildProcess:
-    while (exited := stack.first_exited()) is None:
+def _wait_for_exit(stack: Stack, others: list[ChildProcess]) -> ChildProcess:
+    while (exited := stack.first_exited() or _first_exited(others)) is None:
         time.sleep(WATCH_INTERVAL_SECONDS)
     return exited
+
+
+def _first_exited(processes: list[ChildProcess]) -> ChildProcess | None:
+    return next((process for process in processes if process.exit_code is not None), None)
 
 
 def _describe(stack: Stack) -> str:
@@ -91,7 +115,6 @@ def _describe(stack: Stack) -> str:
         f"  NATS JetStream   {stack.nats.address}",
         "Logs:",
         *(f"  {process.name:<16} {process.log_file}" for process in stack.processes),
-        "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
 

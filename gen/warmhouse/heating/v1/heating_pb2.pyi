@@ -402,6 +402,9 @@ class HeatingStatus(_message.Message):
     window_open: _builtins.bool
     heater_on: _builtins.bool
     temperature_celsius: _builtins.float
+    """The room's temperature when the device reported (its readings have
+    the current one: a status is sent on a change, not on every sample).
+    """
     @_builtins.property
     def preset_end_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
