@@ -1303,7 +1303,11 @@ class UpdateDesiredHeatingRequest(_message.Message):
         """Replaces the whole schedule; no slots clears it."""
 
     @_builtins.property
-    def preset_temperatures(self) -> _heating_pb2.PresetTemperatures: ...
+    def preset_temperatures(self) -> _heating_pb2.PresetTemperatures:
+        """The messages below are sent whole, every field given: each replaces the
+        current one (a proto3 zero cannot tell "leave as is" from "set to 0").
+        """
+
     @_builtins.property
     def limits(self) -> _heating_pb2.HeatingLimits: ...
     @_builtins.property

@@ -253,7 +253,7 @@ class DeviceServiceServicer:
 
     def UpdateDesiredHeating(self, request, context):
         """Changes a heating device's desired state; fields left out stay as they
-        are. `version` must be the desired version the caller read: another one
+        are (a message field given replaces that message whole). `version` must be the desired version the caller read: another one
         is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
         target_celsius; the space's OWNER or MAINTAINER anything. The new plan
         goes to the device at once when it is connected, otherwise when it

@@ -98,7 +98,7 @@ class DeviceServiceStub:
     """
     UpdateDesiredHeating: _grpc.UnaryUnaryMultiCallable[_device_pb2.UpdateDesiredHeatingRequest, _device_pb2.UpdateDesiredHeatingResponse]
     """Changes a heating device's desired state; fields left out stay as they
-    are. `version` must be the desired version the caller read: another one
+    are (a message field given replaces that message whole). `version` must be the desired version the caller read: another one
     is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
     target_celsius; the space's OWNER or MAINTAINER anything. The new plan
     goes to the device at once when it is connected, otherwise when it
@@ -175,7 +175,7 @@ class DeviceServiceAsyncStub(DeviceServiceStub):
     """
     UpdateDesiredHeating: _aio.UnaryUnaryMultiCallable[_device_pb2.UpdateDesiredHeatingRequest, _device_pb2.UpdateDesiredHeatingResponse]  # type: ignore[assignment]
     """Changes a heating device's desired state; fields left out stay as they
-    are. `version` must be the desired version the caller read: another one
+    are (a message field given replaces that message whole). `version` must be the desired version the caller read: another one
     is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
     target_celsius; the space's OWNER or MAINTAINER anything. The new plan
     goes to the device at once when it is connected, otherwise when it
@@ -345,7 +345,7 @@ class DeviceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_device_pb2.UpdateDesiredHeatingResponse, _abc.Awaitable[_device_pb2.UpdateDesiredHeatingResponse]]:
         """Changes a heating device's desired state; fields left out stay as they
-        are. `version` must be the desired version the caller read: another one
+        are (a message field given replaces that message whole). `version` must be the desired version the caller read: another one
         is ABORTED (HTTP 409) and changes nothing. A GUEST may change only
         target_celsius; the space's OWNER or MAINTAINER anything. The new plan
         goes to the device at once when it is connected, otherwise when it

@@ -748,13 +748,26 @@ class HeatingStatusReceived(_message.Message):
     CONNECTION_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    CONNECT_TIME_FIELD_NUMBER: _builtins.int
+    PLAN_VERSION_WRITTEN_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     connection_id: _builtins.str
+    plan_version_written: _builtins.int
+    """The highest HeatingPlan version written to this stream before the
+    status arrived; 0 when none was. A status with a lower plan_version
+    means the device did not take the plan.
+    """
     @_builtins.property
     def status(self) -> _heating_pb2.HeatingStatus: ...
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
-        """When the adapter received it: reports are ordered by this."""
+        """When the adapter received it. Reports are ordered by (connect_time,
+        occur_time): a later stream's report wins over an earlier stream's.
+        """
+
+    @_builtins.property
+    def connect_time(self) -> _timestamp_pb2.Timestamp:
+        """When the stream it came on opened (its DeviceConnected's occur_time)."""
 
     def __init__(
         self,
@@ -763,10 +776,12 @@ class HeatingStatusReceived(_message.Message):
         connection_id: _builtins.str = ...,
         status: _heating_pb2.HeatingStatus | None = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        connect_time: _timestamp_pb2.Timestamp | None = ...,
+        plan_version_written: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "occur_time", b"occur_time", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "device_id", b"device_id", "occur_time", b"occur_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connection_id", b"connection_id", "device_id", b"device_id", "occur_time", b"occur_time", "plan_version_written", b"plan_version_written", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -82,7 +82,10 @@ class _PresetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Preset.ValueTy
     ECO: _Preset.ValueType  # 3
     AWAY: _Preset.ValueType  # 4
     BOOST: _Preset.ValueType  # 5
-    """The maximum target, until the preset's end time (an hour when not given)."""
+    """The maximum target, until the preset's end time (DeviceService sets an
+    hour from the change when none is given; a device holds a BOOST without
+    an end time until changed).
+    """
     FROST: _Preset.ValueType  # 6
     """The frost floor."""
 
@@ -95,7 +98,10 @@ COMFORT: Preset.ValueType  # 2
 ECO: Preset.ValueType  # 3
 AWAY: Preset.ValueType  # 4
 BOOST: Preset.ValueType  # 5
-"""The maximum target, until the preset's end time (an hour when not given)."""
+"""The maximum target, until the preset's end time (DeviceService sets an
+hour from the change when none is given; a device holds a BOOST without
+an end time until changed).
+"""
 FROST: Preset.ValueType  # 6
 """The frost floor."""
 Global___Preset: _TypeAlias = Preset  # noqa: Y015
@@ -141,7 +147,7 @@ class _HeatingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Heating
     PRESET: _HeatingReason.ValueType  # 3
     """A preset."""
     FROST_PROTECTION: _HeatingReason.ValueType  # 4
-    """Mode OFF (or the FROST preset): the frost floor."""
+    """Mode OFF: the frost floor. (The FROST preset reports PRESET.)"""
     WINDOW_OPEN: _HeatingReason.ValueType  # 5
     """An open window was detected: the frost floor until it is over."""
     LOCAL_OVERRIDE: _HeatingReason.ValueType  # 6
@@ -158,7 +164,7 @@ SCHEDULE: HeatingReason.ValueType  # 2
 PRESET: HeatingReason.ValueType  # 3
 """A preset."""
 FROST_PROTECTION: HeatingReason.ValueType  # 4
-"""Mode OFF (or the FROST preset): the frost floor."""
+"""Mode OFF: the frost floor. (The FROST preset reports PRESET.)"""
 WINDOW_OPEN: HeatingReason.ValueType  # 5
 """An open window was detected: the frost floor until it is over."""
 LOCAL_OVERRIDE: HeatingReason.ValueType  # 6
