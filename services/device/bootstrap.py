@@ -1,6 +1,5 @@
 """Wiring of the Device service: its settings, handlers, servicer and consumers."""
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,14 +17,14 @@ from services.device.description import DESCRIPTION, SECRET_KEY_ENV
 from services.device.device_secrets import DeviceSecrets
 from services.device.dispatch import (
     RESEND_UNANSWERED_AFTER,
-    CommandDispatcher,
+    DeviceDispatcher,
     RevocationNotices,
 )
 from services.device.domain import DEVICES_PER_HOME
 from services.device.grpc_api import DeviceService
 from services.device.handlers import DeviceHandlers
 from services.device.heating import HeatingHandlers
-from services.device.heating_delivery import HeatingReports, PlanDispatcher
+from services.device.heating_delivery import HeatingReports
 from services.device.reading_queries import ReadingQueries
 from services.device.readings import TelemetrySettings
 from services.device.readings_repository import reading_history
@@ -79,10 +78,9 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
         uow = DatabaseUnitOfWork(runtime.database, runtime.relay, sql_repositories)
         broker_settled = BrokerSettled(runtime.nats)
         space = runtime.open_channel(settings.space_address, idempotent_methods={GET_SPACE_ACCESS})
-        dispatcher = CommandDispatcher(
+        dispatcher = DeviceDispatcher(
             uow, runtime.nats, resend_after=settings.resend_unanswered_after
         )
-        plans = PlanDispatcher(uow, runtime.nats)
         revocations = RevocationNotices(runtime.nats)
         handlers = DeviceHandlers(
             uow,
@@ -104,28 +102,21 @@ def definition(settings: DeviceSettings) -> ServiceDefinition:
             lambda caller, device_id: handlers.authorized_device(caller, device_id, Right.READ),
             settings.telemetry,
         )
-        heating = HeatingHandlers(uow, handlers, plans.wake)
-
-        def deliver_to(device_id: uuid.UUID) -> None:
-            """A device connected: its open commands and its heating plan go out."""
-            dispatcher.wake(device_id)
-            plans.wake(device_id)
-
+        heating = HeatingHandlers(uow, handlers, dispatcher.wake)
         device_pb2_grpc.add_DeviceServiceServicer_to_server(
             DeviceService(handlers, commands, readings, heating), server
         )
         consumed = [
             *subscriptions(),
             *connections.subscriptions(
-                ConnectionEvents(deliver_to, on_stale_credential=revocations)
+                ConnectionEvents(dispatcher.wake, on_stale_credential=revocations)
             ),
             telemetry.subscription(settings.telemetry),
-            heating_delivery.subscription(HeatingReports(plans.wake)),
+            heating_delivery.subscription(HeatingReports(dispatcher.wake)),
         ]
         return (
             broker_settled,
             dispatcher,
-            plans,
             PeriodicJob("command-expiry", EXPIRY_CHECK_EVERY, lambda: expire_lapsed(uow)),
             PeriodicJob(
                 "lease-sweep",

@@ -12,6 +12,7 @@ from services.device.ports import CommandRecord, DeviceRepositories
 from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import NotFound
+from services.runtime.heating_model import HEATING_DEVICE_TYPES
 from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import Cursor, PageTokens, page_size
 from services.runtime.request import parse_uuid
@@ -67,7 +68,7 @@ class CommandHandlers:
             device = await tx.repos.devices.get(device_id)
             if device is None:
                 raise device_not_found()
-            if target is not None and device.type in heating_rules.HEATING_TYPES:
+            if target is not None and device.type in HEATING_DEVICE_TYPES:
                 heating = await tx.repos.heating.get(device_id)
                 plan = heating.desired if heating is not None else heating_rules.default_plan()
                 heating_rules.check_command_target(plan, target)

@@ -1,19 +1,22 @@
-"""Delivering commands to the adapter replica that holds the device's stream.
+"""Delivering commands and heating plans to the adapter replica that holds the device's stream.
 
 Each replica answers on a device's live subject (runtime/device_links.py)
 only while it holds that device's stream, so there is no routing table to go
 stale: no responders means not connected, and the command stays QUEUED. A
-device's open commands go out oldest first, one at a time, each marked SENT
-once the replica has written it to the stream. Delivery starts when a command
-is stored and when the device connects; a sweep every few seconds catches
-what those missed (a restart in between, a broker hiccup).
+device's open commands and its heating plan (heating_delivery.py) go out one
+at a time in the order they were made, so a command queued before a newer
+plan reaches the device before it (the plan then ends what the command
+did), and one made after it, after it. A command is marked SENT once the
+replica has written it to the stream. Delivery starts when something is
+stored and when the device connects; a sweep every few seconds catches what
+those missed (a restart in between, a broker hiccup).
 """
 
 import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -21,7 +24,8 @@ from warmhouse.device_adapter.v1 import device_adapter_pb2
 
 from services.device import command_rules
 from services.device.command_log import record_sent
-from services.device.ports import CommandRecord, DeviceRepositories
+from services.device.heating_delivery import PlanDelivery
+from services.device.ports import CommandRecord, DeviceRecord, DeviceRepositories, HeatingRecord
 from services.runtime.clock import Clock, utc_now
 from services.runtime.device_links import LiveAction, ask_holder, live_subject
 from services.runtime.loops import raise_if_stopping
@@ -50,74 +54,6 @@ def wire_command(command: CommandRecord) -> device_adapter_pb2.Command:
     return wire
 
 
-class DeviceDeliveries:
-    """Runs `deliver` for devices, one delivery per device at a time, at most
-    CONCURRENT_DEVICES at once: when woken (after a commit) and for whatever
-    the periodic sweep finds `awaiting` (a restart in between, a broker hiccup)."""
-
-    name = "device-deliveries"
-
-    def __init__(self, sweep_every: timedelta = SWEEP_EVERY) -> None:
-        self._sweep_every = sweep_every.total_seconds()
-        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
-        # Woken while a delivery to it was under way: go round once more.
-        self._again: set[uuid.UUID] = set()
-        self._slots = asyncio.Semaphore(CONCURRENT_DEVICES)
-
-    async def deliver(self, device_id: uuid.UUID) -> None:
-        raise NotImplementedError
-
-    async def awaiting(self) -> list[uuid.UUID]:
-        """Devices the sweep should deliver to."""
-        raise NotImplementedError
-
-    def wake(self, device_id: uuid.UUID) -> None:
-        """Deliver to the device soon (called after a commit)."""
-        if device_id in self._running:
-            self._again.add(device_id)
-            return
-        self._running[device_id] = asyncio.create_task(
-            self._deliver_until_settled(device_id), name=f"{self.name} {device_id}"
-        )
-
-    async def run(self) -> None:
-        try:
-            while True:
-                raise_if_stopping()
-                await asyncio.sleep(self._sweep_every)
-                try:
-                    await self.sweep()
-                except Exception:
-                    raise_if_stopping()
-                    log.warning("%s sweep failed; will retry", self.name, exc_info=True)
-        finally:
-            for task in list(self._running.values()):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*self._running.values(), return_exceptions=True)
-
-    async def sweep(self) -> None:
-        for device_id in await self.awaiting():
-            self.wake(device_id)
-
-    async def _deliver_until_settled(self, device_id: uuid.UUID) -> None:
-        try:
-            while True:
-                self._again.discard(device_id)
-                try:
-                    async with self._slots:
-                        await self.deliver(device_id)
-                except Exception:
-                    raise_if_stopping()
-                    log.warning(
-                        "%s to a device failed; the sweep retries", self.name, exc_info=True
-                    )
-                if device_id not in self._again:
-                    return
-        finally:
-            self._running.pop(device_id, None)
-
-
 async def write_to_holder(
     nats_client: NatsClient, device_id: uuid.UUID, action: LiveAction, payload: bytes
 ) -> str | None:
@@ -132,8 +68,12 @@ async def write_to_holder(
     return written.decode() or None
 
 
-class CommandDispatcher(DeviceDeliveries):
-    name = "command-dispatcher"
+def _made_at(item: CommandRecord | HeatingRecord) -> datetime:
+    return item.created_at if isinstance(item, CommandRecord) else item.desired_at
+
+
+class DeviceDispatcher:
+    name = "device-dispatcher"
 
     def __init__(
         self,
@@ -142,38 +82,101 @@ class CommandDispatcher(DeviceDeliveries):
         clock: Clock = utc_now,
         sweep_every: timedelta = SWEEP_EVERY,
         resend_after: timedelta = RESEND_UNANSWERED_AFTER,
+        plans: PlanDelivery | None = None,
     ) -> None:
-        super().__init__(sweep_every)
         self._resend_after = resend_after
         self._uow = uow
         self._nats = nats_client
         self._clock = clock
+        self._plans = plans or PlanDelivery(uow, clock)
+        self._sweep_every = sweep_every.total_seconds()
+        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Woken while a delivery to it was under way: go round once more.
+        self._again: set[uuid.UUID] = set()
+        self._slots = asyncio.Semaphore(CONCURRENT_DEVICES)
 
-    async def awaiting(self) -> list[uuid.UUID]:
+    def wake(self, device_id: uuid.UUID) -> None:
+        """Deliver the device's open commands and its plan soon (called after a commit)."""
+        if device_id in self._running:
+            self._again.add(device_id)
+            return
+        self._running[device_id] = asyncio.create_task(
+            self._deliver_until_settled(device_id), name=f"deliver {device_id}"
+        )
+
+    async def run(self) -> None:
+        try:
+            while True:
+                raise_if_stopping()
+                await asyncio.sleep(self._sweep_every)
+                try:
+                    await self.sweep()
+                except Exception:
+                    raise_if_stopping()
+                    log.warning("delivery sweep failed; will retry", exc_info=True)
+        finally:
+            for task in list(self._running.values()):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def sweep(self) -> None:
         async with self._uow.read() as repos:
             now = self._clock()
-            return await repos.commands.devices_awaiting_delivery(
+            commands = await repos.commands.devices_awaiting_delivery(
                 now, now - self._resend_after, SWEEP_LIMIT
             )
+            plans = await self._plans.awaiting(repos, SWEEP_LIMIT)
+        for device_id in dict.fromkeys([*commands, *plans]):
+            self.wake(device_id)
+
+    async def _deliver_until_settled(self, device_id: uuid.UUID) -> None:
+        try:
+            while True:
+                self._again.discard(device_id)
+                try:
+                    async with self._slots:
+                        await self.deliver(device_id)
+                except Exception:
+                    raise_if_stopping()
+                    log.warning("delivery to a device failed; the sweep retries", exc_info=True)
+                if device_id not in self._again:
+                    return
+        finally:
+            self._running.pop(device_id, None)
 
     async def deliver(self, device_id: uuid.UUID) -> None:
-        """Write the device's open commands to its stream, oldest first, until one cannot be."""
+        """Write the device's open commands and its plan (when due) to its stream, in the
+        order they were made, until one cannot be."""
         async with self._uow.read() as repos:
             device = await repos.devices.get(device_id)
             if device is None or device.connection_id is None or device.lease_until is None:
                 return
             now = self._clock()
-            pending = await repos.commands.undelivered(
-                device_id, device.connection_id, now, now - self._resend_after
-            )
-        for command in pending:
-            payload = wire_command(command).SerializeToString()
-            connection_id = await write_to_holder(
-                self._nats, command.device_id, LiveAction.COMMAND, payload
-            )
-            if connection_id is None:
+            pending: list[CommandRecord | HeatingRecord] = [
+                *await repos.commands.undelivered(
+                    device_id, device.connection_id, now, now - self._resend_after
+                )
+            ]
+            plan = await self._plans.due(repos, device)
+        if plan is not None:
+            pending.append(plan)
+        for item in sorted(pending, key=_made_at):
+            if not await self._write(device, item):
                 return
-            await self._mark_sent(command, device.space_id, connection_id)
+
+    async def _write(self, device: DeviceRecord, item: CommandRecord | HeatingRecord) -> bool:
+        if isinstance(item, HeatingRecord):
+            payload = item.desired.SerializeToString()
+            written = await write_to_holder(self._nats, device.id, LiveAction.PLAN, payload)
+            if written is not None:
+                await self._plans.mark_pushed(device.id, item.desired.version, written)
+        else:
+            payload = wire_command(item).SerializeToString()
+            written = await write_to_holder(self._nats, device.id, LiveAction.COMMAND, payload)
+            if written is not None:
+                await self._mark_sent(item, device.space_id, written)
+        return written is not None
 
     async def _mark_sent(
         self, command: CommandRecord, space_id: uuid.UUID, connection_id: str

@@ -28,14 +28,15 @@ _SAVE = Query(
 # while ago and still not applied (the device may have missed it).
 _AWAITING_PLAN = Query(
     text(
-        "SELECT d.id FROM devices d LEFT JOIN heating h ON h.device_id = d.id"
+        "SELECT d.id AS device_id FROM devices d LEFT JOIN heating h ON h.device_id = d.id"
         " WHERE d.lease_until IS NOT NULL AND d.retired_at IS NULL"
         " AND d.type IN ('HEATER', 'CONTROLLER')"
         " AND (h.device_id IS NULL"
         " OR h.pushed_connection_id IS DISTINCT FROM d.connection_id"
         " OR h.pushed_version < h.desired_version"
         " OR (h.applied_version < h.desired_version AND h.pushed_at < :resend_before))"
-        " ORDER BY d.id LIMIT :limit"
+        # Longest waiting first: devices that keep failing do not starve the rest.
+        " ORDER BY h.pushed_at NULLS FIRST LIMIT :limit"
     )
 )
 
@@ -49,6 +50,7 @@ def _record(row: Record) -> HeatingRecord:
         desired_by=row["desired_by"],
         reported=heating_pb2.HeatingStatus.FromString(reported) if reported is not None else None,
         reported_version=row["reported_version"],
+        reported_stream_at=row["reported_stream_at"],
         reported_at=row["reported_at"],
         pushed_version=row["pushed_version"],
         pushed_connection_id=row["pushed_connection_id"],
@@ -74,6 +76,7 @@ class SqlHeating:
             desired_by=record.desired_by,
             reported=record.reported.SerializeToString() if record.reported is not None else None,
             reported_version=record.reported_version,
+            reported_stream_at=record.reported_stream_at,
             reported_at=record.reported_at,
             applied_version=record.applied_version,
             pushed_version=record.pushed_version,

@@ -56,7 +56,8 @@ class HeatingRecord:
     # None until the device first reports.
     reported: heating_pb2.HeatingStatus | None = None
     reported_version: int = 0
-    # When the adapter received the report.
+    # When the report's stream opened, and when the adapter received the report.
+    reported_stream_at: datetime | None = None
     reported_at: datetime | None = None
     # The plan version last written to a stream, which stream, and when.
     pushed_version: int = 0

@@ -93,6 +93,7 @@ heating = Table(
     Column("desired_by", Uuid),
     Column("reported", LargeBinary),
     Column("reported_version", BigInteger, nullable=False),
+    Column("reported_stream_at", DateTime(timezone=True)),
     Column("reported_at", DateTime(timezone=True)),
     Column("applied_version", BigInteger, nullable=False),
     Column("pushed_version", BigInteger, nullable=False),

@@ -28,8 +28,10 @@ class Replica:
         self._held: dict[str, tuple[str, Subscription]] = {}
         self._opened: dict[str, datetime] = {}
         self.written: dict[str, list[adapter_pb2.Command]] = {}
-        # Heating plans written to each device's stream, in order.
+        # Heating plans written to each device's streams, in order.
         self.plans: dict[str, list[heating_pb2.HeatingPlan]] = {}
+        # The highest plan version written to each stream.
+        self._plan_written: dict[str, int] = {}
         # Devices told to end their stream (retired, new secret), once per notice.
         self.revoked: list[str] = []
 
@@ -50,6 +52,8 @@ class Replica:
             elif message.subject.endswith(".plan"):
                 plan = heating_pb2.HeatingPlan.FromString(message.data)
                 self.plans.setdefault(device_id, []).append(plan)
+                written = self._plan_written.get(connection_id, 0)
+                self._plan_written[connection_id] = max(written, plan.version)
                 await message.respond(connection_id.encode())
             elif message.subject.endswith(".revoke"):
                 self.revoked.append(device_id)
@@ -126,15 +130,24 @@ class Replica:
         )
 
     async def report_heating(
-        self, device_id: str, status: heating_pb2.HeatingStatus, received: datetime | None = None
+        self,
+        device_id: str,
+        status: heating_pb2.HeatingStatus,
+        received: datetime | None = None,
+        *,
+        connection_id: str | None = None,
     ) -> None:
-        """The device's HeatingStatus, as received at `received` (default now)."""
+        """The device's HeatingStatus as received at `received` (default now) on the
+        stream it holds (or an older one, `connection_id`)."""
+        connection_id = connection_id or self._held[device_id][0]
         await self.publish(
             adapter_pb2.HeatingStatusReceived(
                 device_id=device_id,
-                connection_id=self._held[device_id][0] if device_id in self._held else "",
+                connection_id=connection_id,
                 status=status,
                 occur_time=timestamp(received or datetime.now(UTC)),
+                connect_time=timestamp(self._opened[connection_id]),
+                plan_version_written=self._plan_written.get(connection_id, 0),
             )
         )
 

@@ -3,6 +3,7 @@ to the replica holding the stream on change and on connect, reports taken in the
 adapter's order. The adapter is a stand-in (tests/integration/adapter_standin.py)."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -12,10 +13,12 @@ import pytest
 from warmhouse.device.v1 import device_pb2
 from warmhouse.heating.v1 import heating_pb2
 
+from services.device.repository import sql_repositories
 from services.runtime.config import RuntimeSettings
 from tests.accounts import refused
 from tests.integration.adapter_standin import Replica, replica
 from tests.integration.households import Household
+from tests.integration.mesh import Mesh
 from tests.integration.test_device_service import device_id_in
 from tests.polling import eventually
 
@@ -130,18 +133,40 @@ async def test_a_device_that_connects_later_gets_the_current_plan(
     assert standin.plans[device_id][0].mode == heating_pb2.OFF
 
 
-async def test_a_device_that_lost_its_plan_gets_it_again_at_once(
+async def test_a_device_that_says_it_lacks_the_plan_written_to_it_gets_it_again(
     devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
 ) -> None:
     device_id = await device_id_in(devices, household)
     await standin.connect(device_id)
     await eventually(lambda: versions_written(standin, device_id) == [1], what="the plan")
-    await asyncio.sleep(0.1)
-    # A restart without storage: it runs its factory defaults (version 0).
-    reset = heating_pb2.HeatingStatus(plan_version=0, mode=heating_pb2.HEAT)
-    await standin.report_heating(device_id, reset)
-    # Again well before the 30 s resend: the same version, which the device applies again.
-    await eventually(lambda: versions_written(standin, device_id) == [1, 1], within=5)
+    lacking = heating_pb2.HeatingStatus(plan_version=0, mode=heating_pb2.HEAT)
+
+    async def written_again() -> bool:
+        # It keeps saying so (as a device does on every change); once its status cannot
+        # have crossed the plan on the wire, the plan goes out again.
+        await standin.report_heating(device_id, lacking)
+        return versions_written(standin, device_id) == [1, 1]
+
+    # Well before the 30 s resend: the same version, which the device applies again.
+    await eventually(written_again, within=6, interval=0.5, what="the plan again")
+
+
+async def test_the_sweep_writes_a_plan_again_that_was_never_applied(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica, mesh: Mesh
+) -> None:
+    device_id = await device_id_in(devices, household)
+    await standin.connect(device_id)
+    await eventually(lambda: versions_written(standin, device_id) == [1], what="the plan")
+    # No report at all. The sweep's query, as of a minute from now, finds it.
+    database = mesh.device.runtime.database
+    async with database.transaction() as connection:
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        waiting = await sql_repositories(connection).heating.devices_awaiting_plan(later, 1000)
+    assert uuid.UUID(device_id) in waiting
+    async with database.transaction() as connection:
+        now = datetime.now(UTC) - timedelta(seconds=1)
+        waiting = await sql_repositories(connection).heating.devices_awaiting_plan(now, 1000)
+    assert uuid.UUID(device_id) not in waiting
 
 
 async def test_reports_are_taken_in_the_order_the_adapter_received_them(
@@ -176,6 +201,36 @@ async def test_reports_are_taken_in_the_order_the_adapter_received_them(
         metadata=household.guest.auth,
     )
     assert logs.device_logs[0].event.startswith("window open")
+
+
+async def test_a_report_of_an_older_stream_loses_whatever_its_arrival_time(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
+) -> None:
+    device_id = await device_id_in(devices, household)
+    older = await standin.connect(device_id)
+    await standin.drop(device_id)
+    await standin.connect(device_id)
+    plan = (await heating(devices, household, device_id)).desired.plan
+    await standin.report_heating(device_id, applied(plan, target_celsius=21))
+
+    async def reported_once() -> bool:
+        return (await heating(devices, household, device_id)).reported.version == 1
+
+    await eventually(reported_once, what="the newer stream's report")
+    # The older stream's replica has a clock running ahead: its late report still loses.
+    ahead = datetime.now(UTC) + timedelta(minutes=5)
+    await standin.report_heating(
+        device_id, applied(plan, target_celsius=5), ahead, connection_id=older
+    )
+    await standin.report_heating(device_id, applied(plan, target_celsius=22))
+
+    async def reported_twice() -> device_pb2.GetHeatingResponse | None:
+        found = await heating(devices, household, device_id)
+        return found if found.reported.version == 2 else None
+
+    found = await eventually(reported_twice, what="the next report")
+    assert found is not None
+    assert found.reported.status.target_celsius == 22
 
 
 async def test_a_sensor_has_no_heating_and_a_stranger_sees_no_device(

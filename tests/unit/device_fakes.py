@@ -11,7 +11,6 @@ from services.device.device_secrets import DeviceSecrets
 from services.device.domain import OFFLINE, ONLINE
 from services.device.handlers import DeviceHandlers
 from services.device.heating import HeatingHandlers
-from services.device.heating_rules import HEATING_TYPES
 from services.device.ports import (
     CommandRecord,
     DeviceLogRecord,
@@ -22,6 +21,7 @@ from services.device.ports import (
     Presence,
     ProjectedAccess,
 )
+from services.runtime.heating_model import HEATING_DEVICE_TYPES
 from services.runtime.pagination import Cursor, PageTokens
 from services.runtime.space_roles import Membership
 from tests.fakes import FakeClock, FakeUnitOfWork
@@ -279,7 +279,7 @@ class FakeHeating:
         waiting = []
         for device in self._devices.rows.values():
             connected = device.lease_until is not None and device.retired_at is None
-            if not connected or device.type not in HEATING_TYPES:
+            if not connected or device.type not in HEATING_DEVICE_TYPES:
                 continue
             row = self.rows.get(device.id)
             if row is None or _plan_due(row, device.connection_id, resend_before):

@@ -11,7 +11,9 @@ CREATE TABLE heating (
     -- The last accepted report: a serialized HeatingStatus, NULL until the first.
     reported             bytea,
     reported_version     bigint      NOT NULL DEFAULT 0,
-    -- When the adapter received it: a report received earlier loses.
+    -- When its stream opened, and when the adapter received it: a report
+    -- earlier by (stream, arrival) loses.
+    reported_stream_at   timestamptz,
     reported_at          timestamptz,
     -- The plan version the device says it runs.
     applied_version      bigint      NOT NULL DEFAULT 0,
