@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.device_adapter.v1 import device_adapter_pb2
+from warmhouse.heating.v1 import heating_pb2
 
 from services.device import domain, heating_rules
 from services.device.handlers import log_entry
@@ -101,7 +102,7 @@ class HeatingReports:
     def __init__(
         self, on_plan_refused: Callable[[uuid.UUID], None], clock: Clock = utc_now
     ) -> None:
-        # Told after a commit that found a device without the plan written to it.
+        # Told after a commit that found the device should get its plan again.
         self._on_plan_refused = on_plan_refused
         self._clock = clock
 
@@ -135,6 +136,14 @@ class HeatingReports:
         if self._refused(record, event):
             after = replace(after, pushed_version=0)
             context.after_commit(lambda: self._on_plan_refused(device_id))
+        if status.plan_version > record.desired.version:
+            # The device runs a version this service never gave out (its storage
+            # outlived a restored database): renumber the plan above it, or the
+            # device would ignore every plan until the versions caught up.
+            after = replace(after, desired=_renumbered(record.desired, status.plan_version + 1))
+            line = f"desired v{after.desired.version}: renumbered above the device's own"
+            await repos.logs.add(log_entry(device_id, domain.HEATING_CHANGED, line, received))
+            context.after_commit(lambda: self._on_plan_refused(device_id))
         await repos.heating.save(after)
         before = record.reported
         if (before.window_open if before is not None else False) != status.window_open:
@@ -151,6 +160,13 @@ class HeatingReports:
             record.pushed_at > self._clock() - RESEND_REFUSED_AFTER
         )
         return behind and event.connection_id == record.pushed_connection_id and not recently
+
+
+def _renumbered(plan: heating_pb2.HeatingPlan, version: int) -> heating_pb2.HeatingPlan:
+    renumbered = heating_pb2.HeatingPlan()
+    renumbered.CopyFrom(plan)
+    renumbered.version = version
+    return renumbered
 
 
 def _older(opened: datetime, received: datetime, record: HeatingRecord) -> bool:

@@ -151,6 +151,22 @@ async def test_a_device_that_says_it_lacks_the_plan_written_to_it_gets_it_again(
     await eventually(written_again, within=6, interval=0.5, what="the plan again")
 
 
+async def test_a_device_running_a_version_never_given_out_gets_the_plan_renumbered_above_it(
+    devices: "DeviceServiceAsyncStub", household: Household, standin: Replica
+) -> None:
+    device_id = await device_id_in(devices, household)
+    await standin.connect(device_id)
+    await eventually(lambda: versions_written(standin, device_id) == [1], what="the plan")
+    # Its storage outlived a restored database: it runs version 7.
+    await standin.report_heating(device_id, heating_pb2.HeatingStatus(plan_version=7))
+    await eventually(lambda: versions_written(standin, device_id) == [1, 8], what="version 8")
+    current = await heating(devices, household, device_id)
+    assert current.desired.plan.version == 8
+    # Changes go on from there.
+    changed = await update(devices, household, device_id, 8, target_celsius=21)
+    assert changed.desired.plan.version == 9
+
+
 async def test_the_sweep_writes_a_plan_again_that_was_never_applied(
     devices: "DeviceServiceAsyncStub", household: Household, standin: Replica, mesh: Mesh
 ) -> None:
