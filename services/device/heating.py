@@ -101,7 +101,17 @@ class HeatingHandlers:
             heating_rules.check_version(record.desired, request.version)
             now = self._clock()
             plan = heating_rules.changed_plan(record.desired, request, now)
-            changed = replace(record, desired=plan, desired_at=now, desired_by=caller.user_uuid)
+            window_start, count = heating_rules.count_change(
+                record.changes_window_start, record.changes_in_window, now
+            )
+            changed = replace(
+                record,
+                desired=plan,
+                desired_at=now,
+                desired_by=caller.user_uuid,
+                changes_window_start=window_start,
+                changes_in_window=count,
+            )
             await tx.repos.heating.save(changed)
             await tx.repos.logs.add(
                 log_entry(

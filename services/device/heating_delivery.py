@@ -144,11 +144,13 @@ class HeatingReports:
             line = f"desired v{after.desired.version}: renumbered above the device's own"
             await repos.logs.add(log_entry(device_id, domain.HEATING_CHANGED, line, received))
             context.after_commit(lambda: self._on_plan_refused(device_id))
-        await repos.heating.save(after)
         before = record.reported
-        if (before.window_open if before is not None else False) != status.window_open:
+        window_moved = (before.window_open if before is not None else False) != status.window_open
+        if window_moved and heating_rules.window_worth_logging(record.window_logged_at, received):
+            after = replace(after, window_logged_at=received)
             line = heating_rules.window_line(status)
             await repos.logs.add(log_entry(device_id, domain.HEATING_CHANGED, line, received))
+        await repos.heating.save(after)
 
     def _refused(
         self, record: HeatingRecord, event: device_adapter_pb2.HeatingStatusReceived

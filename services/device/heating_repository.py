@@ -55,6 +55,9 @@ def _record(row: Record) -> HeatingRecord:
         pushed_version=row["pushed_version"],
         pushed_connection_id=row["pushed_connection_id"],
         pushed_at=row["pushed_at"],
+        changes_window_start=row["changes_window_start"],
+        changes_in_window=row["changes_in_window"],
+        window_logged_at=row["window_logged_at"],
     )
 
 
@@ -82,6 +85,9 @@ class SqlHeating:
             pushed_version=record.pushed_version,
             pushed_connection_id=record.pushed_connection_id,
             pushed_at=record.pushed_at,
+            changes_window_start=record.changes_window_start,
+            changes_in_window=record.changes_in_window,
+            window_logged_at=record.window_logged_at,
         )
 
     async def devices_awaiting_plan(self, resend_before: datetime, limit: int) -> list[uuid.UUID]:

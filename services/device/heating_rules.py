@@ -14,7 +14,7 @@ from warmhouse.device.v1 import device_pb2
 from warmhouse.heating.v1 import heating_pb2
 
 from services.runtime import heating_model as model
-from services.runtime.errors import Conflict, DomainError, InvalidArgument
+from services.runtime.errors import Conflict, DomainError, InvalidArgument, Throttled
 from services.runtime.space_roles import Right
 from services.runtime.timestamps import moment, timestamp
 
@@ -40,6 +40,13 @@ MAX_PRESET = timedelta(days=366)
 SLOTS_PER_DAY = 12
 # The version a device's desired state has before anyone changed it.
 FIRST_VERSION = 1
+# Desired changes a device takes a minute: each is a transaction, a log entry,
+# an event and a plan its firmware stores; a client that keeps sending (a
+# slider sending every step) is told to slow down.
+CHANGES_PER_MINUTE = 30
+CHANGE_WINDOW = timedelta(minutes=1)
+# A window opening or closing is logged at most this often per device.
+WINDOW_LOG_EVERY = timedelta(seconds=30)
 
 # What a GUEST may change (Right.SET_TEMPERATURE); anything else is an operator's.
 _GUEST_FIELDS = frozenset({"target_celsius"})
@@ -106,6 +113,22 @@ def check_request(request: device_pb2.UpdateDesiredHeatingRequest) -> list[str]:
     if not fields:
         raise InvalidArgument("NOTHING_TO_CHANGE", "give at least one field to change")
     return fields
+
+
+def count_change(window_start: datetime | None, count: int, now: datetime) -> tuple[datetime, int]:
+    """The change window after one more change at `now`; Throttled beyond the limit."""
+    if window_start is None or now - window_start >= CHANGE_WINDOW:
+        return now, 1
+    if count >= CHANGES_PER_MINUTE:
+        raise Throttled(
+            "TOO_MANY_CHANGES",
+            f"at most {CHANGES_PER_MINUTE} changes a minute to one device's heating; try later",
+        )
+    return window_start, count + 1
+
+
+def window_worth_logging(last_logged: datetime | None, now: datetime) -> bool:
+    return last_logged is None or now - last_logged >= WINDOW_LOG_EVERY
 
 
 def check_version(current: heating_pb2.HeatingPlan, expected: int) -> None:
@@ -352,5 +375,5 @@ def describe_change(fields: list[str], plan: heating_pb2.HeatingPlan) -> str:
 
 def window_line(status: heating_pb2.HeatingStatus) -> str:
     if status.window_open:
-        return f"window open: heating held at {status.target_celsius:g} °C (the frost floor)"
+        return f"window open: heating paused, held at {status.target_celsius:g} °C"
     return "window closed: heating restored"

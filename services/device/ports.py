@@ -63,6 +63,11 @@ class HeatingRecord:
     pushed_version: int = 0
     pushed_connection_id: str | None = None
     pushed_at: datetime | None = None
+    # Desired changes since changes_window_start (heating_rules.count_change).
+    changes_window_start: datetime | None = None
+    changes_in_window: int = 0
+    # When a window opening or closing was last logged.
+    window_logged_at: datetime | None = None
 
     @property
     def applied_version(self) -> int:

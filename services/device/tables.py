@@ -6,6 +6,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Integer,
     LargeBinary,
     MetaData,
     Table,
@@ -99,4 +100,7 @@ heating = Table(
     Column("pushed_version", BigInteger, nullable=False),
     Column("pushed_connection_id", Text),
     Column("pushed_at", DateTime(timezone=True)),
+    Column("changes_window_start", DateTime(timezone=True)),
+    Column("changes_in_window", Integer, nullable=False),
+    Column("window_logged_at", DateTime(timezone=True)),
 )

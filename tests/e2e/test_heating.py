@@ -344,4 +344,4 @@ async def test_an_open_window_pauses_heating_at_the_frost_floor_then_restores_it
         assert restored - detected >= timedelta(seconds=600)
     logs = await hardware.logs("HEATING_CHANGED")
     assert logs[0] == "window closed: heating restored"
-    assert logs[1].startswith("window open: heating held at 7")
+    assert logs[1] == "window open: heating paused, held at 7 °C"

@@ -10,7 +10,13 @@ from warmhouse.device.v1 import device_pb2
 from warmhouse.heating.v1 import heating_pb2
 
 from services.device import heating_rules
-from services.runtime.errors import Conflict, DomainError, InvalidArgument, PermissionDenied
+from services.runtime.errors import (
+    Conflict,
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Throttled,
+)
 from services.runtime.timestamps import timestamp
 from tests.fakes import raises
 from tests.unit.device_fakes import DeviceWorld, device_world
@@ -298,3 +304,36 @@ async def test_a_command_cannot_set_a_target_below_the_frost_floor(world: Device
     await raises(send(world, home.owner, set_target(device, 25)), InvalidArgument)
     accepted = await send(world, home.owner, set_target(device, 24))
     assert accepted.status == device_pb2.QUEUED
+
+
+def test_changes_are_counted_per_minute_and_refused_beyond_the_limit() -> None:
+    start, count = heating_rules.count_change(None, 0, NOW)
+    assert (start, count) == (NOW, 1)
+    later = NOW + timedelta(seconds=30)
+    assert heating_rules.count_change(start, 5, later) == (NOW, 6)
+    with pytest.raises(Throttled) as refused:
+        heating_rules.count_change(start, heating_rules.CHANGES_PER_MINUTE, later)
+    assert refused.value.reason == "TOO_MANY_CHANGES"
+    # A new minute starts afresh.
+    next_minute = NOW + timedelta(minutes=1)
+    assert heating_rules.count_change(start, 30, next_minute) == (next_minute, 1)
+
+
+def test_window_moves_are_logged_at_most_every_half_minute() -> None:
+    assert heating_rules.window_worth_logging(None, NOW)
+    assert not heating_rules.window_worth_logging(NOW, NOW + timedelta(seconds=29))
+    assert heating_rules.window_worth_logging(NOW, NOW + timedelta(seconds=30))
+
+
+async def test_a_burst_of_changes_to_one_device_is_throttled(world: DeviceWorld) -> None:
+    home, device = await a_heater(world)
+    limit = heating_rules.CHANGES_PER_MINUTE
+    for version in range(1, limit + 1):
+        await world.heating.update(home.guest, change(device, version, target_celsius=20))
+    refused = await raises(
+        world.heating.update(home.guest, change(device, limit + 1, target_celsius=21)), Throttled
+    )
+    assert refused.reason == "TOO_MANY_CHANGES"
+    world.clock.advance(seconds=61)
+    changed = await world.heating.update(home.guest, change(device, limit + 1, target_celsius=21))
+    assert changed.desired.version == limit + 2

@@ -20,7 +20,12 @@ CREATE TABLE heating (
     -- What was last written to which stream, and when.
     pushed_version       bigint      NOT NULL DEFAULT 0,
     pushed_connection_id text,
-    pushed_at            timestamptz
+    pushed_at            timestamptz,
+    -- Desired changes in the current minute (a per-device limit), and when a
+    -- window change was last logged (a device flipping it cannot flood the log).
+    changes_window_start timestamptz,
+    changes_in_window    integer     NOT NULL DEFAULT 0,
+    window_logged_at     timestamptz
 );
 
 ALTER TABLE device_logs DROP CONSTRAINT device_logs_kind_check;
