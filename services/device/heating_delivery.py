@@ -144,12 +144,7 @@ class HeatingReports:
             line = f"desired v{after.desired.version}: renumbered above the device's own"
             await repos.logs.add(log_entry(device_id, domain.HEATING_CHANGED, line, received))
             context.after_commit(lambda: self._on_plan_refused(device_id))
-        before = record.reported
-        window_moved = (before.window_open if before is not None else False) != status.window_open
-        if window_moved and heating_rules.window_worth_logging(record.window_logged_at, received):
-            after = replace(after, window_logged_at=received)
-            line = heating_rules.window_line(status)
-            await repos.logs.add(log_entry(device_id, domain.HEATING_CHANGED, line, received))
+        after = await _log_window(repos, record, after, received)
         await repos.heating.save(after)
 
     def _refused(
@@ -162,6 +157,28 @@ class HeatingReports:
             record.pushed_at > self._clock() - RESEND_REFUSED_AFTER
         )
         return behind and event.connection_id == record.pushed_connection_id and not recently
+
+
+async def _log_window(
+    repos: DeviceRepositories, before: HeatingRecord, after: HeatingRecord, received: datetime
+) -> HeatingRecord:
+    """Log a window opening (at most every WINDOW_LOG_EVERY) and the closing of one logged."""
+    was_open = before.reported.window_open if before.reported is not None else False
+    status = after.reported
+    assert status is not None
+    if status.window_open == was_open:
+        return after
+    if status.window_open:
+        if not heating_rules.window_worth_logging(before.window_logged_at, received):
+            return replace(after, window_open_logged=False)
+        after = replace(after, window_logged_at=received, window_open_logged=True)
+    elif not before.window_open_logged:
+        return after
+    else:
+        after = replace(after, window_open_logged=False)
+    line = heating_rules.window_line(status)
+    await repos.logs.add(log_entry(after.device_id, domain.HEATING_CHANGED, line, received))
+    return after
 
 
 def _renumbered(plan: heating_pb2.HeatingPlan, version: int) -> heating_pb2.HeatingPlan:

@@ -58,6 +58,7 @@ def _record(row: Record) -> HeatingRecord:
         changes_window_start=row["changes_window_start"],
         changes_in_window=row["changes_in_window"],
         window_logged_at=row["window_logged_at"],
+        window_open_logged=row["window_open_logged"],
     )
 
 
@@ -88,6 +89,7 @@ class SqlHeating:
             changes_window_start=record.changes_window_start,
             changes_in_window=record.changes_in_window,
             window_logged_at=record.window_logged_at,
+            window_open_logged=record.window_open_logged,
         )
 
     async def devices_awaiting_plan(self, resend_before: datetime, limit: int) -> list[uuid.UUID]:

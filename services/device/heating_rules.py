@@ -45,7 +45,8 @@ FIRST_VERSION = 1
 # slider sending every step) is told to slow down.
 CHANGES_PER_MINUTE = 30
 CHANGE_WINDOW = timedelta(minutes=1)
-# A window opening or closing is logged at most this often per device.
+# An open window is logged at most this often per device (and its closing
+# whenever its opening was).
 WINDOW_LOG_EVERY = timedelta(seconds=30)
 
 # What a GUEST may change (Right.SET_TEMPERATURE); anything else is an operator's.

@@ -66,8 +66,9 @@ class HeatingRecord:
     # Desired changes since changes_window_start (heating_rules.count_change).
     changes_window_start: datetime | None = None
     changes_in_window: int = 0
-    # When a window opening or closing was last logged.
+    # When an open window was last logged, and whether the one open now was.
     window_logged_at: datetime | None = None
+    window_open_logged: bool = False
 
     @property
     def applied_version(self) -> int:

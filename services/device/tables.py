@@ -103,4 +103,5 @@ heating = Table(
     Column("changes_window_start", DateTime(timezone=True)),
     Column("changes_in_window", Integer, nullable=False),
     Column("window_logged_at", DateTime(timezone=True)),
+    Column("window_open_logged", Boolean, nullable=False),
 )

@@ -15,7 +15,10 @@ flight per stream, and few of its heating statuses wait to be published.
 
 Events of a stream follow its DeviceConnected: frames are read only once it
 is published. Its heating statuses are published one at a time, in the
-order they arrived (each is the device's whole state: the last one counts).
+order they arrived (each is the device's whole state: the last one counts),
+each stamped when it arrived with its stream's connect time and the highest
+plan version written to the stream by then. Beyond the rate, the newest is
+held and later ones take its place: none overtakes an older one.
 """
 
 import asyncio
@@ -147,11 +150,13 @@ class AnswerCounters:
 class HeatingStatusCounters:
     """Devices' HeatingStatus frames so far: for logs, tests and benchmarks."""
 
-    # Handed on to be published as HeatingStatusReceived.
+    # Handed on to be published as HeatingStatusReceived (at once, or once the
+    # rate allowed a held one).
     accepted: int = 0
     # Dropped: the device does not report heating (not a HEATER or CONTROLLER).
     not_heating: int = 0
-    # Dropped: beyond the stream's rate.
+    # Held beyond the stream's rate: each replaces the one held before it, and
+    # only the last is published.
     rate_limited: int = 0
     # Dropped: validation refused it.
     rejected: int = 0
@@ -257,7 +262,7 @@ class Connections:
                     settle(written, Delivery.NOT_WRITTEN)
                     raise
                 # grpc asks for the next frame only once it wrote this one.
-                settle(written, Delivery.WRITTEN)
+                stream.delivered(frame, written)
         finally:
             # No-op when something else ended it; otherwise the device left
             # (its request stream closed, or grpc cancelled the call).
@@ -453,37 +458,8 @@ class Connections:
                     stream.device_id,
                 )
             return
-        if not stream.allow_heating_status(now):
-            counters.rate_limited += 1
-            if stream.warn_once(Warned.HEATING_STATUS_RATE_LIMITED):
-                log.warning(
-                    "heating statuses from device %s beyond its rate: only the newest is kept",
-                    stream.device_id,
-                )
-            self._hold_newest(stream, status)
-            return
-        self._publish_heating_status(stream, status)
-
-    def _hold_newest(self, stream: Stream, status: heating_pb2.HeatingStatus) -> None:
-        """Keep the newest status beyond the rate and send it once the rate allows, so the
-        last word of a burst is never the one lost."""
-        releasing = stream.held_heating_status is not None
-        stream.held_heating_status = status
-        if not releasing:
-            self._in_background(self._release_held(stream))
-
-    async def _release_held(self, stream: Stream) -> None:
-        interval = 60 / self._settings.heating_statuses_per_minute
-        while not stream.ended:
-            await asyncio.sleep(interval)
-            held = stream.held_heating_status
-            if held is not None and stream.allow_heating_status(self._clock()):
-                stream.held_heating_status = None
-                self._publish_heating_status(stream, held)
-                return
-
-    def _publish_heating_status(self, stream: Stream, status: heating_pb2.HeatingStatus) -> None:
-        counters = self.heating_statuses
+        # Checked before the rate: an invalid status spends no token and never
+        # replaces a valid one waiting.
         accepted = accepted_heating_status(status)
         if accepted is None:
             counters.rejected += 1
@@ -494,16 +470,46 @@ class Connections:
                     heating_status_problem(status),
                 )
             return
-        counters.accepted += 1
-        self._publish_in_order(
-            stream,
-            pb.HeatingStatusReceived(
-                device_id=stream.device_id,
-                connection_id=stream.connection_id,
-                status=accepted,
-                occur_time=stamp(stream.last_seen_time),
-            ),
+        event = pb.HeatingStatusReceived(
+            device_id=stream.device_id,
+            connection_id=stream.connection_id,
+            status=accepted,
+            occur_time=stamp(stream.last_seen_time),
+            connect_time=stamp(stream.connect_time),
+            plan_version_written=stream.plan_version_written,
         )
+        # While one is held, a newer one must not overtake it: it takes its place.
+        if stream.held_heating_status is None and stream.allow_heating_status(now):
+            counters.accepted += 1
+            self._publish_in_order(stream, event)
+            return
+        counters.rate_limited += 1
+        if stream.warn_once(Warned.HEATING_STATUS_RATE_LIMITED):
+            log.warning(
+                "heating statuses from device %s beyond its rate: only the newest is kept",
+                stream.device_id,
+            )
+        self._hold_newest(stream, event)
+
+    def _hold_newest(self, stream: Stream, event: pb.HeatingStatusReceived) -> None:
+        """Keep the newest status beyond the rate and send it once the rate allows, so the
+        last word of a burst is never the one lost."""
+        releasing = stream.held_heating_status is not None
+        stream.held_heating_status = event
+        if not releasing:
+            self._in_background(self._release_held(stream))
+
+    async def _release_held(self, stream: Stream) -> None:
+        """Publish the held status when a token comes (a newer one may replace it
+        meanwhile); over once nothing is held or the stream ended."""
+        interval = 60 / self._settings.heating_statuses_per_minute
+        while not stream.ended and stream.held_heating_status is not None:
+            await asyncio.sleep(interval)
+            held = stream.held_heating_status
+            if held is not None and stream.allow_heating_status(self._clock()):
+                stream.held_heating_status = None
+                self.heating_statuses.accepted += 1
+                self._publish_in_order(stream, held)
 
     def _publish_in_order(self, stream: Stream, event: pb.HeatingStatusReceived) -> None:
         """Publish `event` after the stream's earlier statuses (the oldest waiting one

@@ -3,10 +3,11 @@
 A `Stream` is the state of one connection, kept small (10,000 of them per
 process is the target): who, since when, last heard, the commands and
 heating plans waiting to be written (one bounded queue, so they keep their
-order) and the commands written lately, its telemetry and heating status
-budgets, the heating statuses waiting to be published, and why it ended. It
-does no I/O; the connection's handler writes what `next_outgoing` hands it,
-and whoever ends the stream first (the device, the liveness sweeper, a newer
+order), the commands written lately and the highest plan version written,
+its telemetry and heating status budgets, the heating statuses waiting to be
+published, and why it ended. It does no I/O; the connection's handler writes
+what `next_outgoing` hands it (and says when grpc wrote it: `delivered`), and
+whoever ends the stream first (the device, the liveness sweeper, a newer
 stream, a revocation, shutdown) calls `end`.
 """
 
@@ -19,16 +20,19 @@ from typing import Protocol, TypeAlias
 
 from warmhouse.device.v1 import device_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
-from warmhouse.heating.v1 import heating_pb2
 
 from services.device_adapter.rate import TokenBucket
 from services.device_adapter.validation import canonical_uuid
+from services.runtime import heating_model
 from services.runtime.errors import Conflict, DomainError, Unauthenticated, Unavailable
 
 DisconnectReason: TypeAlias = pb.DisconnectReason.ValueType
 DeviceType: TypeAlias = device_pb2.DeviceType.ValueType
-# The devices that follow a heating plan and report a HeatingStatus.
-HEATING_DEVICE_TYPES = frozenset({device_pb2.HEATER, device_pb2.CONTROLLER})
+# The devices that follow a heating plan and report a HeatingStatus, as the
+# Device service's enum values.
+HEATING_DEVICE_TYPES = frozenset(
+    device_pb2.DeviceType.Value(name) for name in heating_model.HEATING_DEVICE_TYPES
+)
 # Commands and plans waiting to be written; beyond this one is refused at once
 # (Device sends one at a time per device, so only a stuck stream fills it).
 MAX_QUEUED_FRAMES = 256
@@ -123,6 +127,7 @@ class Stream:
         "last_seen_time",
         "opened",
         "pending_acknowledgements",
+        "plan_version_written",
         "reason",
         "subscription",
         "unpublished_statuses",
@@ -165,8 +170,11 @@ class Stream:
         # HeatingStatusReceived events of this stream waiting behind the one
         # being published, oldest first; None while none is being published.
         self.unpublished_statuses: deque[pb.HeatingStatusReceived] | None = None
-        # The newest heating status beyond the stream's rate, sent when it allows.
-        self.held_heating_status: heating_pb2.HeatingStatus | None = None
+        # The newest heating status beyond the stream's rate, as received (stamped
+        # then), published when the rate allows.
+        self.held_heating_status: pb.HeatingStatusReceived | None = None
+        # The highest HeatingPlan version grpc wrote to the stream; 0 before any.
+        self.plan_version_written = 0
         self._warned = Warned(0)
         self._telemetry_budget = telemetry_budget
         self._heating_status_budget = heating_status_budget
@@ -255,6 +263,17 @@ class Stream:
             finally:
                 self._waiter = None
         return None
+
+    def delivered(self, frame: pb.ConnectResponse, written: "asyncio.Future[Delivery]") -> None:
+        """grpc wrote `frame` (it asked for the next one): settle it WRITTEN, and a
+        plan's version counts as written to the stream from now on.
+
+        Recorded here, as the write completes, rather than where the requester
+        learns of it a loop turn later: a plan written after its requester gave
+        up waiting still reached the device."""
+        if frame.WhichOneof("frame") == "heating_plan":
+            self.plan_version_written = max(self.plan_version_written, frame.heating_plan.version)
+        settle(written, Delivery.WRITTEN)
 
     def _remember_written(self, frame: pb.ConnectResponse) -> None:
         if frame.WhichOneof("frame") != "command":

@@ -6,7 +6,6 @@ what the device sent.
 """
 
 import math
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from warmhouse.device_adapter.v1 import device_adapter_pb2 as pb
 from warmhouse.heating.v1 import heating_pb2
 
 from services.runtime.errors import InvalidArgument, Unauthenticated
+from services.runtime.heating_model import START_TIME
 
 MAX_DEVICE_ID_LENGTH = 64
 MAX_SECRET_LENGTH = 256
@@ -33,8 +33,6 @@ SAMPLE_TIME_MAX_AGE_SECONDS = 24 * 3600
 SAMPLE_TIME_MAX_AHEAD_SECONDS = 60
 # Set points and room temperatures a heating device may report.
 HEATING_TEMPERATURE_RANGE_CELSIUS = (-50.0, 150.0)
-# ScheduleSlot.start_time: "HH:MM", 24-hour, ASCII digits.
-_START_TIME = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 # What a Timestamp may hold (0001-01-01 to 9999-12-31): beyond it, turning a
 # reported time into text (JSON, a database) fails downstream.
 _TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
@@ -197,7 +195,7 @@ def _schedule_slot_problem(status: heating_pb2.HeatingStatus) -> str | None:
     slot = status.schedule_slot
     if not _known_value(heating_pb2.DayOfWeek.DESCRIPTOR, slot.day):
         return "schedule_slot.day is not a known day"
-    if _START_TIME.fullmatch(slot.start_time) is None:
+    if START_TIME.fullmatch(slot.start_time) is None:
         return 'schedule_slot.start_time is not a time "HH:MM"'
     return None
 

@@ -30,4 +30,8 @@ class SimClock:
         return (self._monotonic() - self._origin) * self.speed
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.elapsed())
+        return self.at(self.elapsed())
+
+    def at(self, elapsed_seconds: float) -> datetime:
+        """The simulated time `elapsed_seconds` after the start (a room's time_seconds)."""
+        return self.start + timedelta(seconds=elapsed_seconds)

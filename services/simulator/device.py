@@ -45,12 +45,13 @@ from warmhouse.device_adapter.v1.device_adapter_pb2 import (
 from warmhouse.device_adapter.v1.device_adapter_pb2_grpc import DeviceAdapterServiceStub
 from warmhouse.heating.v1.heating_pb2 import HeatingPlan, HeatingStatus
 
+from services.runtime.heating_model import DEFAULT_TARGET_CELSIUS
 from services.simulator import commands, flash
 from services.simulator.backoff import Backoff
 from services.simulator.clock import SimClock
 from services.simulator.commands import Answers, Result
 from services.simulator.heating import HeatingFirmware, Reason, Setpoint, Slot
-from services.simulator.thermal import DEFAULT_TARGET_CELSIUS, Room, Thermostat
+from services.simulator.thermal import Room, Thermostat
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ MAX_SAMPLES_PER_FRAME = 100
 # Set point changes kept in `heating_log`, the oldest forgotten first.
 HEATING_LOG_SIZE = 1000
 # The heating timer's shortest check interval (real seconds) unless the telemetry
-# interval is shorter: thousands of devices must not wake many times a second.
+# interval is shorter: thousands of devices must not wake many times a second. On a
+# clock so fast that this is longer than the window detector's span, the detector
+# still sees every step the room took in between (Room.history).
 MIN_WINDOW_CHECK_SECONDS = 1.0
 # Waking a moment after a foreseen change, not a moment before it.
 TIMER_SLACK_SECONDS = 0.001
@@ -186,9 +189,11 @@ class SimulatedDevice:
         self.last_disconnect_code: grpc.StatusCode | None = None
         self.results: Answers = Answers()
         self.executed: list[str] = []
-        # What the last commands said; the firmware decides what the heaters hold.
+        # The target the last SET_TARGET_TEMPERATURE command asked for, kept after a plan
+        # or a slot's start ended the override: what the firmware holds is `set_point`.
         self.target_celsius = DEFAULT_TARGET_CELSIUS
-        self.enabled = True
+        # A SENSOR's on/off, which drives nothing (a heating device's is its firmware's).
+        self._sensor_on = True
         self.heartbeat_interval = DEFAULT_HEARTBEAT_SECONDS
         self.samples_sent = 0
         self.frames_sent = 0
@@ -220,6 +225,8 @@ class SimulatedDevice:
                 self._stored_plan = stored.SerializeToString(deterministic=True)
         self.set_point: Setpoint | None = None
         self.heating_log: list[HeatingChange] = []
+        # The room's time (Room.time_seconds) up to which the firmware has seen its path.
+        self._observed_until = room.time_seconds
         self._heating_timer: asyncio.TimerHandle | None = None
         self._refresh_heating(apply_anyway=True)
 
@@ -351,22 +358,29 @@ class SimulatedDevice:
         self.counters.commands_executed += 1
         return commands.DONE
 
+    @property
+    def enabled(self) -> bool:
+        """False after a TURN_OFF: for a heating device until a TURN_ON or a newer plan (its
+        firmware's local OFF), for a SENSOR until a TURN_ON."""
+        if self.heating is not None:
+            return not self.heating.local_off
+        return self._sensor_on
+
     def _carry_out(self, command: Command) -> None:
-        firmware = self.heating
         if command.kind == SET_TARGET_TEMPERATURE:
             self.target_celsius = command.target_temperature_celsius
-            if firmware is not None:
-                firmware.override(self.clock.now(), self.target_celsius)
+        firmware = self.heating
+        if firmware is None:
+            if command.kind in (TURN_ON, TURN_OFF):
+                self._sensor_on = command.kind == TURN_ON
+            return
+        if command.kind == SET_TARGET_TEMPERATURE:
+            firmware.override(self.clock.now(), self.target_celsius)
         elif command.kind == TURN_ON:
-            self.enabled = True
-            if firmware is not None:
-                firmware.turn_on()
+            firmware.turn_on()
         elif command.kind == TURN_OFF:
-            self.enabled = False
-            if firmware is not None:
-                firmware.turn_off()
-        if firmware is not None:
-            self._heating_input()
+            firmware.turn_off()
+        self._heating_input()
 
     def _controlled_heaters(self) -> list[Thermostat]:
         if self.thermostat is not None:
@@ -416,24 +430,41 @@ class SimulatedDevice:
             self._schedule_heating()
 
     def _refresh_heating(self, *, apply_anyway: bool = False) -> bool:
-        """The room catches up, the firmware reads its temperature and decides; a new set
+        """The room catches up, the firmware reads its temperatures and decides; a new set
         point goes to the heaters from now on. Whether the decision changed."""
         firmware = self.heating
         if firmware is None:
             return False
-        self.room.advance_to(self.clock.elapsed())
-        now = self.clock.now()
-        firmware.observe(now, self.room.temperature_celsius)
+        elapsed = self.clock.elapsed()
+        now = self.clock.at(elapsed)
+        self._observe_room(firmware, elapsed)
         point = firmware.decide(now)
         changed = point != self.set_point
+        if self.thermostat is not None:
+            self.thermostat.set_floor(firmware.rules.frost_floor_celsius)
         if changed or apply_anyway:
             for heater in self._controlled_heaters():
-                heater.target_celsius = point.target_celsius
+                # A heater in the room holds its own frost floor, whatever the controller says.
+                heater.set_target(point.target_celsius)
                 heater.regulate(self.room.temperature_celsius)
         if changed:
             self._log_heating(now, point)
         self.set_point = point
         return changed
+
+    def _observe_room(self, firmware: HeatingFirmware, elapsed: float) -> None:
+        """The room catches up to `elapsed` (simulated seconds); the window detector reads
+        every temperature it went through since the last look (on a fast clock, many
+        steps), then now's."""
+        room = self.room
+        room.advance_to(elapsed)
+        now = self.clock.at(elapsed)
+        path = [
+            (self.clock.at(seconds), celsius)
+            for seconds, celsius in room.temperatures_after(self._observed_until)
+        ]
+        self._observed_until = room.time_seconds
+        firmware.observe_path([*path, (now, room.temperature_celsius)], now)
 
     def _log_heating(self, now: datetime, point: Setpoint) -> None:
         change = HeatingChange(now, point.target_celsius, point.reason, point.schedule_slot)

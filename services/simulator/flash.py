@@ -1,12 +1,16 @@
 """A device's storage for its heating plan, so a restarted device follows its plan before
-the cloud is back. A file per device; written whole or not at all (temp file, then rename)."""
+the cloud is back. A file per device; written whole or not at all (temp file, then rename).
+
+A simulator's flash, not a database: no fsync (a plan lost with the host's power is
+fetched again from the cloud), and the blocking writes run on the event loop, which a
+few hundred bytes per plan change can afford.
+"""
 
 import contextlib
 import hashlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
@@ -30,8 +34,17 @@ def plan_path(state_dir: Path, device_id: str) -> Path:
     return state_dir / f"{readable}-{digest}.plan"
 
 
+def _temporary_path(path: Path) -> Path:
+    """Where a new plan is written before it replaces `path`: one name per device, so a
+    write cut short leaves one file, found without listing the directory."""
+    return path.with_name(f"{path.name}.tmp")
+
+
 def load_plan(path: Path) -> HeatingPlan | None:
-    """The stored plan; None when there is none or it cannot be read (said in the log)."""
+    """The stored plan; None when there is none or it cannot be read (said in the log).
+    A temporary file left by a write cut short is removed."""
+    with contextlib.suppress(OSError):
+        _temporary_path(path).unlink(missing_ok=True)
     try:
         with path.open("rb") as stored:
             data = stored.read(MAX_PLAN_BYTES + 1)
@@ -54,9 +67,9 @@ def save_plan(path: Path, plan: HeatingPlan) -> None:
     """Replace the stored plan at once: a reader sees the old plan or the new, never half.
     OSError when it cannot be written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    temporary = _temporary_path(path)
     try:
-        with os.fdopen(descriptor, "wb") as out:
+        with temporary.open("wb") as out:
             out.write(plan.SerializeToString(deterministic=True))
         os.replace(temporary, path)
     except BaseException:

@@ -8,50 +8,53 @@ the frost floor and the maximum target bound it.
 
 Pure: no clock of its own, no I/O, no asyncio. Times are aware datetimes on
 the device's clock (SimClock.now()), which the schedule and presets run on.
+The schedule's local start times become instants (`start_instant`) before
+anything compares them with the clock, so across a daylight-saving shift
+each slot starts once, in order, when `next_change` said it would.
 The cloud checks every plan before sending it; the firmware still must not
 fail on a malformed one, so what it cannot use it replaces by the default.
 """
 
 import bisect
 import math
-import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TypeAlias
-from zoneinfo import ZoneInfo
 
 from warmhouse.heating.v1 import heating_pb2
 from warmhouse.heating.v1.heating_pb2 import HeatingPlan, HeatingStatus, ScheduleSlot
+
+from services.runtime.heating_model import (
+    DEFAULT_AWAY_CELSIUS,
+    DEFAULT_COMFORT_CELSIUS,
+    DEFAULT_DROP_CELSIUS,
+    DEFAULT_ECO_CELSIUS,
+    DEFAULT_FROST_FLOOR_CELSIUS,
+    DEFAULT_MAX_TARGET_CELSIUS,
+    DEFAULT_MIN_TARGET_CELSIUS,
+    DEFAULT_PAUSE_SECONDS,
+    DEFAULT_TARGET_CELSIUS,
+    DEFAULT_TIME_ZONE,
+    DEFAULT_WITHIN_SECONDS,
+    DROP_BOUNDS,
+    FROST_FLOOR_BOUNDS,
+    PAUSE_SECONDS_BOUNDS,
+    START_TIME,
+    WITHIN_SECONDS_BOUNDS,
+    time_zone,
+)
 
 Mode: TypeAlias = heating_pb2.HeatingMode.ValueType
 Preset: TypeAlias = heating_pb2.Preset.ValueType
 Reason: TypeAlias = heating_pb2.HeatingReason.ValueType
 
-# The factory defaults, the Device service's too.
+# The factory defaults are the Device service's (services/runtime/heating_model.py).
 DEFAULT_MODE = heating_pb2.HEAT
-DEFAULT_TARGET_CELSIUS = 20.0
-DEFAULT_TIME_ZONE = "UTC"
-DEFAULT_COMFORT_CELSIUS = 21.0
-DEFAULT_ECO_CELSIUS = 18.0
-DEFAULT_AWAY_CELSIUS = 16.0
-DEFAULT_MIN_TARGET_CELSIUS = 5.0
-DEFAULT_MAX_TARGET_CELSIUS = 30.0
-DEFAULT_FROST_FLOOR_CELSIUS = 7.0
-DEFAULT_DROP_CELSIUS = 1.5
-DEFAULT_WITHIN_SECONDS = 300
-DEFAULT_PAUSE_SECONDS = 1800
-
-# The ranges heating.proto documents; a value outside falls back to its default.
-FROST_FLOOR_RANGE_CELSIUS = (5.0, 15.0)
-DROP_RANGE_CELSIUS = (0.5, 10.0)
-WITHIN_RANGE_SECONDS = (60.0, 3600.0)
-PAUSE_RANGE_SECONDS = (60.0, 86400.0)
 
 MINUTES_PER_DAY = 24 * 60
 DAYS_PER_WEEK = 7
-_START_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _MODES = frozenset({heating_pb2.OFF, heating_pb2.HEAT, heating_pb2.AUTO})
 _PRESETS = frozenset(
     {
@@ -149,9 +152,7 @@ def rules_of(plan: HeatingPlan) -> Rules:
     frost_floor = DEFAULT_FROST_FLOOR_CELSIUS
     max_target = DEFAULT_MAX_TARGET_CELSIUS
     if plan.HasField("limits"):
-        frost_floor = _in_range_or(
-            limits.frost_floor_celsius, FROST_FLOOR_RANGE_CELSIUS, frost_floor
-        )
+        frost_floor = _in_range_or(limits.frost_floor_celsius, FROST_FLOOR_BOUNDS, frost_floor)
         if math.isfinite(limits.max_target_celsius) and limits.max_target_celsius >= frost_floor:
             max_target = limits.max_target_celsius
     has_presets = plan.HasField("preset_temperatures")
@@ -181,11 +182,11 @@ _DEFAULT_WINDOW = WindowRules(
 
 def _window_rules(plan: HeatingPlan) -> WindowRules:
     window = plan.window_detection
-    within = _in_range_or(window.within_seconds, WITHIN_RANGE_SECONDS, DEFAULT_WITHIN_SECONDS)
-    pause = _in_range_or(window.pause_seconds, PAUSE_RANGE_SECONDS, DEFAULT_PAUSE_SECONDS)
+    within = _in_range_or(window.within_seconds, WITHIN_SECONDS_BOUNDS, DEFAULT_WITHIN_SECONDS)
+    pause = _in_range_or(window.pause_seconds, PAUSE_SECONDS_BOUNDS, DEFAULT_PAUSE_SECONDS)
     return WindowRules(
         enabled=window.enabled,
-        drop_celsius=_in_range_or(window.drop_celsius, DROP_RANGE_CELSIUS, DEFAULT_DROP_CELSIUS),
+        drop_celsius=_in_range_or(window.drop_celsius, DROP_BOUNDS, DEFAULT_DROP_CELSIUS),
         within=timedelta(seconds=within),
         pause=timedelta(seconds=pause),
     )
@@ -214,7 +215,7 @@ def _datetime_or_none(plan: HeatingPlan) -> datetime | None:
 
 def start_minute(text: str) -> int | None:
     """Minutes since midnight of an "HH:MM" start time; None when it is not one."""
-    match = _START_TIME.fullmatch(text)
+    match = START_TIME.fullmatch(text)
     if match is None:
         return None
     return int(match.group(1)) * 60 + int(match.group(2))
@@ -237,50 +238,60 @@ def slots_of(slots: Iterable[ScheduleSlot]) -> tuple[Slot, ...]:
 
 def zone_of(name: str) -> tzinfo:
     """The IANA zone; UTC for an empty or unknown name."""
-    if not name:
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError, OSError):  # KeyError: ZoneInfoNotFoundError
-        return UTC
+    return time_zone(name) or UTC
 
 
-def week_minute(local: datetime) -> int:
-    return local.weekday() * MINUTES_PER_DAY + local.hour * 60 + local.minute
+def start_instant(day: date, minute: int, zone: tzinfo) -> datetime:
+    """When a start at `minute` past local midnight on `day` happens, in UTC: the first
+    instant whose local time reaches it.
+
+    In the hour repeated when the clocks go back, that is its first occurrence (fold=0);
+    a time the clocks skip when they go forward has none, and takes effect as the gap
+    ends (time zones shift on whole minutes, so the first local minute that exists).
+    """
+    hours, minutes = divmod(minute, 60)
+    wall = datetime(day.year, day.month, day.day, hours, minutes)
+    while True:
+        local = wall.replace(tzinfo=zone)
+        instant = local.astimezone(UTC)
+        if instant.astimezone(zone).replace(tzinfo=None) == wall:
+            return instant
+        wall += timedelta(minutes=1)
+
+
+def starts_on(slots: tuple[Slot, ...], zone: tzinfo, day: date) -> list[tuple[datetime, Slot]]:
+    """The slots of `day`'s weekday with the instants they start on `day`, in order (two
+    in one spring gap start together: the later one is the one in force)."""
+    weekday = day.weekday() * MINUTES_PER_DAY
+    first = bisect.bisect_left(slots, weekday, key=lambda slot: slot.week_minute)
+    last = bisect.bisect_left(slots, weekday + MINUTES_PER_DAY, key=lambda slot: slot.week_minute)
+    return [
+        (start_instant(day, slot.week_minute - weekday, zone), slot) for slot in slots[first:last]
+    ]
 
 
 def slot_in_force(slots: tuple[Slot, ...], zone: tzinfo, now: datetime) -> Slot | None:
-    """The latest slot started by local time `now` in the week; before the week's first
-    slot, the week's last (the schedule wraps). None without slots."""
-    if not slots:
-        return None
-    starts = [slot.week_minute for slot in slots]
-    index = bisect.bisect_right(starts, week_minute(now.astimezone(zone))) - 1
-    return slots[index]  # index -1 is the week's last slot: the wrap
+    """The slot that started last at or before `now`, looking back over the past week (so
+    the week's last slot runs into its first). None without slots."""
+    today = now.astimezone(zone).date()
+    for days_back in range(DAYS_PER_WEEK + 1):
+        started = [
+            slot
+            for start, slot in starts_on(slots, zone, today - timedelta(days=days_back))
+            if start <= now
+        ]
+        if started:
+            return started[-1]
+    return None
 
 
 def next_slot_start(slots: tuple[Slot, ...], zone: tzinfo, now: datetime) -> datetime | None:
-    """When the next slot starts, strictly after `now` (UTC); None without slots.
-
-    Across a daylight-saving shift a change can come sooner than foreseen (a start in
-    the skipped hour; the wall clock going back over a start): the device's regular
-    checks catch those, a check interval late at most.
-    """
-    if not slots:
-        return None
-    local = now.astimezone(zone)
-    starts = [slot.week_minute for slot in slots]
-    first = bisect.bisect_right(starts, week_minute(local))
-    # The next week's first slot is always later; the loop only goes on past a DST fold.
-    for position in range(first, first + len(slots) + 1):
-        weeks, index = divmod(position, len(slots))
-        slot = slots[index]
-        days_ahead = weeks * DAYS_PER_WEEK + slot.week_minute // MINUTES_PER_DAY - local.weekday()
-        hours, minutes = divmod(slot.week_minute % MINUTES_PER_DAY, 60)
-        day = local.date() + timedelta(days=days_ahead)
-        start = datetime(day.year, day.month, day.day, hours, minutes, tzinfo=zone)
-        if start.astimezone(UTC) > now:
-            return start.astimezone(UTC)
+    """When the next slot starts, strictly after `now` (UTC); None without slots."""
+    today = now.astimezone(zone).date()
+    for days_ahead in range(DAYS_PER_WEEK + 1):
+        for start, _ in starts_on(slots, zone, today + timedelta(days=days_ahead)):
+            if start > now:
+                return start
     return None
 
 
@@ -366,25 +377,41 @@ class HeatingFirmware:
     # The open-window detector.
 
     def observe(self, now: datetime, celsius: float) -> None:
-        """A temperature reading. A fall of drop_celsius from the warmest reading within the
-        last within_seconds opens the window for pause_seconds; then detection starts over."""
-        if self._window_until is not None:
-            if now < self._window_until:
+        """A temperature reading, taken and looked at `now` (see `observe_path`)."""
+        self.observe_path([(now, celsius)], now)
+
+    def observe_path(self, readings: Iterable[tuple[datetime, float]], now: datetime) -> None:
+        """The readings since the last look, oldest first, looked at `now`. A fall of
+        drop_celsius from the warmest reading within within_seconds before it opens the
+        window, from `now`, for pause_seconds (the whole pause, however late the look);
+        readings taken during the pause are ignored, and detection then starts over."""
+        paused_until = self._window_until
+        if paused_until is not None:
+            if now < paused_until:
                 return
             self._close_window()
         window = self.rules.window
-        if not (window.enabled and math.isfinite(celsius)):
+        if not window.enabled:
             return
+        for at, celsius in readings:
+            if paused_until is not None and at < paused_until:
+                continue
+            if math.isfinite(celsius) and self._fall_to(at, celsius) >= window.drop_celsius:
+                self._window_until = now + window.pause
+                self._recent.clear()
+                return
+
+    def _fall_to(self, at: datetime, celsius: float) -> float:
+        """How far `celsius`, read at `at`, lies below the warmest reading within
+        within_seconds before it; the reading is kept."""
         recent = self._recent
-        while recent and recent[0][0] < now - window.within:
+        while recent and recent[0][0] < at - self.rules.window.within:
             recent.popleft()
         # A reading no warmer than this newer one can never be the warmest again.
         while recent and recent[-1][1] <= celsius:
             recent.pop()
-        recent.append((now, celsius))
-        if recent[0][1] - celsius >= window.drop_celsius:
-            self._window_until = now + window.pause
-            recent.clear()
+        recent.append((at, celsius))
+        return recent[0][1] - celsius
 
     def window_open(self, now: datetime) -> bool:
         return self._window_until is not None and now < self._window_until

@@ -7,9 +7,11 @@ C the thermal mass (J/K). Pure: no clock, no I/O; devices advance their room to
 the simulated time before reading it or changing a heater or the window.
 """
 
+from collections import deque
 from dataclasses import dataclass, field
 
-DEFAULT_TARGET_CELSIUS = 20.0
+from services.runtime.heating_model import DEFAULT_FROST_FLOOR_CELSIUS, DEFAULT_TARGET_CELSIUS
+
 # Half the thermostat's dead band: on below target - this, off above target + this.
 HYSTERESIS_CELSIUS = 0.25
 # Long enough to keep thousands of rooms cheap, short enough that a heater at
@@ -19,16 +21,33 @@ MAX_STEP_SECONDS = 30.0
 # default room loses 1.5 °C in under a simulated minute, as a firmware's
 # open-window detector expects of an opened window.
 OPEN_WINDOW_WATTS_PER_KELVIN = 2000.0
+# The temperatures after the room's latest steps that it keeps (`history`): at
+# MAX_STEP_SECONDS a step, over two simulated hours, what a device looking once
+# a real second on a clock up to about 7,000 times faster still sees all of.
+HISTORY_STEPS = 256
 
 
 @dataclass
 class Thermostat:
     """A heater and its on/off regulation around the set point its firmware gives it. It has
-    no off of its own: off, the firmware sets the frost floor, which it still holds."""
+    no off of its own: off, the firmware sets the frost floor, which it still holds.
+
+    `floor_celsius` is its own firmware's frost floor: a set point from elsewhere (the
+    room's controller) is raised to it."""
 
     power_watts: float = 2000.0
     target_celsius: float = DEFAULT_TARGET_CELSIUS
     on: bool = False
+    floor_celsius: float = DEFAULT_FROST_FLOOR_CELSIUS
+
+    def set_target(self, celsius: float) -> None:
+        """Regulate to `celsius` from now on, never below the floor."""
+        self.target_celsius = max(self.floor_celsius, celsius)
+
+    def set_floor(self, celsius: float) -> None:
+        """Its firmware's frost floor; a set point already below it is raised."""
+        self.floor_celsius = celsius
+        self.target_celsius = max(celsius, self.target_celsius)
 
     def regulate(self, room_celsius: float) -> None:
         if room_celsius < self.target_celsius - HYSTERESIS_CELSIUS:
@@ -57,6 +76,11 @@ class Room:
     window_open: bool = False
     # The simulated time (seconds since the clock's start) the temperature holds for.
     time_seconds: float = 0.0
+    # (time_seconds, temperature_celsius) after each of the latest steps, oldest first: the
+    # path between two looks of a device that looks less often than the room steps.
+    history: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_STEPS), repr=False
+    )
 
     def __post_init__(self) -> None:
         if not (self.loss_watts_per_kelvin > 0 and self.capacity_joules_per_kelvin > 0):
@@ -88,6 +112,7 @@ class Room:
         )
         self.temperature_celsius += (power - loss) / self.capacity_joules_per_kelvin * seconds
         self.time_seconds += seconds
+        self.history.append((self.time_seconds, self.temperature_celsius))
 
     def advance(self, seconds: float, max_step: float = MAX_STEP_SECONDS) -> None:
         """`seconds` of simulated time, in steps short enough for the thermostats and
@@ -106,3 +131,13 @@ class Room:
             self.advance(time_seconds - self.time_seconds)
             # The steps' sum drifts by rounding; the room holds for exactly this time.
             self.time_seconds = time_seconds
+
+    def temperatures_after(self, time_seconds: float) -> list[tuple[float, float]]:
+        """The kept (time_seconds, temperature_celsius) later than `time_seconds`, oldest first."""
+        later: list[tuple[float, float]] = []
+        for sample in reversed(self.history):
+            if sample[0] <= time_seconds:
+                break
+            later.append(sample)
+        later.reverse()
+        return later

@@ -662,8 +662,10 @@ async def test_a_heating_status_is_published_as_received_after_the_streams_conne
     (event,) = await eventually(lambda: statuses(adapter))
     assert (event.device_id, event.connection_id) == (device.device_id, stream.connection_id)
     assert event.status == sent.heating_status
-    # When the adapter received it, not the device's own clock.
+    # When the adapter received it, not the device's own clock; and when its stream opened.
     assert event.occur_time.seconds == int(WALL) + 42
+    assert event.connect_time.seconds == int(WALL)
+    assert event.plan_version_written == 0
     (msg_id,) = [msg_id for published, msg_id in adapter.events.published if published is event]
     assert uuid.UUID(msg_id)
     assert adapter.log.index("publish DeviceConnected") < adapter.log.index(
@@ -813,5 +815,121 @@ async def test_when_too_many_statuses_wait_the_oldest_waiting_go(
     await eventually(lambda: len(statuses(adapter)) == 4)
     # The one being published, then the newest: the device's state now.
     assert plan_versions(adapter) == [1, 4, 5, 6]
+    device.send(None)
+    await device.closes_normally()
+
+
+def heating_plan(version: int) -> pb.ConnectResponse:
+    return pb.ConnectResponse(heating_plan=heating_pb2.HeatingPlan(version=version))
+
+
+async def test_a_status_carries_the_highest_plan_version_written_to_its_stream() -> None:
+    adapter = Adapter()
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+
+    async def status_sent() -> int:
+        """What a status the device sends now says was written."""
+        count = len(statuses(adapter))
+        device.send(heating_status())
+        await eventually(lambda: len(statuses(adapter)) > count)
+        return statuses(adapter)[-1].plan_version_written
+
+    async def next_frame() -> pb.ConnectResponse:
+        return await anext(device.responses)
+
+    queued = stream.send(heating_plan(5))
+    assert await status_sent() == 0  # queued only
+    assert (await anext(device.responses)).heating_plan.version == 5
+    assert await status_sent() == 0  # handed to grpc, its write not yet over
+    older = stream.send(heating_plan(3))
+    reading = asyncio.create_task(next_frame())  # grpc asks for the next frame
+    await eventually(lambda: queued.done())
+    assert queued.result() is Delivery.WRITTEN
+    assert await status_sent() == 5
+    assert (await reading).heating_plan.version == 3
+    reading = asyncio.create_task(next_frame())
+    await eventually(lambda: older.done())
+    # The highest written, not the last.
+    assert await status_sent() == 5
+    device.send(None)
+    with pytest.raises(StopAsyncIteration):
+        await reading
+
+
+async def held_one(adapter: Adapter, device: Device, plan_version: int) -> None:
+    """Spend the stream's burst (ten, with plan versions below `plan_version`), then send
+    `plan_version`, which is held."""
+    for version in range(plan_version - 10, plan_version):
+        device.send(heating_status(plan_version=version))
+    await eventually(lambda: len(statuses(adapter)) == 10)
+    device.send(heating_status(plan_version=plan_version))
+    await eventually(lambda: adapter.connections.heating_statuses.rate_limited == 1)
+
+
+async def test_a_newer_status_never_overtakes_a_held_one_it_takes_its_place() -> None:
+    # A token every 0.1 s of the adapter's clock, a burst of ten.
+    adapter = Adapter(heating_statuses_per_minute=600)
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+    await held_one(adapter, device, plan_version=10)
+
+    # Tokens for two: one would let 11 go at once, the other the held 10 after it.
+    adapter.now += 0.2
+    device.send(heating_status(plan_version=11))
+    await eventually(
+        lambda: (
+            11 in plan_versions(adapter)
+            and stream.held_heating_status is None
+            and stream.unpublished_statuses is None
+        )
+    )
+
+    assert plan_versions(adapter) == [*range(10), 11]
+    counters = adapter.connections.heating_statuses
+    assert (counters.accepted, counters.rate_limited) == (11, 2)
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_a_held_status_is_stamped_when_it_arrived_not_when_it_went_out() -> None:
+    adapter = Adapter(heating_statuses_per_minute=600)
+    device = Device(adapter)
+    await device.connect()
+    stream = the_stream(adapter, device)
+    adapter.wall = WALL + 5
+    await held_one(adapter, device, plan_version=10)
+    adapter.wall = WALL + 9
+    device.send(pb.ConnectRequest(heartbeat=pb.Heartbeat()))
+    await eventually(lambda: stream.last_seen_time == WALL + 9)
+
+    adapter.now += 0.1
+    await eventually(lambda: 10 in plan_versions(adapter))
+
+    released = statuses(adapter)[-1]
+    assert released.occur_time.seconds == int(WALL) + 5
+    assert released.connect_time.seconds == int(WALL)
+    device.send(None)
+    await device.closes_normally()
+
+
+async def test_an_invalid_status_spends_no_token_and_does_not_replace_a_held_one() -> None:
+    adapter = Adapter(heating_statuses_per_minute=600)
+    device = Device(adapter)
+    await device.connect()
+    for _ in range(10):
+        device.send(heating_status(plan_version=1, target_celsius=float("nan")))
+    await held_one(adapter, device, plan_version=12)  # ten sent at once: the whole burst
+    counters = adapter.connections.heating_statuses
+    assert (counters.rejected, counters.accepted) == (10, 10)
+
+    device.send(heating_status(plan_version=13, target_celsius=float("inf")))
+    await eventually(lambda: counters.rejected == 11)
+    adapter.now += 0.1
+
+    await eventually(lambda: 12 in plan_versions(adapter))
+    assert plan_versions(adapter) == [*range(2, 13)]
     device.send(None)
     await device.closes_normally()

@@ -2,7 +2,7 @@
 pure, explicit datetimes, no clock and no network."""
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from services.simulator.heating import (
     next_slot_start,
     slot_in_force,
     slots_of,
+    start_instant,
     start_minute,
     zone_of,
 )
@@ -166,6 +167,108 @@ def test_the_schedule_runs_in_the_plans_time_zone_across_daylight_saving() -> No
     assert device.next_change(saturday_noon) == datetime(2030, 3, 30, 21, 0, tzinfo=UTC)
     saturday_night = datetime(2030, 3, 30, 21, 0, tzinfo=UTC)
     assert device.next_change(saturday_night) == datetime(2030, 3, 31, 5, 0, tzinfo=UTC)
+
+
+# Daylight saving in Berlin, 2030: on Sunday 2030-03-31 the clocks skip 02:00-03:00 CET
+# (they jump at 01:00 UTC); on Sunday 2030-10-27 they repeat 02:00-03:00 (00:00-01:00 UTC
+# in CEST, then 01:00-02:00 UTC in CET).
+SPRING = datetime(2030, 3, 31, tzinfo=UTC)
+AUTUMN = datetime(2030, 10, 27, tzinfo=UTC)
+SUNDAY_NIGHT = [
+    slot(heating_pb2.SATURDAY, "22:00", 16.0),
+    slot(heating_pb2.SUNDAY, "01:30", 17.0),
+    slot(heating_pb2.SUNDAY, "02:30", 21.0),  # skipped in spring, repeated in autumn
+    slot(heating_pb2.SUNDAY, "03:30", 19.0),
+]
+
+
+def berlin_night() -> HeatingFirmware:
+    return firmware(mode=heating_pb2.AUTO, slots=SUNDAY_NIGHT, time_zone="Europe/Berlin")
+
+
+def minutes(start: datetime, count: int) -> list[datetime]:
+    return [start + timedelta(minutes=minute) for minute in range(count)]
+
+
+def slots_taken_up(device: HeatingFirmware, times: list[datetime]) -> list[tuple[datetime, str]]:
+    """When the slot in force changed, minute by minute, and to which start."""
+    changes: list[tuple[datetime, str]] = []
+    for now in times:
+        in_force = device.decide(now).schedule_slot
+        assert in_force is not None
+        if not changes or changes[-1][1] != in_force.start_time:
+            changes.append((now, in_force.start_time))
+    return changes
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        # 01:30 CET; 02:30 does not exist: as the gap ends (03:00 CEST); 03:30 CEST.
+        (SPRING, [(0, 30), (1, 0), (1, 30)]),
+        # 01:30 CEST; 02:30 the first time (CEST), never again in CET; 03:30 CET.
+        (AUTUMN, [(23, 30), (0, 30), (2, 30)]),
+    ],
+)
+def test_across_a_daylight_saving_shift_each_slot_starts_once_and_in_order(
+    day: datetime, expected: list[tuple[int, int]]
+) -> None:
+    device = berlin_night()
+    times = minutes(day - timedelta(hours=3), 8 * 60)  # Saturday 21:00 UTC to Sunday 05:00
+
+    changes = slots_taken_up(device, times)
+
+    starts = [
+        (day - timedelta(days=1) if hours > 12 else day) + timedelta(hours=hours, minutes=mins)
+        for hours, mins in expected
+    ]
+    assert changes == [
+        (times[0], "22:00"),
+        (starts[0], "01:30"),
+        (starts[1], "02:30"),
+        (starts[2], "03:30"),
+    ]
+    next_saturday = datetime.combine(day.date() + timedelta(days=6), time(22), BERLIN)
+    for now in times:  # the next change foreseen is the next one taken up
+        coming = [start for start, _ in changes if start > now] + [next_saturday]
+        assert device.next_change(now) == coming[0]
+
+
+def test_starts_in_a_spring_gap_take_effect_as_it_ends_and_the_latest_is_in_force() -> None:
+    in_the_gap = [
+        slot(heating_pb2.SUNDAY, "02:00", 18.0),
+        slot(heating_pb2.SUNDAY, "02:59", 22.0),
+        slot(heating_pb2.SUNDAY, "03:00", 20.0),
+        slot(heating_pb2.SUNDAY, "04:00", 17.0),
+    ]
+    device = firmware(mode=heating_pb2.AUTO, slots=in_the_gap, time_zone="Europe/Berlin")
+    gap_end = SPRING + timedelta(hours=1)
+
+    assert start_instant(SPRING.date(), 2 * 60 + 30, BERLIN) == gap_end
+    assert start_instant(AUTUMN.date(), 2 * 60 + 30, BERLIN) == AUTUMN + timedelta(minutes=30)
+    assert device.next_change(gap_end - timedelta(seconds=1)) == gap_end
+    assert decided(device, gap_end) == (20.0, "SCHEDULE")
+    assert device.next_change(gap_end) == SPRING + timedelta(hours=2)  # 04:00 CEST
+
+
+@pytest.mark.parametrize(
+    ("overridden", "ends"),
+    [
+        # 01:45 CET: the next start, 02:30, does not exist; it comes as the gap ends.
+        (SPRING + timedelta(minutes=45), SPRING + timedelta(hours=1)),
+        # 02:15 CET, the repeated hour's second time: 02:30 already started; next is 03:30.
+        (AUTUMN + timedelta(hours=1, minutes=15), AUTUMN + timedelta(hours=2, minutes=30)),
+    ],
+)
+def test_an_override_in_auto_ends_at_the_real_next_start(
+    overridden: datetime, ends: datetime
+) -> None:
+    device = berlin_night()
+    device.override(overridden, 25.0)
+
+    assert decided(device, ends - timedelta(seconds=1)) == (25.0, "LOCAL_OVERRIDE")
+    assert device.next_change(overridden) == ends
+    assert decided(device, ends)[1] == "SCHEDULE"
 
 
 def test_an_unknown_time_zone_means_utc() -> None:
@@ -519,6 +622,28 @@ def test_a_sudden_drop_opens_the_window_for_the_pause_then_heating_resumes() -> 
     assert device.decide(until).window_open_until is None
 
 
+def test_a_fall_among_readings_looked_at_later_opens_the_window_for_the_whole_pause() -> None:
+    device = firmware()
+    path = [(MONDAY + timedelta(seconds=30 * step), 20.0 - 0.25 * step) for step in range(8)]
+    looked = MONDAY + timedelta(hours=1)
+
+    device.observe_path(path, looked)  # 1.5 °C down 180 s after the first reading
+
+    point = device.decide(looked)
+    assert (point.window_open, point.window_open_until) == (True, looked + timedelta(minutes=30))
+
+
+def test_readings_taken_during_the_pause_are_ignored_after_it() -> None:
+    device = firmware()
+    opened_window(device, MONDAY)
+    until = MONDAY + timedelta(minutes=30)
+    during = [(until - timedelta(seconds=60), 20.0), (until - timedelta(seconds=1), 19.0)]
+
+    device.observe_path([*during, (until, 18.0)], until)  # 2 °C below a reading in the pause
+
+    assert not device.decide(until).window_open
+
+
 def test_after_the_pause_the_detector_starts_over() -> None:
     device = firmware()
     opened_window(device, MONDAY)
@@ -658,6 +783,19 @@ def test_no_stored_plan_or_a_corrupt_one_reads_as_none(tmp_path: Path) -> None:
     assert flash.load_plan(corrupt) is None
     assert flash.load_plan(huge) is None
     assert flash.load_plan(tmp_path) is None  # a directory
+
+
+def test_a_temporary_file_left_by_a_write_cut_short_is_removed_on_loading(tmp_path: Path) -> None:
+    path = flash.plan_path(tmp_path, "device-1")
+    flash.save_plan(path, plan(version=4))
+    leftover = path.with_name(f"{path.name}.tmp")
+    leftover.write_bytes(b"half a pl")
+
+    loaded = flash.load_plan(path)
+
+    assert loaded is not None
+    assert loaded.version == 4
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from warmhouse.device_adapter.v1.device_adapter_pb2 import (
     TURN_OFF,
+    TURN_ON,
     ConnectResponse,
 )
 from warmhouse.heating.v1 import heating_pb2
@@ -14,8 +15,14 @@ from warmhouse.heating.v1.heating_pb2 import HeatingPlan, HeatingStatus
 
 from services.simulator import cli, flash
 from services.simulator.clock import SimClock
-from services.simulator.device import HEATING_LOG_SIZE, DeviceType, SimulatedDevice
+from services.simulator.device import (
+    HEATING_LOG_SIZE,
+    MIN_WINDOW_CHECK_SECONDS,
+    DeviceType,
+    SimulatedDevice,
+)
 from services.simulator.fleet import DeviceSpec, Fault, Fleet
+from services.simulator.heating import Setpoint
 from services.simulator.thermal import Room
 from tests.polling import eventually
 from tests.unit.test_simulator_device import (  # the fake adapter and its fixtures
@@ -237,7 +244,94 @@ async def test_stopping_ends_the_heating_timer(
     assert len(device.heating_log) == stopped_at
 
 
+# A day in thirty real seconds: the detector's 300 s span passes nine times a real second,
+# far more often than a device looks (once a real second at most).
+FAST_WINDOW_CLOCK = 2880.0
+
+
+async def test_on_a_fast_clock_a_fall_between_two_looks_is_seen_and_paused_in_full(
+    start_device: StartDevice,  # noqa: F811 - the fixture
+) -> None:
+    real = [0.0]
+    clock = SimClock(speed=FAST_WINDOW_CLOCK, start=MONDAY, monotonic=lambda: real[0])
+    span, pause = timedelta(seconds=300), timedelta(seconds=1800)  # the defaults
+    assert MIN_WINDOW_CHECK_SECONDS * clock.speed > span.total_seconds() + pause.total_seconds()
+    device = await start_device(clock=clock)
+
+    real[0] = 0.5
+    device.open_window(True)
+    real[0] = 1.5  # the device's next look is 2,880 simulated seconds after its last
+    looked = clock.now()
+
+    def window_open() -> Setpoint | None:
+        point = device.set_point
+        return point if point is not None and point.window_open else None
+
+    point = await eventually(window_open, what="the open window")
+    assert point is not None
+    # The fall came within the span, long before the look; the pause runs from the look.
+    assert point.window_open_until == looked + pause
+    assert device.heating_log[-1].reason == heating_pb2.WINDOW_OPEN
+    assert device.thermostat is not None
+    assert device.thermostat.target_celsius == 7.0
+
+
 # Without a stream.
+
+
+def test_enabled_is_the_firmware_s_so_a_newer_plan_ends_a_turn_off() -> None:
+    device = idle(DeviceType.HEATER, Room("den"))
+    device.apply_plan(plan(version=2))
+    device.answer(command("off", kind=TURN_OFF))
+    off = device.enabled
+    device.apply_plan(plan(version=2))  # the same plan again: nothing new was asked
+    still_off = device.enabled
+
+    device.apply_plan(plan(version=3))
+
+    assert (off, still_off, device.enabled) == (False, False, True)
+    assert device.set_point is not None
+    assert device.set_point.mode == heating_pb2.HEAT
+
+
+def test_target_celsius_is_the_last_commanded_the_set_point_what_the_firmware_holds() -> None:
+    device = idle(DeviceType.HEATER, Room("den"))
+    device.answer(command("warmer", target=23.0))
+    device.apply_plan(plan(version=2, target_celsius=19.0))  # ends the override
+
+    assert device.target_celsius == 23.0
+    assert device.set_point is not None
+    assert (device.set_point.target_celsius, device.set_point.reason) == (
+        19.0,
+        heating_pb2.MANUAL_TARGET,
+    )
+
+
+def test_a_sensor_keeps_its_on_and_off() -> None:
+    sensor = idle(DeviceType.SENSOR, Room("den"))
+    sensor.answer(command("off", kind=TURN_OFF))
+    off = sensor.enabled
+    sensor.answer(command("on", kind=TURN_ON))
+    assert (off, sensor.enabled) == (False, True)
+
+
+def test_a_controller_never_sets_a_heater_below_the_heater_s_own_frost_floor() -> None:
+    room = Room("hall", temperature_celsius=9.0)
+    heater = idle(DeviceType.HEATER, room)
+    controller = idle(DeviceType.CONTROLLER, room)
+    heater.apply_plan(
+        plan(
+            version=2,
+            limits=heating_pb2.HeatingLimits(max_target_celsius=30, frost_floor_celsius=10),
+        )
+    )
+
+    status = controller.apply_plan(plan(version=2, mode=heating_pb2.OFF))  # its floor: 7 °C
+
+    assert status is not None
+    assert status.target_celsius == 7.0
+    assert heater.thermostat is not None
+    assert (heater.thermostat.target_celsius, heater.thermostat.on) == (10.0, True)
 
 
 def test_the_heating_log_keeps_the_latest_changes_only() -> None:

@@ -9,7 +9,13 @@ import pytest
 
 from services.simulator.backoff import Backoff
 from services.simulator.clock import SimClock
-from services.simulator.thermal import HYSTERESIS_CELSIUS, Room, Thermostat
+from services.simulator.thermal import (
+    HISTORY_STEPS,
+    HYSTERESIS_CELSIUS,
+    MAX_STEP_SECONDS,
+    Room,
+    Thermostat,
+)
 
 
 def trace(room: Room, seconds: float, every: float = 30.0) -> list[tuple[float, bool]]:
@@ -132,6 +138,34 @@ def test_advance_to_catches_up_once_and_never_goes_back() -> None:
     assert after_an_hour < 20.0
 
 
+def test_a_room_keeps_the_path_of_its_latest_steps() -> None:
+    room = Room("a", temperature_celsius=20.0, outdoor_celsius=0.0)
+    room.advance_to(600.0)  # twenty steps of 30 s
+
+    path = room.temperatures_after(300.0)
+
+    assert [seconds for seconds, _ in path] == pytest.approx(
+        [300.0 + MAX_STEP_SECONDS * step for step in range(1, 11)]
+    )
+    assert [celsius for _, celsius in path] == sorted((c for _, c in path), reverse=True)
+    assert path[-1][1] == room.temperature_celsius
+    assert room.temperatures_after(600.0) == []
+    room.advance_to(600.0 + MAX_STEP_SECONDS * 2 * HISTORY_STEPS)
+    assert len(room.temperatures_after(0.0)) == HISTORY_STEPS  # the oldest forgotten
+
+
+def test_a_thermostat_never_regulates_below_its_own_floor() -> None:
+    heater = Thermostat(floor_celsius=10.0)
+
+    heater.set_target(7.0)
+    lowered_to = heater.target_celsius
+    heater.set_target(18.0)
+    heater.set_floor(19.0)
+
+    assert lowered_to == 10.0
+    assert heater.target_celsius == 19.0
+
+
 def test_a_room_without_losses_or_mass_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         Room("a", loss_watts_per_kelvin=0.0)
@@ -146,6 +180,7 @@ def test_the_clock_runs_speed_times_faster_than_real_time() -> None:
 
     assert clock.elapsed() == pytest.approx(90.0)
     assert clock.now() == start + timedelta(seconds=90)
+    assert clock.at(30.0) == start + timedelta(seconds=30)
 
 
 def test_the_speed_factor_drives_the_room() -> None:

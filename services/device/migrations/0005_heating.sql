@@ -21,11 +21,13 @@ CREATE TABLE heating (
     pushed_version       bigint      NOT NULL DEFAULT 0,
     pushed_connection_id text,
     pushed_at            timestamptz,
-    -- Desired changes in the current minute (a per-device limit), and when a
-    -- window change was last logged (a device flipping it cannot flood the log).
+    -- Desired changes in the current minute (a per-device limit).
     changes_window_start timestamptz,
     changes_in_window    integer     NOT NULL DEFAULT 0,
-    window_logged_at     timestamptz
+    -- When an open window was last logged, and whether the one open now was
+    -- (its closing is logged then): a device flipping it cannot flood the log.
+    window_logged_at     timestamptz,
+    window_open_logged   boolean     NOT NULL DEFAULT false
 );
 
 ALTER TABLE device_logs DROP CONSTRAINT device_logs_kind_check;
