@@ -8,7 +8,10 @@ its own, so the adapter and the load generator never share a Python process:
 
 1. Command round trip, idle: `POST /devices/{id}/command` through Envoy, then
    `GET /devices/{id}/commands/{commandId}` every POLL_SECONDS until it reads
-   ACKNOWLEDGED; COMMANDS of them one after another, after a warm-up.
+   ACKNOWLEDGED; COMMANDS of them one after another, after a warm-up. Then
+   HEATING_CHANGES heating changes: `PATCH /devices/{id}/heating/desired`,
+   then `GET /devices/{id}/heating` until the heater reports the new version
+   applied (the plan pushed through the adapter, the status back).
 2. Streams held: the simulator's own devices (`services.simulator` Fleet)
    connect STREAM_DEVICES streams sending telemetry once a minute, so mostly
    heartbeats flow; held for more than three heartbeat intervals (long enough
@@ -98,6 +101,9 @@ COMMANDS = 200
 WARMUP_COMMANDS = 10
 COMMAND_SECONDS = 30.0
 POLL_SECONDS = 0.002
+# Heating changes measured on the one heater: within the 30 a minute a device takes.
+WARMUP_HEATING = 2
+HEATING_CHANGES = 25
 # Within the closed loop's own bound on a request (REQUEST_TIMEOUT_SECONDS).
 ACK_WITHIN_SECONDS = 8.0
 
@@ -243,11 +249,13 @@ class DeviceLoop:
     loaded: Phase | None = None
     # The same offer, several samples to a frame.
     ingest_framed: Ingest | None = None
+    # Desired heating changes until the device reports them applied.
+    heating: Phase | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
     def phases(self) -> tuple[Phase, ...]:
-        return tuple(phase for phase in (self.idle, self.loaded) if phase is not None)
+        return tuple(p for p in (self.idle, self.heating, self.loaded) if p is not None)
 
     def lines(self) -> list[str]:
         lines = ["Device loop (bench/device_loop.py), devices simulated in a process of their own:"]
@@ -255,6 +263,8 @@ class DeviceLoop:
             lines.append(_registration_line(self.registration))
         if self.phases:
             lines.append(_round_trip_line(self.idle, self.loaded))
+        if self.heating is not None:
+            lines.append(_heating_line(self.heating))
         if self.streams is not None:
             lines += _streams_lines(self.streams)
         for ingest in (self.ingest, self.ingest_framed):
@@ -364,6 +374,8 @@ async def _measure(stack: Stack, result: DeviceLoop, progress: Progress) -> None
         commands = _Commands(api, owner, commanded.device_id)
         progress(f"device loop: {COMMANDS} command round trips, idle ...")
         result.idle = await commands.measure("Command round trip via Envoy, idle", "idle")
+        progress(f"device loop: {HEATING_CHANGES} heating changes, each until applied ...")
+        result.heating = await _HeatingChanges(api, owner, commanded.device_id).measure()
         progress(f"device loop: {len(fleet)} streams with heartbeats from another process ...")
         result.streams = await _hold_streams(stack, nc.jetstream(), fleet, result)
         ingest_fleet = fleet[:INGEST_DEVICES]
@@ -503,6 +515,51 @@ class _Commands:
                 return f"the command ended {status}"
             if time.monotonic() - started > ACK_WITHIN_SECONDS:
                 return f"not ACKNOWLEDGED within {ACK_WITHIN_SECONDS:g} s (still {status})"
+            await asyncio.sleep(POLL_SECONDS)
+
+
+class _HeatingChanges:
+    """Desired heating changes to one heater through Envoy, one at a time: PATCH with the
+    version read, then GET /heating until the device reports that version applied."""
+
+    def __init__(self, api: Http1Connection, owner: Account, device_id: str) -> None:
+        self._api = api
+        self._path = f"/devices/{device_id}/heating"
+        self._authorization = {"Authorization": owner.authorization}
+        self._version: int | None = None
+
+    async def measure(self) -> Phase:
+        warmup = await run_closed_loop([self._round_trip], Budget(WARMUP_HEATING, COMMAND_SECONDS))
+        measured = await run_closed_loop(
+            [self._round_trip], Budget(HEATING_CHANGES, COMMAND_SECONDS)
+        )
+        label = "Heating change via Envoy until applied"
+        return Phase(label, "envoy_heating_change_applied", 1, (Round(warmup, measured),))
+
+    async def _round_trip(self) -> str | None:
+        if self._version is None:
+            response = await self._api.request("GET", self._path, self._authorization)
+            if response.status != 200:
+                return f"GET {self._path} answered {response.status}"
+            self._version = int(json.loads(response.body)["desired"]["plan"]["version"])
+        # A different target each time, so every change changes something.
+        body = {"version": self._version, "targetCelsius": 18 + self._version % 5}
+        headers = {**self._authorization, **JSON_HEADERS}
+        started = time.monotonic()
+        path = f"{self._path}/desired"
+        response = await self._api.request("PATCH", path, headers, json.dumps(body).encode())
+        if response.status != 200:
+            return f"PATCH {path} answered {response.status}"
+        self._version = int(json.loads(response.body)["desired"]["plan"]["version"])
+        while True:
+            response = await self._api.request("GET", self._path, self._authorization)
+            if response.status != 200:
+                return f"GET {self._path} answered {response.status}"
+            delta = json.loads(response.body)["delta"]
+            if int(delta["appliedVersion"]) == self._version:
+                return None
+            if time.monotonic() - started > ACK_WITHIN_SECONDS:
+                return f"not applied within {ACK_WITHIN_SECONDS:g} s"
             await asyncio.sleep(POLL_SECONDS)
 
 
@@ -834,6 +891,14 @@ def _round_trip_line(idle: Phase | None, loaded: Phase | None) -> str:
     return (
         f"Command round trip p99: idle {_ms(p99)} ms, target < {IDLE_P99_TARGET_MS:g} ms: "
         f"{verdict}{under_load}"
+    )
+
+
+def _heating_line(heating: Phase) -> str:
+    return (
+        f"Heating change until applied (PATCH desired, GET /heating until the heater reports"
+        f" it): p50 {_ms(heating.p50_ms)} ms, p99 {_ms(heating.p99_ms)} ms over"
+        f" {heating.requests} changes"
     )
 
 
