@@ -9,9 +9,10 @@ its own, so the adapter and the load generator never share a Python process:
 1. Command round trip, idle: `POST /devices/{id}/command` through Envoy, then
    `GET /devices/{id}/commands/{commandId}` every POLL_SECONDS until it reads
    ACKNOWLEDGED; COMMANDS of them one after another, after a warm-up. Then
-   HEATING_CHANGES heating changes: `PATCH /devices/{id}/heating/desired`,
-   then `GET /devices/{id}/heating` until the heater reports the new version
-   applied (the plan pushed through the adapter, the status back).
+   HEATING_CHANGES heating changes, one every HEATING_PACE_SECONDS: `PATCH
+   /devices/{id}/heating/desired`, then `GET /devices/{id}/heating` until the
+   heater reports the new version applied (the plan pushed through the
+   adapter, the status back).
 2. Streams held: the simulator's own devices (`services.simulator` Fleet)
    connect STREAM_DEVICES streams sending telemetry once a minute, so mostly
    heartbeats flow; held for more than three heartbeat intervals (long enough
@@ -68,7 +69,7 @@ from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb
 from bench.account import JSON_HEADERS, Account, SetupError, register_and_log_in
 from bench.closed_loop import REQUEST_TIMEOUT_SECONDS, Budget, run_closed_loop
 from bench.device_fleet import Credentials, FleetStatus, RunningFleet, running_fleet
-from bench.figures import ratio
+from bench.figures import LoadFigures, ratio
 from bench.http1 import Http1Connection
 from bench.report import Phase, Report, Round
 from bench.rounds import Progress
@@ -101,9 +102,12 @@ COMMANDS = 200
 WARMUP_COMMANDS = 10
 COMMAND_SECONDS = 30.0
 POLL_SECONDS = 0.002
-# Heating changes measured on the one heater: within the 30 a minute a device takes.
+# Heating changes measured on the one heater: within the 30 a minute a device takes,
+# one a HEATING_PACE_SECONDS: a heater may send a status a second after a burst of 10
+# (WARMHOUSE_DEVICE_ADAPTER_HEATING_STATUSES_PER_MINUTE); faster would measure that limit.
 WARMUP_HEATING = 2
 HEATING_CHANGES = 25
+HEATING_PACE_SECONDS = 1.1
 # Within the closed loop's own bound on a request (REQUEST_TIMEOUT_SECONDS).
 ACK_WITHIN_SECONDS = 8.0
 
@@ -529,12 +533,25 @@ class _HeatingChanges:
         self._version: int | None = None
 
     async def measure(self) -> Phase:
-        warmup = await run_closed_loop([self._round_trip], Budget(WARMUP_HEATING, COMMAND_SECONDS))
-        measured = await run_closed_loop(
-            [self._round_trip], Budget(HEATING_CHANGES, COMMAND_SECONDS)
-        )
+        warmup = await self._paced(WARMUP_HEATING)
+        measured = await self._paced(HEATING_CHANGES)
         label = "Heating change via Envoy until applied"
         return Phase(label, "envoy_heating_change_applied", 1, (Round(warmup, measured),))
+
+    async def _paced(self, count: int) -> LoadFigures:
+        """`count` changes, one every HEATING_PACE_SECONDS."""
+        latencies_ms: list[float] = []
+        errors: list[str] = []
+        started = time.perf_counter()
+        for _ in range(count):
+            sent = time.perf_counter()
+            problem = await self._round_trip()
+            if problem is None:
+                latencies_ms.append((time.perf_counter() - sent) * 1000)
+            else:
+                errors.append(problem)
+            await asyncio.sleep(max(0.0, sent + HEATING_PACE_SECONDS - time.perf_counter()))
+        return LoadFigures.from_latencies(latencies_ms, errors, time.perf_counter() - started)
 
     async def _round_trip(self) -> str | None:
         if self._version is None:
