@@ -96,6 +96,7 @@ class Invoice(_message.Message):
     DUE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     user_id: _builtins.str
     amount: _builtins.float
@@ -107,6 +108,10 @@ class Invoice(_message.Message):
     description: _builtins.str
     """What the invoice is for, e.g. "Heating subscription, March"."""
     status: Global___InvoiceStatus.ValueType
+    amount_paid: _builtins.float
+    """Settled by successful payments so far (partial payments add up); the
+    invoice is PAID when this reaches `amount`.
+    """
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -125,10 +130,11 @@ class Invoice(_message.Message):
         due_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        amount_paid: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "due_time", b"due_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "currency", b"currency", "description", b"description", "due_time", b"due_time", "invoice_id", b"invoice_id", "status", b"status", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_paid", b"amount_paid", "create_time", b"create_time", "currency", b"currency", "description", b"description", "due_time", b"due_time", "invoice_id", b"invoice_id", "status", b"status", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -148,6 +154,7 @@ class Payment(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     PROCESS_TIME_FIELD_NUMBER: _builtins.int
+    BANK_REFERENCE_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     invoice_id: _builtins.str
     user_id: _builtins.str
@@ -162,6 +169,10 @@ class Payment(_message.Message):
     status: Global___PaymentStatus.ValueType
     failure_reason: _builtins.str
     """The provider's reason when FAILED."""
+    bank_reference: _builtins.str
+    """BANK_TRANSFER: what the payer writes on the transfer so the provider can
+    match it; empty for other methods.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -181,10 +192,11 @@ class Payment(_message.Message):
         failure_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         process_time: _timestamp_pb2.Timestamp | None = ...,
+        bank_reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "process_time", b"process_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "currency", b"currency", "failure_reason", b"failure_reason", "invoice_id", b"invoice_id", "method", b"method", "payment_id", b"payment_id", "process_time", b"process_time", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "bank_reference", b"bank_reference", "create_time", b"create_time", "currency", b"currency", "failure_reason", b"failure_reason", "invoice_id", b"invoice_id", "method", b"method", "payment_id", b"payment_id", "process_time", b"process_time", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -397,10 +409,12 @@ class CreatePaymentRequest(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     amount: _builtins.float
     """Decimal, in the currency's major unit; at most 2 decimal places (see
-    BillingService). Must equal the invoice's amount, so that a client
+    BillingService). Up to what is still owed on the invoice (partial
+    payments add up); more is refused with a reason, so that a client
     showing a stale amount gets an error instead of a surprise.
     """
     method: Global___PaymentMethod.ValueType
@@ -410,6 +424,10 @@ class CreatePaymentRequest(_message.Message):
     """Optional idempotency key (a UUID the client makes up): retrying with the
     same key returns the first payment instead of charging again.
     """
+    payment_token: _builtins.str
+    """CARD: the card token the provider's checkout gave the client (the
+    sandbox's test tokens: tok_visa, tok_chargeDeclined, ...).
+    """
     def __init__(
         self,
         *,
@@ -418,10 +436,11 @@ class CreatePaymentRequest(_message.Message):
         method: Global___PaymentMethod.ValueType = ...,
         currency: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        payment_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "invoice_id", b"invoice_id", "method", b"method", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "invoice_id", b"invoice_id", "method", b"method", "payment_token", b"payment_token", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -565,6 +584,8 @@ class GetBalanceResponse(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_DUE_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    WALLET_CREDIT_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     amount_due: _builtins.float
     """The sum of the user's PENDING invoices; 0 when they owe nothing.
@@ -574,20 +595,89 @@ class GetBalanceResponse(_message.Message):
     """ISO 4217. A user is billed in one currency; empty until their first
     invoice.
     """
+    wallet_credit: _builtins.float
+    """Prepaid credit in the wallet, for WALLET payments."""
+    balance: _builtins.float
+    """From the ledger: credits (payments succeeded, top-ups) minus debits
+    (invoices issued and not cancelled). Negative when the user owes.
+    """
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         amount_due: _builtins.float = ...,
         currency: _builtins.str = ...,
+        wallet_credit: _builtins.float = ...,
+        balance: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "currency", b"currency", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due", b"amount_due", "balance", b"balance", "currency", b"currency", "user_id", b"user_id", "wallet_credit", b"wallet_credit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBalanceResponse: _TypeAlias = GetBalanceResponse  # noqa: Y015
+
+@_typing.final
+class TopUpWalletRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    amount: _builtins.float
+    """Positive decimal, at most 2 decimal places (see BillingService)."""
+    method: Global___PaymentMethod.ValueType
+    """CARD or BANK_TRANSFER."""
+    currency: _builtins.str
+    """ISO 4217; empty means the configured currency."""
+    payment_token: _builtins.str
+    """CARD: the card token (see CreatePaymentRequest)."""
+    request_id: _builtins.str
+    """Optional idempotency key, as for CreatePayment."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        amount: _builtins.float = ...,
+        method: Global___PaymentMethod.ValueType = ...,
+        currency: _builtins.str = ...,
+        payment_token: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "method", b"method", "payment_token", b"payment_token", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopUpWalletRequest: _TypeAlias = TopUpWalletRequest  # noqa: Y015
+
+@_typing.final
+class TopUpWalletResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    status: Global___PaymentStatus.ValueType
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        status: Global___PaymentStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopUpWalletResponse: _TypeAlias = TopUpWalletResponse  # noqa: Y015
 
 @_typing.final
 class InvoiceIssued(_message.Message):

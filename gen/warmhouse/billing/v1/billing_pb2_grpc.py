@@ -82,6 +82,11 @@ class BillingServiceStub:
                 request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.TopUpWallet = channel.unary_unary(
+                '/warmhouse.billing.v1.BillingService/TopUpWallet',
+                request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -155,6 +160,15 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TopUpWallet(self, request, context):
+        """Adds prepaid credit to the user's wallet (a payment without an invoice,
+        by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
+        themself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +211,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceRequest.FromString,
                     response_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'TopUpWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUpWallet,
+                    request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletRequest.FromString,
+                    response_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -423,6 +442,33 @@ class BillingService:
             '/warmhouse.billing.v1.BillingService/GetBalance',
             warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceRequest.SerializeToString,
             warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUpWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.billing.v1.BillingService/TopUpWallet',
+            warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletRequest.SerializeToString,
+            warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,11 @@ class BillingServiceStub:
     """
     GetBalance: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]
     """What a user currently owes: the user themself or an ADMIN."""
+    TopUpWallet: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TopUpWalletRequest, _billing_pb2.TopUpWalletResponse]
+    """Adds prepaid credit to the user's wallet (a payment without an invoice,
+    by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
+    themself.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -101,6 +106,11 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """
     GetBalance: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]  # type: ignore[assignment]
     """What a user currently owes: the user themself or an ADMIN."""
+    TopUpWallet: _aio.UnaryUnaryMultiCallable[_billing_pb2.TopUpWalletRequest, _billing_pb2.TopUpWalletResponse]  # type: ignore[assignment]
+    """Adds prepaid credit to the user's wallet (a payment without an invoice,
+    by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
+    themself.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """BillingService invoices users and takes their payments through external
@@ -183,5 +193,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.GetBalanceResponse, _abc.Awaitable[_billing_pb2.GetBalanceResponse]]:
         """What a user currently owes: the user themself or an ADMIN."""
+
+    @_abc_1.abstractmethod
+    def TopUpWallet(
+        self,
+        request: _billing_pb2.TopUpWalletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.TopUpWalletResponse, _abc.Awaitable[_billing_pb2.TopUpWalletResponse]]:
+        """Adds prepaid credit to the user's wallet (a payment without an invoice,
+        by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
+        themself.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
