@@ -13,6 +13,7 @@ import google.api.annotations_pb2
 THIRD_PARTY = (
     "google/api/annotations.proto",
     "google/api/http.proto",
+    "google/api/httpbody.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
 )

@@ -82,6 +82,11 @@ class BillingServiceStub:
                 request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.ReceiveProviderEvent = channel.unary_unary(
+                '/warmhouse.billing.v1.BillingService/ReceiveProviderEvent',
+                request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.ReceiveProviderEventRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.ReceiveProviderEventResponse.FromString,
+                _registered_method=True)
         self.TopUpWallet = channel.unary_unary(
                 '/warmhouse.billing.v1.BillingService/TopUpWallet',
                 request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.TopUpWalletRequest.SerializeToString,
@@ -160,6 +165,19 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReceiveProviderEvent(self, request, context):
+        """The payment provider's webhook: a signed event about a charge or a bank
+        transfer, as raw JSON. Public: no user token, the signature is the
+        authentication (the provider's "Sandbox-Signature: t=<unix
+        seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">" header, at most 5
+        minutes old). A bad or stale signature is INVALID_ARGUMENT (HTTP 400,
+        INVALID_SIGNATURE) and changes nothing; an event already applied is
+        acknowledged again without effect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TopUpWallet(self, request, context):
         """Adds prepaid credit to the user's wallet (a payment without an invoice,
         by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
@@ -211,6 +229,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceRequest.FromString,
                     response_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'ReceiveProviderEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveProviderEvent,
+                    request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.ReceiveProviderEventRequest.FromString,
+                    response_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.ReceiveProviderEventResponse.SerializeToString,
             ),
             'TopUpWallet': grpc.unary_unary_rpc_method_handler(
                     servicer.TopUpWallet,
@@ -442,6 +465,33 @@ class BillingService:
             '/warmhouse.billing.v1.BillingService/GetBalance',
             warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceRequest.SerializeToString,
             warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveProviderEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.billing.v1.BillingService/ReceiveProviderEvent',
+            warmhouse_dot_billing_dot_v1_dot_billing__pb2.ReceiveProviderEventRequest.SerializeToString,
+            warmhouse_dot_billing_dot_v1_dot_billing__pb2.ReceiveProviderEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,15 @@ class BillingServiceStub:
     """
     GetBalance: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]
     """What a user currently owes: the user themself or an ADMIN."""
+    ReceiveProviderEvent: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReceiveProviderEventRequest, _billing_pb2.ReceiveProviderEventResponse]
+    """The payment provider's webhook: a signed event about a charge or a bank
+    transfer, as raw JSON. Public: no user token, the signature is the
+    authentication (the provider's "Sandbox-Signature: t=<unix
+    seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">" header, at most 5
+    minutes old). A bad or stale signature is INVALID_ARGUMENT (HTTP 400,
+    INVALID_SIGNATURE) and changes nothing; an event already applied is
+    acknowledged again without effect.
+    """
     TopUpWallet: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TopUpWalletRequest, _billing_pb2.TopUpWalletResponse]
     """Adds prepaid credit to the user's wallet (a payment without an invoice,
     by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
@@ -106,6 +115,15 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """
     GetBalance: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]  # type: ignore[assignment]
     """What a user currently owes: the user themself or an ADMIN."""
+    ReceiveProviderEvent: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReceiveProviderEventRequest, _billing_pb2.ReceiveProviderEventResponse]  # type: ignore[assignment]
+    """The payment provider's webhook: a signed event about a charge or a bank
+    transfer, as raw JSON. Public: no user token, the signature is the
+    authentication (the provider's "Sandbox-Signature: t=<unix
+    seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">" header, at most 5
+    minutes old). A bad or stale signature is INVALID_ARGUMENT (HTTP 400,
+    INVALID_SIGNATURE) and changes nothing; an event already applied is
+    acknowledged again without effect.
+    """
     TopUpWallet: _aio.UnaryUnaryMultiCallable[_billing_pb2.TopUpWalletRequest, _billing_pb2.TopUpWalletResponse]  # type: ignore[assignment]
     """Adds prepaid credit to the user's wallet (a payment without an invoice,
     by CARD or BANK_TRANSFER), from which WALLET payments are taken: the user
@@ -193,6 +211,21 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.GetBalanceResponse, _abc.Awaitable[_billing_pb2.GetBalanceResponse]]:
         """What a user currently owes: the user themself or an ADMIN."""
+
+    @_abc_1.abstractmethod
+    def ReceiveProviderEvent(
+        self,
+        request: _billing_pb2.ReceiveProviderEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ReceiveProviderEventResponse, _abc.Awaitable[_billing_pb2.ReceiveProviderEventResponse]]:
+        """The payment provider's webhook: a signed event about a charge or a bank
+        transfer, as raw JSON. Public: no user token, the signature is the
+        authentication (the provider's "Sandbox-Signature: t=<unix
+        seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">" header, at most 5
+        minutes old). A bad or stale signature is INVALID_ARGUMENT (HTTP 400,
+        INVALID_SIGNATURE) and changes nothing; an event already applied is
+        acknowledged again without effect.
+        """
 
     @_abc_1.abstractmethod
     def TopUpWallet(
