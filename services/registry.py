@@ -4,6 +4,7 @@ The local stack, Envoy's configuration, the tests' stack and the Kubernetes
 manifests are all derived from this list.
 """
 
+from services.billing.description import DESCRIPTION as BILLING
 from services.device.description import DESCRIPTION as DEVICE
 from services.device_adapter.description import DESCRIPTION as DEVICE_ADAPTER
 from services.runtime.service import ServiceDescription
@@ -11,4 +12,4 @@ from services.space.description import DESCRIPTION as SPACE
 from services.user.description import DESCRIPTION as USER
 
 # In start order: a service starts after those it calls at start-up (none yet).
-SERVICES: tuple[ServiceDescription, ...] = (USER, SPACE, DEVICE, DEVICE_ADAPTER)
+SERVICES: tuple[ServiceDescription, ...] = (USER, SPACE, DEVICE, DEVICE_ADAPTER, BILLING)

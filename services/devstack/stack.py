@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from services.billing.description import DESCRIPTION as BILLING
+from services.billing.description import PROVIDER_API_KEY_ENV, WEBHOOK_SECRET_ENV
 from services.devstack.checkout import DESCRIPTOR_SET
 from services.devstack.child_process import ChildProcess
 from services.devstack.envoy_config import (
@@ -22,6 +24,7 @@ from services.devstack.envoy_config import (
 from services.devstack.envoy_process import EnvoyProcess
 from services.devstack.layout import DataLayout
 from services.devstack.nats_process import NatsProcess
+from services.devstack.payment_sandbox_process import PaymentSandboxProcess
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.postgres_process import PostgresProcess
 from services.devstack.secrets import ensure_secret_file
@@ -59,6 +62,17 @@ class Stack:
         self._specs = tuple(services)
         self._extra_env = dict(extra_env or {})
         self._rate_limits = rate_limits
+        # The payment provider Billing calls, simulated; its webhooks come through Envoy.
+        self.payment_sandbox = (
+            PaymentSandboxProcess(
+                self.layout.root / "payment-sandbox",
+                f"{self.base_url}/billing/provider-events",
+                api_key_file=self.layout.keys / BILLING.secret_files[PROVIDER_API_KEY_ENV],
+                webhook_secret_file=self.layout.keys / BILLING.secret_files[WEBHOOK_SECRET_ENV],
+            )
+            if BILLING in self._specs
+            else None
+        )
         # Picked before any service starts: each one's environment names all.
         self._ports = {spec.name: free_port() for spec in self._specs}
         self.services = {
@@ -103,6 +117,7 @@ class Stack:
         return [
             self.postgres.process,
             self.nats.process,
+            *([self.payment_sandbox.process] if self.payment_sandbox is not None else []),
             *(service.process for service in self.services.values()),
             self.envoy.process,
         ]
@@ -121,6 +136,8 @@ class Stack:
                 # Keys only one service holds (the signing key exists by now).
                 for file_name in spec.secret_files.values():
                     ensure_secret_file(self.layout.keys / file_name)
+            if self.payment_sandbox is not None:
+                self.payment_sandbox.start()
             for service in self.services.values():
                 service.start()
             self._write_envoy_config()
@@ -134,6 +151,8 @@ class Stack:
         for service in reversed(self.services.values()):
             service.stop()
         self.envoy.stop()
+        if self.payment_sandbox is not None:
+            self.payment_sandbox.stop()
         self.nats.stop()
         self.postgres.stop()
 
@@ -170,8 +189,14 @@ class Stack:
             "WARMHOUSE_TRUSTED_PROXIES": ENVOY_SOURCE_ADDRESS,
             **self._peer_addresses(),
             **key_files,
+            **self._provider_env(spec),
             **self._extra_env,
         }
+
+    def _provider_env(self, spec: ServiceDescription) -> dict[str, str]:
+        if spec != BILLING or self.payment_sandbox is None:
+            return {}
+        return {"WARMHOUSE_BILLING_PROVIDER_URL": self.payment_sandbox.url}
 
     def _peer_addresses(self) -> dict[str, str]:
         """Where each service reaches the others."""

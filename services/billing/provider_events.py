@@ -1,0 +1,107 @@
+"""The provider's webhooks: checked by their signature, applied once each.
+
+The provider signs `<unix seconds>.<raw body>` with HMAC-SHA256 under the
+shared secret and sends `Sandbox-Signature: t=<seconds>,v1=<hex>`. A
+signature that does not match, or a timestamp more than TOLERANCE away from
+our clock, is refused and changes nothing (a captured delivery replayed later
+fails the timestamp). An event is recorded by its id in the same transaction
+that applies it, so a redelivery (the provider retries until it hears 2xx,
+and may send duplicates, late and out of order) changes nothing; a payment
+settles once whichever of the answer, a webhook or reconciliation comes first.
+"""
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.billing import settlement
+from services.billing.repository import BillingRepository
+from services.runtime.clock import Clock, utc_now
+from services.runtime.errors import InvalidArgument
+from services.runtime.unit_of_work import UnitOfWork
+
+SIGNATURE_HEADER = "sandbox-signature"
+TOLERANCE = timedelta(minutes=5)
+MAX_EVENT_ID_LENGTH = 255
+# Event types that settle a payment, and how.
+OUTCOMES = {
+    "charge.succeeded": True,
+    "transfer.succeeded": True,
+    "charge.failed": False,
+    "transfer.failed": False,
+}
+
+
+def invalid_signature() -> InvalidArgument:
+    return InvalidArgument(
+        "INVALID_SIGNATURE", "the event's signature is missing, wrong or too old"
+    )
+
+
+def verify(secret: bytes, header: str, body: bytes, now: datetime) -> None:
+    """Raise INVALID_SIGNATURE unless `header` signs `body` with `secret` within TOLERANCE."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    stamp, signature = fields.get("t", ""), fields.get("v1", "")
+    if not stamp.isdigit() or len(stamp) > 12:
+        raise invalid_signature()
+    if abs(now.timestamp() - int(stamp)) > TOLERANCE.total_seconds():
+        raise invalid_signature()
+    expected = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        raise invalid_signature()
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    event_id: str
+    type: str
+    # Our payment id, from the charge's or transfer's reference; None when it is not ours.
+    payment_id: uuid.UUID | None
+    failure_code: str
+
+
+def parse(body: bytes) -> ProviderEvent:
+    """The event a verified body carries; INVALID_ARGUMENT when it is not one."""
+    try:
+        decoded: Any = json.loads(body)
+        event_id, kind = decoded["id"], decoded["type"]
+        subject = decoded["data"]["object"]
+        reference, code = subject.get("reference"), subject.get("failure_code")
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise InvalidArgument("INVALID_EVENT", "the body is not a provider event") from None
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH):
+        raise InvalidArgument("INVALID_EVENT", "the event has no usable id")
+    return ProviderEvent(event_id, str(kind), _uuid_or_none(reference), str(code or ""))
+
+
+def _uuid_or_none(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+class ProviderEvents:
+    def __init__(
+        self, uow: UnitOfWork[BillingRepository], secret: bytes, clock: Clock = utc_now
+    ) -> None:
+        self._uow = uow
+        self._secret = secret
+        self._clock = clock
+
+    async def receive(self, signature: str, body: bytes) -> None:
+        verify(self._secret, signature, body, self._clock())
+        event = parse(body)
+        async with self._uow.transaction() as tx:
+            if not await tx.repos.remember_event(event.event_id, self._clock()):
+                return  # applied before
+            succeeded = OUTCOMES.get(event.type)
+            if succeeded is None or event.payment_id is None:
+                return  # nothing of ours to settle (acknowledged, so not sent again)
+            await settlement.settle(
+                tx, event.payment_id, succeeded, event.failure_code, self._clock()
+            )

@@ -1,0 +1,37 @@
+"""Stripe's test card tokens, and what a charge made with each one does."""
+
+from dataclasses import dataclass
+
+SUCCEEDING_TOKEN = "tok_visa"
+# Recorded as pending at once, answered after --hang-seconds, then succeeded:
+# what a caller whose request timed out must reconcile.
+HANGING_TOKEN = "tok_hang"
+
+
+@dataclass(frozen=True)
+class Decline:
+    code: str
+    message: str
+
+
+DECLINES = {
+    "tok_chargeDeclined": Decline("card_declined", "Your card was declined."),
+    "tok_chargeDeclinedInsufficientFunds": Decline(
+        "insufficient_funds", "Your card has insufficient funds."
+    ),
+    "tok_chargeDeclinedExpiredCard": Decline("expired_card", "Your card has expired."),
+    "tok_chargeDeclinedProcessingError": Decline(
+        "processing_error", "An error occurred while processing your card. Try again later."
+    ),
+}
+
+KNOWN_TOKENS = (SUCCEEDING_TOKEN, HANGING_TOKEN, *DECLINES)
+
+
+def is_known(token: str) -> bool:
+    return token in KNOWN_TOKENS
+
+
+def decline_for(token: str) -> Decline | None:
+    """How a charge with `token` is declined; None when it succeeds."""
+    return DECLINES.get(token)
