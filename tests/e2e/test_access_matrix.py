@@ -14,8 +14,10 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2
+from google.api import httpbody_pb2
+from google.protobuf import descriptor_pb2, timestamp_pb2
 from google.protobuf.message import Message
+from warmhouse.billing.v1 import billing_pb2, billing_pb2_grpc
 from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc as adapter_pb2_grpc
@@ -35,6 +37,7 @@ from tests.e2e.homes import (
     create_home,
     create_room,
     device_id_in,
+    ok,
     person,
     register_device,
 )
@@ -46,6 +49,7 @@ OK = Code.OK
 UNAUTH = Code.UNAUTHENTICATED
 DENIED = Code.PERMISSION_DENIED
 HIDDEN = Code.NOT_FOUND
+INVALID = Code.INVALID_ARGUMENT
 Row = tuple[Code, Code, Code, Code, Code, Code]
 
 # The columns of every row. "stranger" is a USER with no membership of the home;
@@ -108,6 +112,19 @@ EXPECTED: dict[str, Row] = {
     "DeviceAdapterService/Connect":            (OK,     OK,     OK,     OK,     OK,     OK),
     "DeviceAdapterService/SendCommand":        (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
     "DeviceAdapterService/GetConnection":      (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
+    # Billing: "owner" is the invoiced user; the others are other users.
+    "BillingService/CreateInvoice":            (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "BillingService/GetInvoice":               (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    "BillingService/ListInvoices":             (UNAUTH, OK,     OK,     OK,     OK,     OK),
+    "BillingService/ListInvoices: another user's": (UNAUTH, DENIED, DENIED, DENIED, OK, OK),
+    "BillingService/CancelInvoice":            (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "BillingService/CreatePayment":            (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     HIDDEN),
+    "BillingService/GetPayment":               (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    "BillingService/ListPayments":             (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    "BillingService/GetBalance":               (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "BillingService/TopUpWallet":              (UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED),
+    # Public: the signature is the credential, and this one has none.
+    "BillingService/ReceiveProviderEvent":     (INVALID,) * 6,
 }  # fmt: skip
 
 
@@ -158,6 +175,9 @@ class World:
     victim: str
     # An account whose sessions the public rows use.
     loginee_email: str
+    # An invoice issued to "owner", and a payment they made on it.
+    invoice: str
+    payment: str
     stubs: dict[str, Any] = field(default_factory=dict)
 
     def token(self, who: str) -> str | None:
@@ -362,6 +382,81 @@ def _update_heating(**fields: object) -> Builder:
     return build
 
 
+def _issue_invoice(api: Rest, admin_token: str, user_id: str, amount: float = 100.0) -> str:
+    body = {
+        "userId": user_id,
+        "amount": amount,
+        "description": "Отопление",
+        "dueTime": "2030-01-01T00:00:00Z",
+    }
+    return str(ok(api.call("POST", "/invoices", body, admin_token))["invoice"]["invoiceId"])
+
+
+def _owner_invoice(world: World) -> str:
+    """A fresh invoice to "owner", for rows that change one."""
+    return _issue_invoice(world.api, world.people["admin"].token, world.people["owner"].user_id)
+
+
+def _pay(api: Rest, token: str, invoice_id: str) -> str:
+    body = {"invoiceId": invoice_id, "amount": 1, "method": "CARD", "paymentToken": "tok_visa"}
+    return str(ok(api.call("POST", "/payments", body, token))["paymentId"])
+
+
+def _billing_rows() -> dict[str, Builder]:
+    def owner_id(world: World) -> str:
+        return world.people["owner"].user_id
+
+    return {
+        "BillingService/CreateInvoice": lambda world, who: Call(
+            billing_pb2.CreateInvoiceRequest(
+                user_id=owner_id(world),
+                amount=10,
+                description="Отопление",
+                due_time=timestamp_pb2.Timestamp(seconds=1_900_000_000),
+            ),
+            world.token(who),
+        ),
+        "BillingService/GetInvoice": lambda world, who: Call(
+            billing_pb2.GetInvoiceRequest(invoice_id=world.invoice), world.token(who)
+        ),
+        "BillingService/ListInvoices": _as_caller(billing_pb2.ListInvoicesRequest()),
+        "BillingService/ListInvoices: another user's": lambda world, who: Call(
+            billing_pb2.ListInvoicesRequest(user_id=owner_id(world)), world.token(who)
+        ),
+        "BillingService/CancelInvoice": lambda world, who: Call(
+            billing_pb2.CancelInvoiceRequest(invoice_id=_owner_invoice(world)), world.token(who)
+        ),
+        "BillingService/CreatePayment": lambda world, who: Call(
+            billing_pb2.CreatePaymentRequest(
+                invoice_id=_owner_invoice(world),
+                amount=1,
+                method=billing_pb2.CARD,
+                payment_token="tok_visa",
+            ),
+            world.token(who),
+        ),
+        "BillingService/GetPayment": lambda world, who: Call(
+            billing_pb2.GetPaymentRequest(payment_id=world.payment), world.token(who)
+        ),
+        "BillingService/ListPayments": lambda world, who: Call(
+            billing_pb2.ListPaymentsRequest(invoice_id=world.invoice), world.token(who)
+        ),
+        "BillingService/GetBalance": lambda world, who: Call(
+            billing_pb2.GetBalanceRequest(user_id=owner_id(world)), world.token(who)
+        ),
+        "BillingService/TopUpWallet": lambda world, who: Call(
+            billing_pb2.TopUpWalletRequest(
+                user_id=owner_id(world), amount=1, method=billing_pb2.CARD, payment_token="tok_visa"
+            ),
+            world.token(who),
+        ),
+        "BillingService/ReceiveProviderEvent": lambda world, who: Call(
+            billing_pb2.ReceiveProviderEventRequest(event=httpbody_pb2.HttpBody(data=b"{}")),
+            world.token(who),
+        ),
+    }
+
+
 def _authenticate_device(world: World, who: str) -> Call:
     request = device_pb2.AuthenticateDeviceRequest(
         device_id=world.sealed_device, device_secret=world.sealed_secret
@@ -456,6 +551,7 @@ BUILDERS: dict[str, Builder] = {
         world.token(who),
     ),
     "DeviceAdapterService/GetConnection": _device_request(adapter_pb2.GetConnectionRequest),
+    **_billing_rows(),
 }
 
 STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
@@ -463,6 +559,7 @@ STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
     "warmhouse.space.v1.SpaceService": space_pb2_grpc.SpaceServiceStub,
     "warmhouse.device.v1.DeviceService": device_pb2_grpc.DeviceServiceStub,
     "warmhouse.device_adapter.v1.DeviceAdapterService": adapter_pb2_grpc.DeviceAdapterServiceStub,
+    "warmhouse.billing.v1.BillingService": billing_pb2_grpc.BillingServiceStub,
 }
 
 
@@ -479,6 +576,7 @@ async def world(stack: Stack) -> AsyncIterator[World]:
     sealed = register_device(api, owner, room, "Замок")
     device = device_id_in(api, owner, room)
     _, loginee_email = register(api)
+    invoice = _issue_invoice(api, people["admin"].token, people["owner"].user_id)
     world = World(
         api=api,
         people=people,
@@ -490,6 +588,8 @@ async def world(stack: Stack) -> AsyncIterator[World]:
         command=_a_command(api, owner, device),
         victim=register(api)[0],
         loginee_email=loginee_email,
+        invoice=invoice,
+        payment=_pay(api, owner, invoice),
     )
     channels = []
     for spec in SERVICES:
