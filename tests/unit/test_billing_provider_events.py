@@ -1,0 +1,92 @@
+"""The provider's webhooks: signatures checked over the raw body, events parsed safely."""
+
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.billing.provider_events import parse, verify
+from services.runtime.errors import InvalidArgument
+
+SECRET = b"a webhook secret of at least thirty-two bytes"
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def signed(body: bytes, at: datetime = NOW, secret: bytes = SECRET) -> str:
+    stamp = str(int(at.timestamp()))
+    mac = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={mac}"
+
+
+def event(kind: str = "charge.succeeded", reference: object = None, **extra: object) -> bytes:
+    subject = {"id": "ch_1", "reference": str(reference or uuid.uuid4()), **extra}
+    return json.dumps({"id": "evt_1", "type": kind, "data": {"object": subject}}).encode()
+
+
+def test_a_signed_body_passes_within_five_minutes_either_way() -> None:
+    body = event()
+    verify(SECRET, signed(body), body, NOW)
+    verify(SECRET, signed(body, NOW - timedelta(minutes=5)), body, NOW)
+    verify(SECRET, signed(body, NOW + timedelta(minutes=5)), body, NOW)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "t=abc,v1=00",
+        "v1=00",
+        "t=1",
+        "t=" + "9" * 20 + ",v1=00",
+        "garbage",
+    ],
+)
+def test_malformed_signatures_are_refused(header: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        verify(SECRET, header, event(), NOW)
+    assert refused.value.reason == "INVALID_SIGNATURE"
+
+
+def test_a_changed_body_a_wrong_secret_or_an_old_timestamp_is_refused() -> None:
+    body = event()
+    for header, sent in (
+        (signed(body), body + b" "),
+        (signed(body, secret=b"another secret of thirty-two bytes!!"), body),
+        (signed(body, NOW - timedelta(minutes=6)), body),
+        (signed(body, NOW + timedelta(minutes=6)), body),
+    ):
+        with pytest.raises(InvalidArgument):
+            verify(SECRET, header, sent, NOW)
+
+
+def test_an_event_names_our_payment_and_the_outcome() -> None:
+    payment = uuid.uuid4()
+    parsed = parse(event("charge.failed", payment, failure_code="card_declined"))
+    assert (parsed.event_id, parsed.type, parsed.payment_id, parsed.failure_code) == (
+        "evt_1",
+        "charge.failed",
+        payment,
+        "card_declined",
+    )
+    assert parse(event(reference="not ours")).payment_id is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b"{",
+        b"\xff",
+        b'{"id": "evt"}',
+        b'{"id": 5, "type": "x", "data": {"object": {}}}',
+        json.dumps({"id": "e" * 300, "type": "x", "data": {"object": {}}}).encode(),
+    ],
+)
+def test_what_is_not_an_event_is_refused(body: bytes) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        parse(body)
+    assert refused.value.reason == "INVALID_EVENT"
