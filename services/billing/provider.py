@@ -21,6 +21,9 @@ SUCCEEDED, FAILED, PENDING = "succeeded", "failed", "pending"
 # The provider's own statuses a payment can settle on.
 FINAL = frozenset({SUCCEEDED, FAILED})
 MAX_RESPONSE_BYTES = 1 << 20
+# HTTP statuses that refuse the payment itself (asking again would be refused again).
+REFUSED_FOR_GOOD = frozenset({400, 404})
+INVALID_REQUEST = "invalid_request"
 
 
 class ProviderUnavailable(Exception):
@@ -115,9 +118,12 @@ class ProviderClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 return _json(response.read(MAX_RESPONSE_BYTES))
         except urllib.error.HTTPError as error:
-            # A decline is 402 with a body; anything else 4xx is our mistake, 5xx theirs.
+            # A decline is 402 with a body. A request the provider finds invalid (an
+            # unknown card token) is refused for good; any other error may pass.
             if error.code == 402:
                 return _json(error.read(MAX_RESPONSE_BYTES))
+            if error.code in REFUSED_FOR_GOOD:
+                return {"error": {"code": INVALID_REQUEST}}
             raise ProviderUnavailable(f"the provider answered {error.code}") from None
         except (OSError, TimeoutError) as error:
             raise ProviderUnavailable(f"the provider could not be reached: {error}") from None

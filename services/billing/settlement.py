@@ -26,6 +26,7 @@ FAILURE_REASONS = {
     "expired_card": "the card has expired",
     "processing_error": "the provider could not process the card; try again",
     "transfer_returned": "the bank transfer was returned",
+    "invalid_request": "the provider refused the payment's details (e.g. an unknown card token)",
 }
 
 
