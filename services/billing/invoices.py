@@ -195,7 +195,7 @@ class InvoiceHandlers:
         caller.require_self_or_admin(str(owner))
         async with self._uow.read() as repos:
             totals, currency = await repos.totals(owner)
-        return balance_message(owner, totals, currency or self._currency)
+        return balance_message(owner, totals, currency)
 
 
 def balance_message(

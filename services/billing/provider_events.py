@@ -43,15 +43,20 @@ def invalid_signature() -> InvalidArgument:
 
 
 def verify(secret: bytes, header: str, body: bytes, now: datetime) -> None:
-    """Raise INVALID_SIGNATURE unless `header` signs `body` with `secret` within TOLERANCE."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    stamp, signature = fields.get("t", ""), fields.get("v1", "")
-    if not stamp.isdigit() or len(stamp) > 12:
+    """Raise INVALID_SIGNATURE unless a `v1` of `header` signs `body` with `secret` within
+    TOLERANCE (several v1 values: one per secret while the provider rotates its secret)."""
+    if not header.isascii():
         raise invalid_signature()
+    parts = [part.split("=", 1) for part in header.split(",") if "=" in part]
+    stamps = [value for key, value in parts if key == "t"]
+    signatures = [value.encode() for key, value in parts if key == "v1"]
+    if len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 12:
+        raise invalid_signature()
+    stamp = stamps[0]
     if abs(now.timestamp() - int(stamp)) > TOLERANCE.total_seconds():
         raise invalid_signature()
-    expected = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
+    expected = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest().encode()
+    if not any(hmac.compare_digest(expected, signature) for signature in signatures):
         raise invalid_signature()
 
 

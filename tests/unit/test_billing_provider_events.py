@@ -42,12 +42,24 @@ def test_a_signed_body_passes_within_five_minutes_either_way() -> None:
         "t=1",
         "t=" + "9" * 20 + ",v1=00",
         "garbage",
+        "t=\u00b2,v1=00",
+        "t=1,t=2,v1=00",
+        "t=1764244800,v1=\u00e9",
     ],
 )
 def test_malformed_signatures_are_refused(header: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         verify(SECRET, header, event(), NOW)
     assert refused.value.reason == "INVALID_SIGNATURE"
+
+
+def test_any_of_several_signatures_may_match_while_the_secret_rotates() -> None:
+    body = event()
+    current = signed(body)
+    old = signed(body, secret=b"the previous secret, thirty-two bytes")
+    stamp = current.split(",")[0]
+    both = f"{stamp},{old.split(',')[1]},{current.split(',')[1]}"
+    verify(SECRET, both, body, NOW)
 
 
 def test_a_changed_body_a_wrong_secret_or_an_old_timestamp_is_refused() -> None:

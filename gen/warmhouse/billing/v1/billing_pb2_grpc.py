@@ -128,16 +128,20 @@ class BillingServiceServicer:
 
     def CancelInvoice(self, request, context):
         """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
-        An invoice already PAID or CANCELLED is a conflict.
+        An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
+        HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
+        becomes wallet credit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreatePayment(self, request, context):
-        """Pays an invoice: the invoiced user. The provider answers asynchronously,
-        so the payment starts INITIATED; poll GetPayment or wait for
-        PaymentSucceeded/PaymentFailed.
+        """Pays an invoice: the invoiced user. A CARD payment usually answers with
+        its outcome (SUCCESS or FAILED); a BANK_TRANSFER stays INITIATED until
+        the money arrives, and a CARD one does when the provider did not answer
+        in time: poll GetPayment or wait for PaymentSucceeded/PaymentFailed.
+        WALLET payments are taken from the wallet at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

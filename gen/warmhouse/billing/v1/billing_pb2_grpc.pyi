@@ -49,12 +49,16 @@ class BillingServiceStub:
     """Invoices, newest first: a user's own, everyone's for an ADMIN."""
     CancelInvoice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CancelInvoiceRequest, _billing_pb2.CancelInvoiceResponse]
     """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
-    An invoice already PAID or CANCELLED is a conflict.
+    An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
+    HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
+    becomes wallet credit.
     """
     CreatePayment: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreatePaymentRequest, _billing_pb2.CreatePaymentResponse]
-    """Pays an invoice: the invoiced user. The provider answers asynchronously,
-    so the payment starts INITIATED; poll GetPayment or wait for
-    PaymentSucceeded/PaymentFailed.
+    """Pays an invoice: the invoiced user. A CARD payment usually answers with
+    its outcome (SUCCESS or FAILED); a BANK_TRANSFER stays INITIATED until
+    the money arrives, and a CARD one does when the provider did not answer
+    in time: poll GetPayment or wait for PaymentSucceeded/PaymentFailed.
+    WALLET payments are taken from the wallet at once.
     """
     GetPayment: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetPaymentRequest, _billing_pb2.GetPaymentResponse]
     """A payment and its status: the paying user or an ADMIN."""
@@ -100,12 +104,16 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Invoices, newest first: a user's own, everyone's for an ADMIN."""
     CancelInvoice: _aio.UnaryUnaryMultiCallable[_billing_pb2.CancelInvoiceRequest, _billing_pb2.CancelInvoiceResponse]  # type: ignore[assignment]
     """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
-    An invoice already PAID or CANCELLED is a conflict.
+    An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
+    HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
+    becomes wallet credit.
     """
     CreatePayment: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreatePaymentRequest, _billing_pb2.CreatePaymentResponse]  # type: ignore[assignment]
-    """Pays an invoice: the invoiced user. The provider answers asynchronously,
-    so the payment starts INITIATED; poll GetPayment or wait for
-    PaymentSucceeded/PaymentFailed.
+    """Pays an invoice: the invoiced user. A CARD payment usually answers with
+    its outcome (SUCCESS or FAILED); a BANK_TRANSFER stays INITIATED until
+    the money arrives, and a CARD one does when the provider did not answer
+    in time: poll GetPayment or wait for PaymentSucceeded/PaymentFailed.
+    WALLET payments are taken from the wallet at once.
     """
     GetPayment: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetPaymentRequest, _billing_pb2.GetPaymentResponse]  # type: ignore[assignment]
     """A payment and its status: the paying user or an ADMIN."""
@@ -172,7 +180,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.CancelInvoiceResponse, _abc.Awaitable[_billing_pb2.CancelInvoiceResponse]]:
         """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
-        An invoice already PAID or CANCELLED is a conflict.
+        An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
+        HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
+        becomes wallet credit.
         """
 
     @_abc_1.abstractmethod
@@ -181,9 +191,11 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.CreatePaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.CreatePaymentResponse, _abc.Awaitable[_billing_pb2.CreatePaymentResponse]]:
-        """Pays an invoice: the invoiced user. The provider answers asynchronously,
-        so the payment starts INITIATED; poll GetPayment or wait for
-        PaymentSucceeded/PaymentFailed.
+        """Pays an invoice: the invoiced user. A CARD payment usually answers with
+        its outcome (SUCCESS or FAILED); a BANK_TRANSFER stays INITIATED until
+        the money arrives, and a CARD one does when the provider did not answer
+        in time: poll GetPayment or wait for PaymentSucceeded/PaymentFailed.
+        WALLET payments are taken from the wallet at once.
         """
 
     @_abc_1.abstractmethod
