@@ -15,7 +15,7 @@ from services.billing.invoices import InvoiceHandlers, announce_overdue
 from services.billing.payments import PaymentHandlers
 from services.billing.provider import ProviderClient
 from services.billing.provider_events import ProviderEvents
-from services.billing.reconciliation import Reconciliation
+from services.billing.reconciliation import ASK_AFTER, Reconciliation
 from services.billing.repository import BillingRepository
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.periodic import PeriodicJob
@@ -36,6 +36,8 @@ class BillingSettings:
     currency: str = DEFAULT_CURRENCY
     provider_timeout_seconds: int = 10
     reconcile_every: timedelta = timedelta(seconds=5)
+    # A payment INITIATED this long is asked after (longer than a provider call).
+    reconcile_after: timedelta = ASK_AFTER
     overdue_check_every: timedelta = timedelta(seconds=30)
 
     @classmethod
@@ -53,6 +55,11 @@ class BillingSettings:
             ),
             reconcile_every=timedelta(
                 seconds=env.integer("WARMHOUSE_BILLING_RECONCILE_SECONDS", 5, 1)
+            ),
+            reconcile_after=timedelta(
+                seconds=env.integer(
+                    "WARMHOUSE_BILLING_RECONCILE_AFTER_SECONDS", int(ASK_AFTER.total_seconds()), 1
+                )
             ),
             overdue_check_every=timedelta(
                 seconds=env.integer("WARMHOUSE_BILLING_OVERDUE_CHECK_SECONDS", 30, 1)
@@ -72,7 +79,7 @@ def definition(settings: BillingSettings) -> ServiceDefinition:
         billing_pb2_grpc.add_BillingServiceServicer_to_server(
             BillingService(invoices, payments, events), server
         )
-        reconciliation = Reconciliation(uow, payments, provider)
+        reconciliation = Reconciliation(uow, payments, provider, ask_after=settings.reconcile_after)
         return (
             PeriodicJob(
                 "payment-reconciliation", settings.reconcile_every, reconciliation.run_once

@@ -12,6 +12,7 @@ from services.runtime.grpc_types import ServicerContext
 
 _SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 CREATE_INVOICE = f"/{_SERVICE}/CreateInvoice"
+CANCEL_INVOICE = f"/{_SERVICE}/CancelInvoice"
 CREATE_PAYMENT = f"/{_SERVICE}/CreatePayment"
 TOP_UP_WALLET = f"/{_SERVICE}/TopUpWallet"
 
@@ -70,8 +71,9 @@ class BillingService(billing_pb2_grpc.BillingServiceServicer):
     async def CancelInvoice(
         self, request: billing_pb2.CancelInvoiceRequest, context: ServicerContext
     ) -> billing_pb2.CancelInvoiceResponse:
-        invoice = await self._invoices.cancel(current_caller(), request.invoice_id)
-        return billing_pb2.CancelInvoiceResponse(invoice=invoice_message(invoice))
+        caller = current_caller()
+        key = idempotency.key_of(context, "", caller.user_id, CANCEL_INVOICE)
+        return await self._invoices.cancel(caller, key, request)
 
     async def CreatePayment(
         self, request: billing_pb2.CreatePaymentRequest, context: ServicerContext

@@ -152,10 +152,18 @@ class InvoiceHandlers:
             rows, limit, lambda i: Cursor(i.created_at, i.id), listing=listing
         )
 
-    async def cancel(self, caller: Caller, invoice_id: str) -> InvoiceRecord:
+    async def cancel(
+        self,
+        caller: Caller,
+        key: IdempotencyKey | None,
+        request: billing_pb2.CancelInvoiceRequest,
+    ) -> billing_pb2.CancelInvoiceResponse:
+        """Cancel a PENDING invoice; with an idempotency key, a retry of a cancellation
+        that went through gets its answer again instead of INVOICE_NOT_PENDING."""
         caller.require_admin()
-        invoice_uuid = parse_uuid(invoice_id, "invoiceId")
-        async with self._uow.transaction() as tx:
+        invoice_uuid = parse_uuid(request.invoice_id, "invoiceId")
+
+        async def cancel(tx: Transaction[BillingRepository]) -> billing_pb2.CancelInvoiceResponse:
             invoice = await tx.repos.invoice(invoice_uuid, lock=True)
             if invoice is None:
                 raise invoice_not_found()
@@ -188,7 +196,11 @@ class InvoiceHandlers:
                     occur_time=timestamp(now),
                 )
             )
-        return cancelled
+            return billing_pb2.CancelInvoiceResponse(invoice=invoice_message(cancelled))
+
+        return await run_idempotently(
+            self._uow, key, request, billing_pb2.CancelInvoiceResponse, cancel
+        )
 
     async def balance(self, caller: Caller, user_id: str) -> billing_pb2.GetBalanceResponse:
         owner = parse_uuid(user_id, "userId")

@@ -54,6 +54,7 @@ class Stack:
         extra_env: Mapping[str, str] | None = None,
         services: Sequence[ServiceDescription] = SERVICES,
         rate_limits: PublicRateLimits = DEFAULT_RATE_LIMITS,
+        sandbox_hang_seconds: float = 30.0,
     ) -> None:
         self.layout = DataLayout(data_dir.resolve())
         self.http_port = http_port
@@ -67,6 +68,7 @@ class Stack:
             PaymentSandboxProcess(
                 self.layout.root / "payment-sandbox",
                 f"{self.base_url}/billing/provider-events",
+                hang_seconds=sandbox_hang_seconds,
                 api_key_file=self.layout.keys / BILLING.secret_files[PROVIDER_API_KEY_ENV],
                 webhook_secret_file=self.layout.keys / BILLING.secret_files[WEBHOOK_SECRET_ENV],
             )

@@ -40,7 +40,9 @@ Test tokens (`source`): `tok_visa` succeeds; `tok_chargeDeclined` card_declined;
 `tok_chargeDeclinedExpiredCard` expired_card; `tok_chargeDeclinedProcessingError`
 processing_error; `tok_hang`: recorded at once as "pending" (visible to GETs),
 the answer held `--hang-seconds`, then it succeeds, answers 200 (if the caller
-still listens) and sends charge.succeeded. Any other token is a 400.
+still listens) and sends charge.succeeded; `tok_hangDeclined` the same, but it
+is then declined (processing_error: the card network timed out, nothing
+charged). Any other token is a 400.
 
 Idempotency: the first request with a key is carried out; every later request
 with that key and the same endpoint and body (fields compared as JSON, not as

@@ -18,7 +18,7 @@ from services.payment_sandbox.records import (
 )
 from services.payment_sandbox.scheduling import DelayQueue, start_workers
 from services.payment_sandbox.store import DEFAULT_CAPACITY, Collection
-from services.payment_sandbox.tokens import HANGING_TOKEN, KNOWN_TOKENS, decline_for, is_known
+from services.payment_sandbox.tokens import HANGING_TOKENS, KNOWN_TOKENS, decline_for, is_known
 from services.payment_sandbox.validation import ChargeRequest, TransferRequest, WebhookMode
 from services.payment_sandbox.webhooks import Webhooks
 
@@ -84,7 +84,7 @@ class Sandbox:
             created=int(time.time()),
         )
         self._charges.add(charge)
-        if request.source == HANGING_TOKEN:
+        if request.source in HANGING_TOKENS:
             # Pending and findable by reference while the caller waits (or gives up).
             self._stopping.wait(self._hang_seconds)
         decline = decline_for(request.source)

@@ -3,9 +3,12 @@
 from dataclasses import dataclass
 
 SUCCEEDING_TOKEN = "tok_visa"
-# Recorded as pending at once, answered after --hang-seconds, then succeeded:
-# what a caller whose request timed out must reconcile.
+# Recorded as pending at once, answered after --hang-seconds: what a caller whose
+# request timed out must reconcile. tok_hang then succeeds; tok_hangDeclined is
+# then declined (the card network timed out: nothing charged).
 HANGING_TOKEN = "tok_hang"
+HANGING_DECLINED_TOKEN = "tok_hangDeclined"
+HANGING_TOKENS = frozenset({HANGING_TOKEN, HANGING_DECLINED_TOKEN})
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,9 @@ DECLINES = {
     "tok_chargeDeclinedExpiredCard": Decline("expired_card", "Your card has expired."),
     "tok_chargeDeclinedProcessingError": Decline(
         "processing_error", "An error occurred while processing your card. Try again later."
+    ),
+    HANGING_DECLINED_TOKEN: Decline(
+        "processing_error", "The card network did not answer in time; nothing was charged."
     ),
 }
 

@@ -31,13 +31,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "WARMHOUSE_REGISTRATIONS_PER_CLIENT": "100000",
         # Expired guests are swept every second, so tests need not wait five.
         "WARMHOUSE_SPACE_EXPIRY_CHECK_SECONDS": "1",
-        # A provider that hangs is given up on after 2 s (tok_hang holds 30 s),
-        # and stuck payments are asked after every second.
+        # A provider that hangs is given up on after 2 s (tok_hang holds 6 s
+        # here), and payments stuck 3 s are asked after every second.
         "WARMHOUSE_BILLING_PROVIDER_TIMEOUT_SECONDS": "2",
         "WARMHOUSE_BILLING_RECONCILE_SECONDS": "1",
+        "WARMHOUSE_BILLING_RECONCILE_AFTER_SECONDS": "3",
         "WARMHOUSE_BILLING_OVERDUE_CHECK_SECONDS": "1",
     }
-    stack = Stack(tmp_path_factory.mktemp("stack"), free_port(), extra_env=env)
+    stack = Stack(
+        tmp_path_factory.mktemp("stack"), free_port(), extra_env=env, sandbox_hang_seconds=6
+    )
     try:
         with stack as running:
             yield running

@@ -8,6 +8,7 @@ in Billing's own rows.
 
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,8 +41,8 @@ from tests.polling import wait_until
 
 # Webhooks and reconciliation settle payments in the background: generous deadlines.
 WEBHOOK_DEADLINE_SECONDS = 20
-# tok_hang holds its answer 30 s; Billing gives up after 2 s and reconciliation asks
-# after a payment once it is 15 s old.
+# tok_hang holds its answer 6 s here; Billing gives up after 2 s and reconciliation
+# asks after a payment once it is 3 s old (tests/e2e/conftest.py).
 HANG_DEADLINE_SECONDS = 60
 
 
@@ -575,8 +576,8 @@ def test_a_charge_the_provider_never_answered_is_settled_by_reconciliation(
     try:
         started = time.monotonic()
         payment_id, status = paid(api, user, invoice_id, 77.7, payment_token="tok_hang")
-        # Billing gives up on the provider after 2 s; tok_hang would hold it 30 s.
-        assert time.monotonic() - started < 15
+        # Billing gives up on the provider after 2 s; tok_hang would hold it 6 s.
+        assert time.monotonic() - started < 5
         assert status == "INITIATED"
         assert invoice(api, user, invoice_id)["status"] == "PENDING"
         assert [charge["status"] for charge in sandbox.charges_for(payment_id)] == ["pending"]
@@ -598,3 +599,44 @@ def test_a_charge_the_provider_never_answered_is_settled_by_reconciliation(
     assert [(charge["status"], charge["amount"]) for charge in charges] == [
         ("succeeded", minor(77.7))
     ]
+
+
+def test_a_charge_that_timed_out_and_was_then_declined_fails_with_nothing_charged(
+    api: Rest, root: Person, sandbox: Sandbox
+) -> None:
+    user = person(api)
+    invoice_id = issue_invoice(api, root, user.user_id, 12.5)["invoiceId"]
+    payment_id, status = paid(api, user, invoice_id, 12.5, payment_token="tok_hangDeclined")
+    assert status == "INITIATED"
+    wait_until(
+        lambda: payment_status(api, user, payment_id) == "FAILED",
+        timeout=HANG_DEADLINE_SECONDS,
+        interval=0.5,
+        what="the timed-out charge failing",
+    )
+    failed = ok(api.call("GET", f"/payments/{payment_id}", token=user.token))["payment"]
+    assert failed["failureReason"] == "the provider could not process the card; try again"
+    assert (
+        invoice(api, user, invoice_id)["status"],
+        invoice(api, user, invoice_id)["amountPaid"],
+    ) == (
+        "PENDING",
+        0,
+    )
+    assert money_of(balance(api, user)) == (12.5, 0, -12.5)
+    assert [charge["status"] for charge in sandbox.charges_for(payment_id)] == ["failed"]
+
+
+def test_a_retried_cancellation_with_its_key_gets_the_same_answer(api: Rest, root: Person) -> None:
+    user = person(api)
+    invoice_id = issue_invoice(api, root, user.user_id, 9.99)["invoiceId"]
+    path = f"/invoices/{invoice_id}:cancel"
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = api.call("POST", path, {}, root.token, headers=key)
+    again = api.call("POST", path, {}, root.token, headers=key)
+    assert (first.status, again.status) == (200, 200)
+    assert again.body == first.body
+    assert first.body["invoice"]["status"] == "CANCELLED"
+    without_key = api.call("POST", path, {}, root.token)
+    assert without_key.status == 400
+    assert without_key.body["details"][0]["reason"] == "INVOICE_NOT_PENDING"

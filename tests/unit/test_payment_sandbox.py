@@ -399,6 +399,23 @@ def test_a_hanging_charge_is_pending_until_its_late_answer_then_succeeded(
     assert event["data"]["object"]["id"] == pending["id"]
 
 
+def test_a_hanging_charge_can_end_declined_with_nothing_charged(
+    client: Client, receiver: Receiver
+) -> None:
+    impatient = Client(client.port, timeout=0.3)
+    with pytest.raises(TimeoutError):
+        impatient.charge("pay-2", "tok_hangDeclined")
+
+    assert client.charges_with_reference("pay-2")[0]["status"] == "pending"
+    wait_until(
+        lambda: client.charges_with_reference("pay-2")[0]["status"] == "failed",
+        timeout=HANG_SECONDS + 5,
+        what="the hanging charge declined",
+    )
+    [event] = wait_until(lambda: receiver.events("charge.failed"), what="its webhook")
+    assert event["data"]["object"]["failure_code"] == "processing_error"
+
+
 # Transfers
 
 
