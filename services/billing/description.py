@@ -11,6 +11,8 @@ DESCRIPTION = ServiceDescription(
     grpc_services=(BILLING_SERVICE,),
     # The provider's webhook carries no user token: its signature authenticates it.
     public_methods=method_paths(BILLING_SERVICE, "ReceiveProviderEvent"),
+    # Other services bill users (a subscription's monthly invoice).
+    internal_methods=method_paths(BILLING_SERVICE, "IssueInvoice"),
     # Shared with the payment provider, held by Billing alone on our side.
     secret_files={
         PROVIDER_API_KEY_ENV: "payment-provider-api-key",

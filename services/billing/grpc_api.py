@@ -9,10 +9,12 @@ from services.billing.provider_events import SIGNATURE_HEADER, ProviderEvents
 from services.runtime import idempotency
 from services.runtime.auth import current_caller
 from services.runtime.grpc_types import ServicerContext
+from services.runtime.internal_auth import current_service
 
 _SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 CREATE_INVOICE = f"/{_SERVICE}/CreateInvoice"
 CANCEL_INVOICE = f"/{_SERVICE}/CancelInvoice"
+ISSUE_INVOICE = f"/{_SERVICE}/IssueInvoice"
 CREATE_PAYMENT = f"/{_SERVICE}/CreatePayment"
 TOP_UP_WALLET = f"/{_SERVICE}/TopUpWallet"
 
@@ -44,6 +46,12 @@ class BillingService(billing_pb2_grpc.BillingServiceServicer):
         caller = current_caller()
         key = idempotency.key_of(context, request.request_id, caller.user_id, CREATE_INVOICE)
         return await self._invoices.create(caller, key, request)
+
+    async def IssueInvoice(
+        self, request: billing_pb2.IssueInvoiceRequest, context: ServicerContext
+    ) -> billing_pb2.IssueInvoiceResponse:
+        key = idempotency.key_of(context, request.request_id, current_service(), ISSUE_INVOICE)
+        return await self._invoices.issue_for_service(key, request)
 
     async def GetInvoice(
         self, request: billing_pb2.GetInvoiceRequest, context: ServicerContext

@@ -9,6 +9,7 @@ cannot be probed); an ADMIN reads all.
 import uuid
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from warmhouse.billing.v1 import billing_pb2
 
@@ -27,6 +28,7 @@ from services.runtime.timestamps import moment, timestamp
 from services.runtime.unit_of_work import Transaction, UnitOfWork, run_idempotently
 
 DESCRIPTION_MAX_LENGTH = 500
+IssuedT = TypeVar("IssuedT", billing_pb2.CreateInvoiceResponse, billing_pb2.IssueInvoiceResponse)
 # Overdue invoices announced per sweep.
 OVERDUE_BATCH = 500
 
@@ -76,13 +78,27 @@ class InvoiceHandlers:
         request: billing_pb2.CreateInvoiceRequest,
     ) -> billing_pb2.CreateInvoiceResponse:
         caller.require_admin()
+        return await self._issue(key, request, billing_pb2.CreateInvoiceResponse)
+
+    async def issue_for_service(
+        self, key: IdempotencyKey | None, request: billing_pb2.IssueInvoiceRequest
+    ) -> billing_pb2.IssueInvoiceResponse:
+        """Another service's invoice (the internal-call check has let only services in)."""
+        return await self._issue(key, request, billing_pb2.IssueInvoiceResponse)
+
+    async def _issue(
+        self,
+        key: IdempotencyKey | None,
+        request: billing_pb2.CreateInvoiceRequest | billing_pb2.IssueInvoiceRequest,
+        response_type: type[IssuedT],
+    ) -> IssuedT:
         user_id = parse_uuid(request.user_id, "userId")
         amount = money.minor_units(request.amount)
         currency = self._requested_currency(request.currency)
         description = display_name(request.description, "description", DESCRIPTION_MAX_LENGTH)
         due_at = moment(request.due_time, "dueTime")
 
-        async def issue(tx: Transaction[BillingRepository]) -> billing_pb2.CreateInvoiceResponse:
+        async def issue(tx: Transaction[BillingRepository]) -> IssuedT:
             now = self._clock()
             invoice = InvoiceRecord(
                 id=uuid.uuid4(),
@@ -107,11 +123,9 @@ class InvoiceHandlers:
                     occur_time=timestamp(now),
                 )
             )
-            return billing_pb2.CreateInvoiceResponse(invoice=invoice_message(invoice))
+            return response_type(invoice=invoice_message(invoice))
 
-        return await run_idempotently(
-            self._uow, key, request, billing_pb2.CreateInvoiceResponse, issue
-        )
+        return await run_idempotently(self._uow, key, request, response_type, issue)
 
     def _requested_currency(self, requested: str) -> str:
         if not requested:

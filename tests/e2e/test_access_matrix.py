@@ -114,6 +114,7 @@ EXPECTED: dict[str, Row] = {
     "DeviceAdapterService/GetConnection":      (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
     # Billing: "owner" is the invoiced user; the others are other users.
     "BillingService/CreateInvoice":            (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "BillingService/IssueInvoice":             (UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH),
     "BillingService/GetInvoice":               (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
     "BillingService/ListInvoices":             (UNAUTH, OK,     OK,     OK,     OK,     OK),
     "BillingService/ListInvoices: another user's": (UNAUTH, DENIED, DENIED, DENIED, OK, OK),
@@ -412,6 +413,15 @@ def _billing_rows() -> dict[str, Builder]:
                 user_id=owner_id(world),
                 amount=10,
                 description="Отопление",
+                due_time=timestamp_pb2.Timestamp(seconds=1_900_000_000),
+            ),
+            world.token(who),
+        ),
+        "BillingService/IssueInvoice": lambda world, who: Call(
+            billing_pb2.IssueInvoiceRequest(
+                user_id=owner_id(world),
+                amount=10,
+                description="Подписка",
                 due_time=timestamp_pb2.Timestamp(seconds=1_900_000_000),
             ),
             world.token(who),

@@ -6,15 +6,21 @@ from the sandbox itself, so "charged once" means once at the provider, not only
 in Billing's own rows.
 """
 
+import hashlib
+import hmac
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf import timestamp_pb2
+from warmhouse.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.devstack.stack import Stack
+from services.runtime.internal_auth import SERVICE_TOKEN_HEADER, ServiceCredentials
 from tests.e2e.billing_flows import (
     CURRENCY,
     DECLINE_TOKENS,
@@ -640,3 +646,30 @@ def test_a_retried_cancellation_with_its_key_gets_the_same_answer(api: Rest, roo
     without_key = api.call("POST", path, {}, root.token)
     assert without_key.status == 400
     assert without_key.body["details"][0]["reason"] == "INVOICE_NOT_PENDING"
+
+
+async def test_another_service_issues_an_invoice_with_its_credential(
+    api: Rest, root: Person, stack: Stack
+) -> None:
+    user = person(api)
+    secret = stack.layout.service_secret_file.read_bytes().strip()
+    key = hmac.new(secret, b"warmhouse:service-credentials", hashlib.sha256).digest()
+    credential = ((SERVICE_TOKEN_HEADER, ServiceCredentials(key, "support").token()),)
+    request = billing_pb2.IssueInvoiceRequest(
+        user_id=user.user_id,
+        amount=19.9,
+        description="Подписка, декабрь",
+        due_time=timestamp_pb2.Timestamp(seconds=1_900_000_000),
+        request_id=str(uuid.uuid4()),
+    )
+    async with grpc.aio.insecure_channel(stack.grpc_address("billing")) as channel:
+        stub = billing_pb2_grpc.BillingServiceStub(channel)
+        issued = await stub.IssueInvoice(request, metadata=credential)
+        again = await stub.IssueInvoice(request, metadata=credential)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.IssueInvoice(request, metadata=(("authorization", f"Bearer {user.token}"),))
+    assert again.invoice.invoice_id == issued.invoice.invoice_id
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    seen = invoice(api, user, issued.invoice.invoice_id)
+    assert (seen["amount"], seen["status"]) == (19.9, "PENDING")
+    assert money_of(balance(api, user)) == (19.9, 0, -19.9)

@@ -266,6 +266,63 @@ class CreateInvoiceResponse(_message.Message):
 Global___CreateInvoiceResponse: _TypeAlias = CreateInvoiceResponse  # noqa: Y015
 
 @_typing.final
+class IssueInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    amount: _builtins.float
+    """As CreateInvoiceRequest's."""
+    currency: _builtins.str
+    description: _builtins.str
+    request_id: _builtins.str
+    """Idempotency key, as for CreateInvoice (per calling service)."""
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        amount: _builtins.float = ...,
+        currency: _builtins.str = ...,
+        description: _builtins.str = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "description", b"description", "due_time", b"due_time", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueInvoiceRequest: _TypeAlias = IssueInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class IssueInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> Global___Invoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: Global___Invoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueInvoiceResponse: _TypeAlias = IssueInvoiceResponse  # noqa: Y015
+
+@_typing.final
 class GetInvoiceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -47,6 +47,11 @@ class BillingServiceStub:
                 request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.CreateInvoiceRequest.SerializeToString,
                 response_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.CreateInvoiceResponse.FromString,
                 _registered_method=True)
+        self.IssueInvoice = channel.unary_unary(
+                '/warmhouse.billing.v1.BillingService/IssueInvoice',
+                request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.IssueInvoiceRequest.SerializeToString,
+                response_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.IssueInvoiceResponse.FromString,
+                _registered_method=True)
         self.GetInvoice = channel.unary_unary(
                 '/warmhouse.billing.v1.BillingService/GetInvoice',
                 request_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetInvoiceRequest.SerializeToString,
@@ -107,6 +112,15 @@ class BillingServiceServicer:
 
     def CreateInvoice(self, request, context):
         """Issues an invoice to a user: ADMIN only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueInvoice(self, request, context):
+        """Issues an invoice on another service's behalf (e.g. a subscription's
+        monthly bill). Internal: a service credential, no user; otherwise as
+        CreateInvoice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -199,6 +213,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.CreateInvoiceRequest.FromString,
                     response_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.CreateInvoiceResponse.SerializeToString,
             ),
+            'IssueInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueInvoice,
+                    request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.IssueInvoiceRequest.FromString,
+                    response_serializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.IssueInvoiceResponse.SerializeToString,
+            ),
             'GetInvoice': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInvoice,
                     request_deserializer=warmhouse_dot_billing_dot_v1_dot_billing__pb2.GetInvoiceRequest.FromString,
@@ -280,6 +299,33 @@ class BillingService:
             '/warmhouse.billing.v1.BillingService/CreateInvoice',
             warmhouse_dot_billing_dot_v1_dot_billing__pb2.CreateInvoiceRequest.SerializeToString,
             warmhouse_dot_billing_dot_v1_dot_billing__pb2.CreateInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warmhouse.billing.v1.BillingService/IssueInvoice',
+            warmhouse_dot_billing_dot_v1_dot_billing__pb2.IssueInvoiceRequest.SerializeToString,
+            warmhouse_dot_billing_dot_v1_dot_billing__pb2.IssueInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,11 @@ class BillingServiceStub:
     def __new__(cls, channel: _aio.Channel) -> BillingServiceAsyncStub: ...
     CreateInvoice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateInvoiceRequest, _billing_pb2.CreateInvoiceResponse]
     """Issues an invoice to a user: ADMIN only."""
+    IssueInvoice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.IssueInvoiceRequest, _billing_pb2.IssueInvoiceResponse]
+    """Issues an invoice on another service's behalf (e.g. a subscription's
+    monthly bill). Internal: a service credential, no user; otherwise as
+    CreateInvoice.
+    """
     GetInvoice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetInvoiceRequest, _billing_pb2.GetInvoiceResponse]
     """An invoice: the invoiced user or an ADMIN."""
     ListInvoices: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListInvoicesRequest, _billing_pb2.ListInvoicesResponse]
@@ -98,6 +103,11 @@ class BillingServiceAsyncStub(BillingServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateInvoice: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateInvoiceRequest, _billing_pb2.CreateInvoiceResponse]  # type: ignore[assignment]
     """Issues an invoice to a user: ADMIN only."""
+    IssueInvoice: _aio.UnaryUnaryMultiCallable[_billing_pb2.IssueInvoiceRequest, _billing_pb2.IssueInvoiceResponse]  # type: ignore[assignment]
+    """Issues an invoice on another service's behalf (e.g. a subscription's
+    monthly bill). Internal: a service credential, no user; otherwise as
+    CreateInvoice.
+    """
     GetInvoice: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetInvoiceRequest, _billing_pb2.GetInvoiceResponse]  # type: ignore[assignment]
     """An invoice: the invoiced user or an ADMIN."""
     ListInvoices: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListInvoicesRequest, _billing_pb2.ListInvoicesResponse]  # type: ignore[assignment]
@@ -156,6 +166,17 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.CreateInvoiceResponse, _abc.Awaitable[_billing_pb2.CreateInvoiceResponse]]:
         """Issues an invoice to a user: ADMIN only."""
+
+    @_abc_1.abstractmethod
+    def IssueInvoice(
+        self,
+        request: _billing_pb2.IssueInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.IssueInvoiceResponse, _abc.Awaitable[_billing_pb2.IssueInvoiceResponse]]:
+        """Issues an invoice on another service's behalf (e.g. a subscription's
+        monthly bill). Internal: a service credential, no user; otherwise as
+        CreateInvoice.
+        """
 
     @_abc_1.abstractmethod
     def GetInvoice(
