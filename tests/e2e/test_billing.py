@@ -6,15 +6,18 @@ from the sandbox itself, so "charged once" means once at the provider, not only
 in Billing's own rows.
 """
 
+import asyncio
 import hashlib
 import hmac
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+import nats
 import pytest
 from google.protobuf import timestamp_pb2
 from warmhouse.billing.v1 import billing_pb2, billing_pb2_grpc
@@ -43,7 +46,8 @@ from tests.e2e.billing_flows import (
 )
 from tests.e2e.homes import Person, ok, person
 from tests.e2e.rest import Rest
-from tests.polling import wait_until
+from tests.integration.households import events_about
+from tests.polling import eventually, wait_until
 
 # Webhooks and reconciliation settle payments in the background: generous deadlines.
 WEBHOOK_DEADLINE_SECONDS = 20
@@ -673,3 +677,40 @@ async def test_another_service_issues_an_invoice_with_its_credential(
     seen = invoice(api, user, issued.invoice.invoice_id)
     assert (seen["amount"], seen["status"]) == (19.9, "PENDING")
     assert money_of(balance(api, user)) == (19.9, 0, -19.9)
+
+
+async def test_an_unpaid_invoice_past_due_is_announced_overdue_once(
+    api: Rest, root: Person, stack: Stack
+) -> None:
+    user = person(api)
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    unpaid = _due_invoice(api, root, user, due)
+    settled = _due_invoice(api, root, user, due)
+    paid(api, user, settled, 5)
+    client = await nats.connect(stack.nats.url)
+    try:
+        jetstream = client.jetstream()
+
+        async def overdue(invoice_id: str) -> list[billing_pb2.InvoiceOverdue]:
+            return await events_about(
+                jetstream, "WARMHOUSE_BILLING", billing_pb2.InvoiceOverdue, "invoice_id", invoice_id
+            )
+
+        await eventually(lambda: overdue(unpaid), within=20, what="InvoiceOverdue")
+        # The sweep runs every second: several more turns, no second notice.
+        await asyncio.sleep(3)
+        [event] = await overdue(unpaid)
+        assert (event.user_id, event.amount, event.currency) == (user.user_id, 5, "RUB")
+        assert await overdue(settled) == []
+    finally:
+        await client.close()
+
+
+def _due_invoice(api: Rest, root: Person, user: Person, due: datetime) -> str:
+    body = {
+        "userId": user.user_id,
+        "amount": 5,
+        "description": "Отопление",
+        "dueTime": due.isoformat().replace("+00:00", "Z"),
+    }
+    return str(ok(api.call("POST", "/invoices", body, root.token))["invoice"]["invoiceId"])
