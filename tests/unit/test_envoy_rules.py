@@ -34,6 +34,8 @@ def test_public_rest_routes_are_exactly_the_public_rpcs_routes() -> None:
         ("POST", "/auth/login"),
         ("POST", "/auth/refresh"),
         ("GET", "/.well-known/jwks.json"),
+        # The payment provider's webhook: its signature, not a token, authenticates it.
+        ("POST", "/billing/provider-events"),
     }
 
 
