@@ -1,6 +1,5 @@
 """BillingService over gRPC: proto in → handler → proto out."""
 
-from google.protobuf.descriptor import EnumDescriptor
 from warmhouse.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.billing.invoices import InvoiceHandlers, invoice_message
@@ -8,8 +7,10 @@ from services.billing.payments import PaymentHandlers, payment_message
 from services.billing.provider_events import SIGNATURE_HEADER, ProviderEvents
 from services.runtime import idempotency
 from services.runtime.auth import current_caller
+from services.runtime.errors import InvalidArgument
 from services.runtime.grpc_types import ServicerContext
 from services.runtime.internal_auth import current_service
+from services.runtime.request import enum_name
 
 _SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 CREATE_INVOICE = f"/{_SERVICE}/CreateInvoice"
@@ -19,10 +20,12 @@ CREATE_PAYMENT = f"/{_SERVICE}/CreatePayment"
 TOP_UP_WALLET = f"/{_SERVICE}/TopUpWallet"
 
 
-def _enum_name(enum: EnumDescriptor, value: int) -> str:
-    """An enum from the wire may hold any number: an unknown one names nothing."""
-    known = enum.values_by_number.get(value)
-    return str(known.name) if known is not None else ""
+def invoice_status(value: int) -> str:
+    """A listing's status filter; a number no status has is refused, not an empty list."""
+    name = enum_name(billing_pb2.InvoiceStatus.DESCRIPTOR, value)
+    if not name:
+        raise InvalidArgument("INVALID_STATUS", "status must be PENDING, PAID or CANCELLED")
+    return name
 
 
 def _metadata(context: ServicerContext, name: str) -> str:
@@ -66,9 +69,7 @@ class BillingService(billing_pb2_grpc.BillingServiceServicer):
         invoices, next_token = await self._invoices.list_invoices(
             current_caller(),
             request.user_id,
-            None
-            if unspecified
-            else _enum_name(billing_pb2.InvoiceStatus.DESCRIPTOR, request.status),
+            None if unspecified else invoice_status(request.status),
             request.page_size,
             request.page_token,
         )
@@ -88,7 +89,7 @@ class BillingService(billing_pb2_grpc.BillingServiceServicer):
     ) -> billing_pb2.CreatePaymentResponse:
         caller = current_caller()
         key = idempotency.key_of(context, request.request_id, caller.user_id, CREATE_PAYMENT)
-        method = _enum_name(billing_pb2.PaymentMethod.DESCRIPTOR, request.method)
+        method = enum_name(billing_pb2.PaymentMethod.DESCRIPTOR, request.method)
         return await self._payments.pay(caller, key, request, method)
 
     async def GetPayment(
@@ -118,7 +119,7 @@ class BillingService(billing_pb2_grpc.BillingServiceServicer):
     ) -> billing_pb2.TopUpWalletResponse:
         caller = current_caller()
         key = idempotency.key_of(context, request.request_id, caller.user_id, TOP_UP_WALLET)
-        method = _enum_name(billing_pb2.PaymentMethod.DESCRIPTOR, request.method)
+        method = enum_name(billing_pb2.PaymentMethod.DESCRIPTOR, request.method)
         return await self._payments.top_up(caller, key, request, method)
 
     async def ReceiveProviderEvent(

@@ -19,7 +19,13 @@ from services.billing.records import CANCELLED, PENDING, InvoiceRecord
 from services.billing.repository import BillingRepository
 from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
-from services.runtime.errors import DomainError, NotFound, PermissionDenied
+from services.runtime.errors import (
+    Conflict,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import Cursor, PageTokens, page_size
 from services.runtime.request import parse_uuid
@@ -96,6 +102,8 @@ class InvoiceHandlers:
         amount = money.minor_units(request.amount)
         currency = self._requested_currency(request.currency)
         description = display_name(request.description, "description", DESCRIPTION_MAX_LENGTH)
+        if not request.HasField("due_time"):
+            raise InvalidArgument("DUE_TIME_REQUIRED", "dueTime is required", field="dueTime")
         due_at = moment(request.due_time, "dueTime")
 
         async def issue(tx: Transaction[BillingRepository]) -> IssuedT:
@@ -187,8 +195,9 @@ class InvoiceHandlers:
                     f"only a PENDING invoice cancels; this one is {invoice.status}",
                 )
             if await tx.repos.in_flight_minor(invoice.id):
-                raise DomainError(
-                    "PAYMENT_IN_PROGRESS", "a payment on this invoice is still in progress; retry"
+                raise Conflict(
+                    "PAYMENT_IN_PROGRESS",
+                    "a card payment on this invoice is being charged; retry in a moment",
                 )
             now = self._clock()
             cancelled = replace(invoice, status=CANCELLED, updated_at=now)

@@ -18,6 +18,9 @@ INVOICE_CANCELLED = "INVOICE_CANCELLED"
 # A cancelled invoice's partial payments move to the wallet.
 REFUNDED_TO_WALLET = "REFUNDED_TO_WALLET"
 PAYMENT_RECEIVED = "PAYMENT_RECEIVED"
+# Money that arrived for an invoice no longer owing it (paid meanwhile, or
+# cancelled): it becomes wallet credit rather than vanishing.
+OVERPAID_TO_WALLET = "OVERPAID_TO_WALLET"
 WALLET_SPENT = "WALLET_SPENT"
 WALLET_TOPPED_UP = "WALLET_TOPPED_UP"
 
@@ -116,12 +119,14 @@ def payment_succeeded(
     invoice_id: uuid.UUID | None,
     user_id: uuid.UUID,
     amount: int,
+    applied: int,
     currency: str,
     from_wallet: bool,
     at: datetime,
 ) -> list[Entry]:
-    """A top-up (no invoice) credits the wallet; a payment credits the receivable,
-    taking the money from the wallet when paid from it."""
+    """A top-up (no invoice) credits the wallet. A payment credits the receivable with
+    what the invoice still owed (`applied`) and the wallet with the rest; paid from the
+    wallet, the wallet gives the whole amount."""
     cause = str(payment_id)
     if invoice_id is None:
         return [
@@ -136,19 +141,35 @@ def payment_succeeded(
                 payment_id=payment_id,
             )
         ]
-    entries = [
-        Entry(
-            user_id,
-            RECEIVABLE,
-            PAYMENT_RECEIVED,
-            amount,
-            currency,
-            cause,
-            at,
-            invoice_id=invoice_id,
-            payment_id=payment_id,
+    entries = []
+    if applied:
+        entries.append(
+            Entry(
+                user_id,
+                RECEIVABLE,
+                PAYMENT_RECEIVED,
+                applied,
+                currency,
+                cause,
+                at,
+                invoice_id=invoice_id,
+                payment_id=payment_id,
+            )
         )
-    ]
+    if amount > applied:
+        entries.append(
+            Entry(
+                user_id,
+                WALLET,
+                OVERPAID_TO_WALLET,
+                amount - applied,
+                currency,
+                cause,
+                at,
+                invoice_id=invoice_id,
+                payment_id=payment_id,
+            )
+        )
     if from_wallet:
         entries.append(
             Entry(

@@ -24,7 +24,8 @@ from services.billing import money, settlement
 from services.billing.invoices import invoice_not_found, may_see
 from services.billing.provider import (
     FINAL,
-    SUCCEEDED,
+    MAX_PROVIDER_AMOUNT_MINOR,
+    PROVIDER_SUCCEEDED,
     ProviderClient,
     ProviderObject,
     ProviderUnavailable,
@@ -75,6 +76,17 @@ def payment_token(method: str, token: str) -> str:
     return token
 
 
+def within_provider_limit(method: str, amount: int) -> None:
+    """The provider takes at most so much in one charge or transfer: pay more in parts."""
+    if method != WALLET and amount > MAX_PROVIDER_AMOUNT_MINOR:
+        raise InvalidArgument(
+            "AMOUNT_OVER_PROVIDER_LIMIT",
+            f"one {method} payment may be at most {money.major_units(MAX_PROVIDER_AMOUNT_MINOR)};"
+            " pay in parts",
+            field="amount",
+        )
+
+
 def payment_message(payment: PaymentRecord) -> billing_pb2.Payment:
     message = billing_pb2.Payment(
         payment_id=str(payment.id),
@@ -118,6 +130,7 @@ class PaymentHandlers:
         invoice_id = parse_uuid(request.invoice_id, "invoiceId")
         amount = money.minor_units(request.amount)
         method = payment_method(method_name)
+        within_provider_limit(method, amount)
         token = payment_token(method, request.payment_token)
         if request.currency:
             money.currency_code(request.currency)
@@ -161,6 +174,7 @@ class PaymentHandlers:
             raise PermissionDenied("NOT_OWNER", "only the wallet's owner tops it up")
         amount = money.minor_units(request.amount)
         method = payment_method(method_name, frozenset({CARD, BANK_TRANSFER}))
+        within_provider_limit(method, amount)
         token = payment_token(method, request.payment_token)
         currency = request.currency or self._currency
         if money.currency_code(currency) != self._currency:
@@ -260,21 +274,23 @@ class PaymentHandlers:
         pending one records the provider's ids (a transfer's bank reference)."""
         async with self._uow.transaction() as tx:
             now = self._clock()
+            payment = await tx.repos.payment(payment_id, lock=True)
+            if payment is None or payment.status != INITIATED:
+                return
             if answer.status in FINAL:
+                succeeded = answer.status == PROVIDER_SUCCEEDED
                 await settlement.settle(
-                    tx, payment_id, answer.status == SUCCEEDED, answer.failure_code, now
+                    tx, payment, succeeded, answer.failure_code, now, answer.provider_id
                 )
                 return
-            payment = await tx.repos.payment(payment_id, lock=True)
-            if payment is not None and payment.status == INITIATED:
-                await tx.repos.save_payment(
-                    replace(
-                        payment,
-                        provider_id=answer.provider_id or payment.provider_id,
-                        bank_reference=answer.bank_reference or payment.bank_reference,
-                        updated_at=now,
-                    )
+            await tx.repos.save_payment(
+                replace(
+                    payment,
+                    provider_id=answer.provider_id or payment.provider_id,
+                    bank_reference=answer.bank_reference or payment.bank_reference,
+                    updated_at=now,
                 )
+            )
 
     async def get(self, caller: Caller, payment_id: str) -> PaymentRecord:
         payment_uuid = parse_uuid(payment_id, "paymentId")

@@ -8,22 +8,28 @@ payment it never heard back about. Amounts are integer minor units.
 """
 
 import asyncio
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from services.billing.records import PaymentRecord
 
-SUCCEEDED, FAILED, PENDING = "succeeded", "failed", "pending"
-# The provider's own statuses a payment can settle on.
-FINAL = frozenset({SUCCEEDED, FAILED})
+# The provider's statuses (lower case, unlike ours).
+PROVIDER_SUCCEEDED, PROVIDER_FAILED = "succeeded", "failed"
+# The ones a payment can settle on.
+FINAL = frozenset({PROVIDER_SUCCEEDED, PROVIDER_FAILED})
 MAX_RESPONSE_BYTES = 1 << 20
-# HTTP statuses that refuse the payment itself (asking again would be refused again).
-REFUSED_FOR_GOOD = frozenset({400, 404})
+# What the provider takes in one charge or transfer, in minor units.
+MAX_PROVIDER_AMOUNT_MINOR = 99_999_999
 INVALID_REQUEST = "invalid_request"
+# Calls in flight at once; each holds a thread (urllib blocks) of a pool of its
+# own, so a hanging provider never starves the default executor (DNS lookups).
+CONCURRENT_CALLS = 16
 
 
 class ProviderUnavailable(Exception):
@@ -58,6 +64,7 @@ class ProviderClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = timeout_seconds
+        self._threads = ThreadPoolExecutor(CONCURRENT_CALLS, thread_name_prefix="provider")
 
     async def charge(self, payment: PaymentRecord) -> ProviderObject:
         """Charge the card; a decline is an answer (status failed), not an error."""
@@ -69,12 +76,7 @@ class ProviderClient:
             "description": f"WarmHouse payment {payment.id}",
         }
         answer = await self._call("POST", "/v1/charges", body, idempotency_key=str(payment.id))
-        if "error" in answer:
-            error = answer["error"]
-            charge = error.get("charge") if isinstance(error, dict) else None
-            code = error.get("code") if isinstance(error, dict) else None
-            return ProviderObject(str(charge or ""), FAILED, str(code or "declined"))
-        return _object_of(answer)
+        return _refusal(answer) or _object_of(answer)
 
     async def transfer(self, payment: PaymentRecord) -> ProviderObject:
         """Open a bank transfer; it stays pending until the money arrives (a webhook)."""
@@ -84,7 +86,7 @@ class ProviderClient:
             "reference": str(payment.id),
         }
         answer = await self._call("POST", "/v1/transfers", body, idempotency_key=str(payment.id))
-        return _object_of(answer)
+        return _refusal(answer) or _object_of(answer)
 
     async def find(self, payment: PaymentRecord, kind: str) -> ProviderObject | None:
         """What the provider knows of a payment (`kind` "charges" or "transfers"); None
@@ -99,7 +101,16 @@ class ProviderClient:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None, idempotency_key: str = ""
     ) -> dict[str, Any]:
-        return await asyncio.to_thread(self._blocking_call, method, path, body, idempotency_key)
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(
+            self._threads, self._blocking_call, method, path, body, idempotency_key
+        )
+        try:
+            # A whole-call deadline: urllib's timeout is per socket operation.
+            async with asyncio.timeout(2 * self._timeout):
+                return await call
+        except TimeoutError:
+            raise ProviderUnavailable("the provider took too long") from None
 
     def _blocking_call(
         self, method: str, path: str, body: dict[str, Any] | None, idempotency_key: str
@@ -118,15 +129,26 @@ class ProviderClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 return _json(response.read(MAX_RESPONSE_BYTES))
         except urllib.error.HTTPError as error:
-            # A decline is 402 with a body. A request the provider finds invalid (an
-            # unknown card token) is refused for good; any other error may pass.
+            # A decline is 402 with a body. A payment the provider finds invalid (an
+            # unknown card token) is refused for good (400 to a POST); anything else
+            # (404, 401, 409, 5xx: a misconfiguration or an outage) may pass.
             if error.code == 402:
                 return _json(error.read(MAX_RESPONSE_BYTES))
-            if error.code in REFUSED_FOR_GOOD:
+            if error.code == 400 and method == "POST":
                 return {"error": {"code": INVALID_REQUEST}}
             raise ProviderUnavailable(f"the provider answered {error.code}") from None
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, http.client.HTTPException, ValueError) as error:
             raise ProviderUnavailable(f"the provider could not be reached: {error}") from None
+
+
+def _refusal(answer: dict[str, Any]) -> ProviderObject | None:
+    """A declined or refused payment, as a failed object; None for anything else."""
+    error = answer.get("error")
+    if error is None:
+        return None
+    details = error if isinstance(error, dict) else {}
+    subject = details.get("charge") or ""
+    return ProviderObject(str(subject), PROVIDER_FAILED, str(details.get("code") or "declined"))
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -13,17 +13,20 @@ settles once whichever of the answer, a webhook or reconciliation comes first.
 import hashlib
 import hmac
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from services.billing import settlement
+from services.billing.records import BANK_TRANSFER, CARD, PaymentRecord
 from services.billing.repository import BillingRepository
 from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import InvalidArgument
 from services.runtime.unit_of_work import UnitOfWork
 
+log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "sandbox-signature"
 TOLERANCE = timedelta(minutes=5)
 MAX_EVENT_ID_LENGTH = 255
@@ -67,6 +70,10 @@ class ProviderEvent:
     # Our payment id, from the charge's or transfer's reference; None when it is not ours.
     payment_id: uuid.UUID | None
     failure_code: str
+    # The charge's or transfer's id, amount (minor units) and currency.
+    provider_id: str
+    amount: int | None
+    currency: str
 
 
 def parse(body: bytes) -> ProviderEvent:
@@ -76,11 +83,24 @@ def parse(body: bytes) -> ProviderEvent:
         event_id, kind = decoded["id"], decoded["type"]
         subject = decoded["data"]["object"]
         reference, code = subject.get("reference"), subject.get("failure_code")
+        provider_id, amount, currency = (
+            subject.get("id"),
+            subject.get("amount"),
+            subject.get("currency"),
+        )
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise InvalidArgument("INVALID_EVENT", "the body is not a provider event") from None
     if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH):
         raise InvalidArgument("INVALID_EVENT", "the event has no usable id")
-    return ProviderEvent(event_id, str(kind), _uuid_or_none(reference), str(code or ""))
+    return ProviderEvent(
+        event_id,
+        str(kind),
+        _uuid_or_none(reference),
+        str(code or ""),
+        str(provider_id or ""),
+        amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+        str(currency or ""),
+    )
 
 
 def _uuid_or_none(value: object) -> uuid.UUID | None:
@@ -107,6 +127,30 @@ class ProviderEvents:
             succeeded = OUTCOMES.get(event.type)
             if succeeded is None or event.payment_id is None:
                 return  # nothing of ours to settle (acknowledged, so not sent again)
+            payment = await tx.repos.payment(event.payment_id, lock=True)
+            if payment is None:
+                return
+            if not describes(event, payment):
+                log.error(
+                    "provider event %s does not match payment %s (method, amount or currency);"
+                    " not applied",
+                    event.event_id,
+                    payment.id,
+                )
+                return
             await settlement.settle(
-                tx, event.payment_id, succeeded, event.failure_code, self._clock()
+                tx, payment, succeeded, event.failure_code, self._clock(), event.provider_id
             )
+
+
+def describes(event: ProviderEvent, payment: PaymentRecord) -> bool:
+    """Whether the event is about this payment as we made it: a charge for a CARD one, a
+    transfer for a BANK_TRANSFER one, for its very amount and currency (a bank transfer
+    may arrive short: that is not the payment)."""
+    expected_kind = {CARD: "charge.", BANK_TRANSFER: "transfer."}.get(payment.method)
+    return (
+        expected_kind is not None
+        and event.type.startswith(expected_kind)
+        and event.amount == payment.amount_minor
+        and event.currency == payment.currency
+    )

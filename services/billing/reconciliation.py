@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from services.billing.payments import PaymentHandlers
 from services.billing.provider import ProviderClient, ProviderUnavailable
-from services.billing.records import CARD
+from services.billing.records import CARD, PaymentRecord
 from services.billing.repository import BillingRepository
 from services.runtime.clock import Clock, utc_now
 from services.runtime.unit_of_work import UnitOfWork
@@ -44,16 +44,23 @@ class Reconciliation:
         async with self._uow.read() as repos:
             waiting = await repos.stale_initiated(self._clock() - self._ask_after, BATCH)
         for payment in waiting:
-            kind = "charges" if payment.method == CARD else "transfers"
             try:
-                found = await self._provider.find(payment, kind)
-            except ProviderUnavailable as error:
-                log.warning("could not ask the provider about payment %s: %s", payment.id, error)
-                continue
-            if found is None:
-                await self._payments.send_to_provider(payment)
-            else:
-                await self._payments.apply(payment.id, found)
-            async with self._uow.transaction() as tx:
-                await tx.repos.touch_payment(payment.id, self._clock())
+                await self._ask(payment)
+            finally:
+                # Asked (answered or not): it waits its turn again, so the oldest
+                # cannot keep the rest from being asked after.
+                async with self._uow.transaction() as tx:
+                    await tx.repos.touch_payment(payment.id, self._clock())
         return len(waiting)
+
+    async def _ask(self, payment: PaymentRecord) -> None:
+        kind = "charges" if payment.method == CARD else "transfers"
+        try:
+            found = await self._provider.find(payment, kind)
+        except ProviderUnavailable as error:
+            log.warning("could not ask the provider about payment %s: %s", payment.id, error)
+            return
+        if found is None:
+            await self._payments.send_to_provider(payment)
+        else:
+            await self._payments.apply(payment.id, found)

@@ -59,11 +59,14 @@ _TOTALS = Query(
 )
 # One user's money moves one at a time (wallet spending checks its credit first).
 _HOLD_USER = Query(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"))
-# Payments on an invoice still waiting for the provider: they reserve what they ask.
+# CARD payments on an invoice still waiting for the provider's answer (seconds):
+# they reserve what they ask. A bank transfer reserves nothing: it may take days
+# or never come, and money arriving for an invoice no longer owing it becomes
+# wallet credit (settlement.py).
 _IN_FLIGHT = Query(
     text(
         "SELECT COALESCE(sum(amount_minor), 0) FROM payments"
-        " WHERE invoice_id = :invoice_id AND status = 'INITIATED'"
+        " WHERE invoice_id = :invoice_id AND status = 'INITIATED' AND method = 'CARD'"
     )
 )
 _OVERDUE = Query(

@@ -6,7 +6,6 @@ no longer INITIATED and change nothing. So a charge is counted once however
 many times, and by however many paths, its outcome arrives.
 """
 
-import uuid
 from dataclasses import replace
 from datetime import datetime
 
@@ -35,36 +34,51 @@ def failure_reason(code: str) -> str:
 
 
 async def succeed(
-    tx: Transaction[BillingRepository], payment: PaymentRecord, now: datetime
+    tx: Transaction[BillingRepository],
+    payment: PaymentRecord,
+    now: datetime,
+    provider_id: str = "",
 ) -> PaymentRecord:
-    """`payment` (row-locked, INITIATED or a new WALLET one) settled as SUCCESS."""
-    done = replace(payment, status=SUCCESS, updated_at=now, processed_at=now)
+    """`payment` (row-locked, INITIATED or a new WALLET one) settled as SUCCESS. What its
+    invoice no longer owed (paid meanwhile, or cancelled) becomes wallet credit."""
+    done = replace(
+        payment,
+        status=SUCCESS,
+        provider_id=provider_id or payment.provider_id,
+        updated_at=now,
+        processed_at=now,
+    )
     await tx.repos.save_payment(done)
+    applied = await _credit_invoice(tx, done, now) if payment.invoice_id is not None else 0
     await tx.repos.record(
         ledger.payment_succeeded(
             payment.id,
             payment.invoice_id,
             payment.user_id,
             payment.amount_minor,
+            applied,
             payment.currency,
             payment.method == WALLET,
             now,
         )
     )
     await tx.add_event(_succeeded_event(done, now))
-    if payment.invoice_id is not None:
-        await _credit_invoice(tx, done, now)
     return done
 
 
 async def fail(
-    tx: Transaction[BillingRepository], payment: PaymentRecord, code: str, now: datetime
+    tx: Transaction[BillingRepository],
+    payment: PaymentRecord,
+    code: str,
+    now: datetime,
+    provider_id: str = "",
 ) -> PaymentRecord:
     """`payment` (row-locked, INITIATED) settled as FAILED with a reason people can read."""
     done = replace(
         payment,
         status=FAILED,
         failure_reason=failure_reason(code),
+        provider_id=provider_id or payment.provider_id,
         updated_at=now,
         processed_at=now,
     )
@@ -86,31 +100,35 @@ async def fail(
 
 async def settle(
     tx: Transaction[BillingRepository],
-    payment_id: uuid.UUID,
+    payment: PaymentRecord,
     succeeded: bool,
     code: str,
     now: datetime,
-) -> PaymentRecord | None:
-    """Lock the payment and settle it unless it already was; the payment as it ends up."""
-    payment = await tx.repos.payment(payment_id, lock=True)
-    if payment is None or payment.status != INITIATED:
+    provider_id: str = "",
+) -> PaymentRecord:
+    """`payment` (row-locked) settled unless it already was; the payment as it ends up."""
+    if payment.status != INITIATED:
         return payment
     if succeeded:
-        return await succeed(tx, payment, now)
-    return await fail(tx, payment, code, now)
+        return await succeed(tx, payment, now, provider_id)
+    return await fail(tx, payment, code, now, provider_id)
 
 
 async def _credit_invoice(
     tx: Transaction[BillingRepository], payment: PaymentRecord, now: datetime
-) -> None:
+) -> int:
+    """Add the payment to its invoice, up to what the invoice still owes; what it took."""
     assert payment.invoice_id is not None
     invoice = await tx.repos.invoice(payment.invoice_id, lock=True)
     if invoice is None:
-        return
-    paid = min(invoice.amount_minor, invoice.paid_minor + payment.amount_minor)
+        return 0
+    applied = min(invoice.owed_minor, payment.amount_minor)
+    if not applied:
+        return 0
+    paid = invoice.paid_minor + applied
     status = PAID if paid == invoice.amount_minor else invoice.status
     await tx.repos.save_invoice(replace(invoice, paid_minor=paid, status=status, updated_at=now))
-    if status == PAID and invoice.status != PAID:
+    if status == PAID:
         await tx.add_event(
             billing_pb2.InvoicePaid(
                 invoice_id=str(invoice.id),
@@ -119,6 +137,7 @@ async def _credit_invoice(
                 occur_time=timestamp(now),
             )
         )
+    return applied
 
 
 def _succeeded_event(payment: PaymentRecord, now: datetime) -> billing_pb2.PaymentSucceeded:

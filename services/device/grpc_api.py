@@ -1,6 +1,5 @@
 """DeviceService over gRPC: proto in → handler → proto out."""
 
-from google.protobuf.descriptor import EnumDescriptor
 from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 
 from services.device.commands import CommandHandlers
@@ -11,15 +10,8 @@ from services.device.reading_queries import ReadingQueries, point_message
 from services.runtime import idempotency
 from services.runtime.auth import current_caller
 from services.runtime.grpc_types import ServicerContext
+from services.runtime.request import enum_name
 from services.runtime.timestamps import timestamp
-
-
-def _enum_name(enum: EnumDescriptor, value: int) -> str:
-    """An enum from the wire may hold any number: an unknown one names nothing
-    (and the domain refuses it like UNSPECIFIED)."""
-    known = enum.values_by_number.get(value)
-    return str(known.name) if known is not None else ""
-
 
 SEND_COMMAND = f"/{device_pb2.DESCRIPTOR.services_by_name['DeviceService'].full_name}/SendCommand"
 
@@ -90,7 +82,7 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
         registered = await self._handlers.register(
             current_caller(),
             request.space_id,
-            _enum_name(device_pb2.DeviceType.DESCRIPTOR, request.type),
+            enum_name(device_pb2.DeviceType.DESCRIPTOR, request.type),
             request.name,
         )
         return device_pb2.RegisterDeviceResponse(
@@ -119,7 +111,7 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
         device = await self._handlers.update_status(
             current_caller(),
             request.device_id,
-            _enum_name(device_pb2.DeviceStatus.DESCRIPTOR, request.status),
+            enum_name(device_pb2.DeviceStatus.DESCRIPTOR, request.status),
         )
         return device_pb2.UpdateDeviceStatusResponse(
             device_id=str(device.id), status=device_pb2.DeviceStatus.Value(device.status)
@@ -131,7 +123,7 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
         caller = current_caller()
         key = idempotency.key_of(context, request.request_id, caller.user_id, SEND_COMMAND)
         return await self._commands.send(
-            caller, key, request, _enum_name(device_pb2.CommandKind.DESCRIPTOR, request.kind)
+            caller, key, request, enum_name(device_pb2.CommandKind.DESCRIPTOR, request.kind)
         )
 
     async def GetCommand(
@@ -147,9 +139,7 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
         commands, next_token = await self._commands.list_commands(
             current_caller(),
             request.device_id,
-            None
-            if unspecified
-            else _enum_name(device_pb2.CommandStatus.DESCRIPTOR, request.status),
+            None if unspecified else enum_name(device_pb2.CommandStatus.DESCRIPTOR, request.status),
             request.page_size,
             request.page_token,
         )
@@ -180,7 +170,7 @@ class DeviceService(device_pb2_grpc.DeviceServiceServicer):
         entries, next_token = await self._handlers.list_logs(
             current_caller(),
             request.device_id,
-            None if unspecified else _enum_name(device_pb2.DeviceLogKind.DESCRIPTOR, request.kind),
+            None if unspecified else enum_name(device_pb2.DeviceLogKind.DESCRIPTOR, request.kind),
             request.page_size,
             request.page_token,
         )

@@ -4,6 +4,8 @@ import ipaddress
 import uuid
 from collections.abc import Iterable, Sequence
 
+from google.protobuf.descriptor import EnumDescriptor
+
 from services.runtime.errors import InvalidArgument
 from services.runtime.grpc_types import ServicerContext
 
@@ -74,3 +76,10 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidArgument("INVALID_ID", f"{field} must be a UUID", field=field) from None
+
+
+def enum_name(enum: EnumDescriptor, value: int) -> str:
+    """An enum value's name; "" for a number the enum does not have (an enum from the
+    wire may hold any number), which the domain then refuses like UNSPECIFIED."""
+    known = enum.values_by_number.get(value)
+    return str(known.name) if known is not None else ""

@@ -363,8 +363,6 @@ def test_a_bank_transfer_is_paid_when_the_providers_webhook_says_the_money_arriv
     assert waiting["bankReference"].startswith("WH-")
     assert transfer["amount"] == minor(250)
     assert invoice(api, user, invoice_id)["status"] == "PENDING"
-    # Reserved, not paid: nothing more may be paid on top of it meanwhile.
-    assert pay(api, user, invoice_id, 0.01).reason == "AMOUNT_EXCEEDS_OWED"
 
     sandbox.arrive(payment_id)
     done = settled(api, user, payment_id, "SUCCESS")
@@ -714,3 +712,45 @@ def _due_invoice(api: Rest, root: Person, user: Person, due: datetime) -> str:
         "dueTime": due.isoformat().replace("+00:00", "Z"),
     }
     return str(ok(api.call("POST", "/invoices", body, root.token))["invoice"]["invoiceId"])
+
+
+def test_two_card_payments_at_once_cannot_pay_more_than_is_owed(api: Rest, root: Person) -> None:
+    user = person(api)
+    invoice_id = issue_invoice(api, root, user.user_id, 100)["invoiceId"]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: pay(api, user, invoice_id, 60), range(8)))
+    statuses = sorted(reply.status for reply in replies)
+    assert statuses == [200] + [400] * 7
+    assert invoice(api, user, invoice_id)["amountPaid"] == 60
+
+
+def test_two_wallet_payments_at_once_cannot_spend_the_same_credit(api: Rest, root: Person) -> None:
+    user = person(api)
+    ok(top_up(api, user, 50))
+    invoices = [issue_invoice(api, root, user.user_id, 40)["invoiceId"] for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(
+            pool.map(lambda invoice_id: pay(api, user, invoice_id, 40, method="WALLET"), invoices)
+        )
+    assert sorted(reply.status for reply in replies) == [200] + [400] * 5
+    assert money_of(balance(api, user))[1] == 10
+
+
+def test_a_transfer_arriving_after_the_invoice_was_paid_becomes_wallet_credit(
+    api: Rest, root: Person, sandbox: Sandbox
+) -> None:
+    user = person(api)
+    invoice_id = issue_invoice(api, root, user.user_id, 30)["invoiceId"]
+    transfer_id, status = paid(api, user, invoice_id, 30, method="BANK_TRANSFER")
+    assert status == "INITIATED"
+    # The user changes their mind and pays by card: a pending transfer reserves nothing.
+    assert paid(api, user, invoice_id, 30)[1] == "SUCCESS"
+    assert invoice(api, user, invoice_id)["status"] == "PAID"
+    sandbox.arrive(transfer_id)
+    wait_until(
+        lambda: payment_status(api, user, transfer_id) == "SUCCESS",
+        timeout=WEBHOOK_DEADLINE_SECONDS,
+        what="the late transfer settled",
+    )
+    assert invoice(api, user, invoice_id)["amountPaid"] == 30
+    assert money_of(balance(api, user)) == (0, 30, 30)

@@ -50,11 +50,17 @@ async def test_a_crash_during_the_charge_is_reconciled_to_one_success(
 
         payments = await eventually(written, what="the payment written INITIATED")
         assert [p["status"] for p in payments] == ["INITIATED"]
+        payment_id = payments[0]["paymentId"]
+
+        async def charging() -> bool:
+            found = await asyncio.to_thread(charges_for, stack, payment_id)
+            return [c["status"] for c in found] == ["pending"]
+
+        await eventually(charging, what="the charge under way at the provider")
         # The provider has the charge, Billing has not heard back: it dies now.
         billing.process.kill()
         await asyncio.to_thread(paying.join)
         await asyncio.to_thread(billing.start)
-        payment_id = payments[0]["paymentId"]
 
         async def settled() -> bool:
             found = await asyncio.to_thread(_payments, api, payer, invoice)

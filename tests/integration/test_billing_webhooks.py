@@ -63,6 +63,8 @@ def _body(event_id: str, payment: PaymentRecord, succeeded: bool) -> bytes:
     subject = {
         "id": f"{kind[:2]}_{payment.id.hex[:8]}",
         "reference": str(payment.id),
+        "amount": payment.amount_minor,
+        "currency": payment.currency,
         "status": status,
         "failure_code": None if succeeded else "card_declined",
     }

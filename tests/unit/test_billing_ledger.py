@@ -22,8 +22,14 @@ def issued(amount: int) -> tuple[uuid.UUID, list[Entry]]:
     return invoice, ledger.invoice_issued(invoice, USER, amount, "RUB", NOW)
 
 
-def paid(invoice: uuid.UUID | None, amount: int, from_wallet: bool = False) -> list[Entry]:
-    return ledger.payment_succeeded(uuid.uuid4(), invoice, USER, amount, "RUB", from_wallet, NOW)
+def paid(
+    invoice: uuid.UUID | None, amount: int, from_wallet: bool = False, applied: int | None = None
+) -> list[Entry]:
+    """A payment of `amount`, of which the invoice took `applied` (default: all of it)."""
+    took = amount if applied is None else applied
+    return ledger.payment_succeeded(
+        uuid.uuid4(), invoice, USER, amount, took, "RUB", from_wallet, NOW
+    )
 
 
 def test_an_invoice_is_owed_until_paid_in_parts() -> None:
@@ -55,3 +61,15 @@ def test_every_entry_names_a_cause_unique_by_kind() -> None:
     entries += ledger.invoice_cancelled(invoice, USER, 10_000, 4_000, "RUB", NOW)
     causes = [(e.kind, e.cause) for e in entries]
     assert len(causes) == len(set(causes))
+
+
+def test_money_arriving_for_an_invoice_no_longer_owing_it_becomes_wallet_credit() -> None:
+    invoice, entries = issued(5_000)
+    entries += paid(invoice, 5_000)
+    # A bank transfer for the same invoice arrives late: nothing is owed any more.
+    entries += paid(invoice, 3_000, applied=0)
+    assert totals(entries) == Totals(receivable=0, wallet=3_000)
+    # One arrives for more than is left: the invoice takes what it owes.
+    other, more = issued(2_000)
+    entries += more + paid(other, 2_500, applied=2_000)
+    assert totals(entries) == Totals(receivable=0, wallet=3_500)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.billing.provider_events import parse, verify
+from services.billing.provider_events import describes, parse, verify
+from services.billing.records import BANK_TRANSFER, CARD, WALLET, PaymentRecord
 from services.runtime.errors import InvalidArgument
 
 SECRET = b"a webhook secret of at least thirty-two bytes"
@@ -22,6 +23,7 @@ def signed(body: bytes, at: datetime = NOW, secret: bytes = SECRET) -> str:
 
 
 def event(kind: str = "charge.succeeded", reference: object = None, **extra: object) -> bytes:
+    """A provider event's body; `extra` fields go into the charge or transfer."""
     subject = {"id": "ch_1", "reference": str(reference or uuid.uuid4()), **extra}
     return json.dumps({"id": "evt_1", "type": kind, "data": {"object": subject}}).encode()
 
@@ -102,3 +104,27 @@ def test_what_is_not_an_event_is_refused(body: bytes) -> None:
     with pytest.raises(InvalidArgument) as refused:
         parse(body)
     assert refused.value.reason == "INVALID_EVENT"
+
+
+def _payment(method: str, amount: int = 1250) -> PaymentRecord:
+    return PaymentRecord(
+        uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), amount, "RUB", method, "INITIATED", NOW, NOW
+    )
+
+
+def _about(payment: PaymentRecord, kind: str, amount: int, currency: str = "RUB") -> bytes:
+    return event(kind, payment.id, amount=amount, currency=currency)
+
+
+def test_an_event_settles_only_the_payment_it_describes() -> None:
+    card, transfer = _payment(CARD), _payment(BANK_TRANSFER)
+    assert describes(parse(_about(card, "charge.succeeded", 1250)), card)
+    assert describes(parse(_about(transfer, "transfer.failed", 1250)), transfer)
+    # A transfer's event for a card payment, a short transfer, another currency.
+    assert not describes(parse(_about(card, "transfer.succeeded", 1250)), card)
+    assert not describes(parse(_about(transfer, "transfer.succeeded", 1000)), transfer)
+    assert not describes(parse(_about(card, "charge.succeeded", 1250, "EUR")), card)
+    assert not describes(parse(_about(card, "charge.succeeded", True)), card)
+    assert not describes(
+        parse(_about(_payment(WALLET), "charge.succeeded", 1250)), _payment(WALLET)
+    )
