@@ -102,7 +102,7 @@ class Invoice(_message.Message):
     user_id: _builtins.str
     amount: _builtins.float
     """Decimal, in the currency's major unit; at most 2 decimal places,
-    stored as NUMERIC (see BillingService).
+    stored exactly (see BillingService).
     """
     currency: _builtins.str
     """ISO 4217."""
@@ -162,7 +162,7 @@ class Payment(_message.Message):
     """The invoiced user."""
     amount: _builtins.float
     """Decimal, in the currency's major unit; at most 2 decimal places,
-    stored as NUMERIC (see BillingService).
+    stored exactly (see BillingService).
     """
     currency: _builtins.str
     """ISO 4217; always the invoice's currency."""
@@ -216,7 +216,7 @@ class CreateInvoiceRequest(_message.Message):
     user_id: _builtins.str
     amount: _builtins.float
     """Positive decimal, in the currency's major unit; at most 2 decimal
-    places, stored as NUMERIC (see BillingService).
+    places, stored exactly (see BillingService).
     """
     currency: _builtins.str
     """ISO 4217."""
@@ -646,7 +646,8 @@ class GetBalanceResponse(_message.Message):
     BALANCE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     amount_due: _builtins.float
-    """The sum of the user's PENDING invoices; 0 when they owe nothing.
+    """What the user's PENDING invoices still ask (their amounts less what was
+    paid on them); 0 when they owe nothing.
     Decimal, in the currency's major unit (see BillingService).
     """
     currency: _builtins.str

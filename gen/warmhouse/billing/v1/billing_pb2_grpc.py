@@ -30,10 +30,10 @@ class BillingServiceStub:
     payment providers.
 
     Money: every `amount` is a decimal amount in the currency's major unit
-    (12.5 means 12.50 EUR), a JSON number on the wire. The server reads it
+    (12.5 means 12.50 RUB), a JSON number on the wire. The server reads it
     through its shortest decimal form, rejects more than 2 decimal places or a
-    non-positive value, and stores it as NUMERIC; it never computes with the
-    double. `currency` is an ISO 4217 code, e.g. "EUR".
+    non-positive value, and stores it as integer minor units; it never
+    computes with the double. `currency` is an ISO 4217 code, e.g. "RUB".
     """
 
     def __init__(self, channel):
@@ -104,10 +104,10 @@ class BillingServiceServicer:
     payment providers.
 
     Money: every `amount` is a decimal amount in the currency's major unit
-    (12.5 means 12.50 EUR), a JSON number on the wire. The server reads it
+    (12.5 means 12.50 RUB), a JSON number on the wire. The server reads it
     through its shortest decimal form, rejects more than 2 decimal places or a
-    non-positive value, and stores it as NUMERIC; it never computes with the
-    double. `currency` is an ISO 4217 code, e.g. "EUR".
+    non-positive value, and stores it as integer minor units; it never
+    computes with the double. `currency` is an ISO 4217 code, e.g. "RUB".
     """
 
     def CreateInvoice(self, request, context):
@@ -143,8 +143,10 @@ class BillingServiceServicer:
     def CancelInvoice(self, request, context):
         """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
         An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
-        HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
-        becomes wallet credit.
+        HTTP 400, INVOICE_NOT_PENDING), and so is one whose card payment is
+        being charged right now (ABORTED, HTTP 409, PAYMENT_IN_PROGRESS: retry);
+        what was paid on a partly paid one becomes wallet credit. Takes an
+        Idempotency-Key header.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -276,10 +278,10 @@ class BillingService:
     payment providers.
 
     Money: every `amount` is a decimal amount in the currency's major unit
-    (12.5 means 12.50 EUR), a JSON number on the wire. The server reads it
+    (12.5 means 12.50 RUB), a JSON number on the wire. The server reads it
     through its shortest decimal form, rejects more than 2 decimal places or a
-    non-positive value, and stores it as NUMERIC; it never computes with the
-    double. `currency` is an ISO 4217 code, e.g. "EUR".
+    non-positive value, and stores it as integer minor units; it never
+    computes with the double. `currency` is an ISO 4217 code, e.g. "RUB".
     """
 
     @staticmethod

@@ -31,10 +31,10 @@ class BillingServiceStub:
     payment providers.
 
     Money: every `amount` is a decimal amount in the currency's major unit
-    (12.5 means 12.50 EUR), a JSON number on the wire. The server reads it
+    (12.5 means 12.50 RUB), a JSON number on the wire. The server reads it
     through its shortest decimal form, rejects more than 2 decimal places or a
-    non-positive value, and stores it as NUMERIC; it never computes with the
-    double. `currency` is an ISO 4217 code, e.g. "EUR".
+    non-positive value, and stores it as integer minor units; it never
+    computes with the double. `currency` is an ISO 4217 code, e.g. "RUB".
     """
 
     @_typing.overload
@@ -55,8 +55,10 @@ class BillingServiceStub:
     CancelInvoice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CancelInvoiceRequest, _billing_pb2.CancelInvoiceResponse]
     """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
     An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
-    HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
-    becomes wallet credit.
+    HTTP 400, INVOICE_NOT_PENDING), and so is one whose card payment is
+    being charged right now (ABORTED, HTTP 409, PAYMENT_IN_PROGRESS: retry);
+    what was paid on a partly paid one becomes wallet credit. Takes an
+    Idempotency-Key header.
     """
     CreatePayment: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreatePaymentRequest, _billing_pb2.CreatePaymentResponse]
     """Pays an invoice: the invoiced user. A CARD payment usually answers with
@@ -94,10 +96,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
     payment providers.
 
     Money: every `amount` is a decimal amount in the currency's major unit
-    (12.5 means 12.50 EUR), a JSON number on the wire. The server reads it
+    (12.5 means 12.50 RUB), a JSON number on the wire. The server reads it
     through its shortest decimal form, rejects more than 2 decimal places or a
-    non-positive value, and stores it as NUMERIC; it never computes with the
-    double. `currency` is an ISO 4217 code, e.g. "EUR".
+    non-positive value, and stores it as integer minor units; it never
+    computes with the double. `currency` is an ISO 4217 code, e.g. "RUB".
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -115,8 +117,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
     CancelInvoice: _aio.UnaryUnaryMultiCallable[_billing_pb2.CancelInvoiceRequest, _billing_pb2.CancelInvoiceResponse]  # type: ignore[assignment]
     """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
     An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
-    HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
-    becomes wallet credit.
+    HTTP 400, INVOICE_NOT_PENDING), and so is one whose card payment is
+    being charged right now (ABORTED, HTTP 409, PAYMENT_IN_PROGRESS: retry);
+    what was paid on a partly paid one becomes wallet credit. Takes an
+    Idempotency-Key header.
     """
     CreatePayment: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreatePaymentRequest, _billing_pb2.CreatePaymentResponse]  # type: ignore[assignment]
     """Pays an invoice: the invoiced user. A CARD payment usually answers with
@@ -153,10 +157,10 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     payment providers.
 
     Money: every `amount` is a decimal amount in the currency's major unit
-    (12.5 means 12.50 EUR), a JSON number on the wire. The server reads it
+    (12.5 means 12.50 RUB), a JSON number on the wire. The server reads it
     through its shortest decimal form, rejects more than 2 decimal places or a
-    non-positive value, and stores it as NUMERIC; it never computes with the
-    double. `currency` is an ISO 4217 code, e.g. "EUR".
+    non-positive value, and stores it as integer minor units; it never
+    computes with the double. `currency` is an ISO 4217 code, e.g. "RUB".
     """
 
     @_abc_1.abstractmethod
@@ -202,8 +206,10 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.CancelInvoiceResponse, _abc.Awaitable[_billing_pb2.CancelInvoiceResponse]]:
         """Cancels a PENDING invoice, e.g. one issued by mistake: ADMIN only.
         An invoice already PAID or CANCELLED is refused (FAILED_PRECONDITION,
-        HTTP 400, INVOICE_NOT_PENDING); what was paid on a partly paid one
-        becomes wallet credit.
+        HTTP 400, INVOICE_NOT_PENDING), and so is one whose card payment is
+        being charged right now (ABORTED, HTTP 409, PAYMENT_IN_PROGRESS: retry);
+        what was paid on a partly paid one becomes wallet credit. Takes an
+        Idempotency-Key header.
         """
 
     @_abc_1.abstractmethod
