@@ -105,8 +105,10 @@ class _Payments:
             body = {"invoiceId": invoice, "amount": INVOICE_AMOUNT, "method": method}
             if method == "CARD":
                 body["paymentToken"] = "tok_visa"
+            # As a client should send it: an idempotency key per payment.
+            keyed = {**headers, "Idempotency-Key": str(uuid.uuid4())}
             response = await connection.request(
-                "POST", "/payments", headers, json.dumps(body).encode()
+                "POST", "/payments", keyed, json.dumps(body).encode()
             )
             if response.status != 200:
                 return f"POST /payments answered {response.status}"
