@@ -46,7 +46,9 @@ def major_units(minor: int) -> float:
 def currency_code(code: str, field: str = "currency") -> str:
     """An ISO 4217 code as the API takes it: three upper-case letters."""
     if not _CURRENCY.fullmatch(code):
-        raise _invalid(field, "must be an ISO 4217 code such as RUB")
+        raise InvalidArgument(
+            "INVALID_CURRENCY", f"{field} must be an ISO 4217 code such as RUB", field=field
+        )
     return code
 
 

@@ -34,7 +34,13 @@ from services.billing.records import BANK_TRANSFER, CARD, INITIATED, PENDING, WA
 from services.billing.repository import BillingRepository
 from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
-from services.runtime.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Throttled,
+)
 from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import Cursor, PageTokens, page_size
 from services.runtime.request import parse_uuid
@@ -44,6 +50,7 @@ from services.runtime.unit_of_work import Transaction, UnitOfWork, run_idempoten
 log = logging.getLogger(__name__)
 METHODS = frozenset({CARD, BANK_TRANSFER, WALLET})
 TOKEN_MAX_LENGTH = 100
+OPEN_TRANSFERS_PER_USER = 10
 
 
 def payment_not_found() -> NotFound:
@@ -226,6 +233,15 @@ class PaymentHandlers:
         created: list[PaymentRecord],
     ) -> billing_pb2.CreatePaymentResponse:
         """Write the payment; a WALLET one is settled at once from the user's credit."""
+        if payment.method == BANK_TRANSFER:
+            # Each open transfer is asked after until it settles: a bounded number.
+            await tx.repos.hold_user(payment.user_id)
+            if await tx.repos.open_transfers(payment.user_id) >= OPEN_TRANSFERS_PER_USER:
+                raise Throttled(
+                    "TOO_MANY_OPEN_TRANSFERS",
+                    f"at most {OPEN_TRANSFERS_PER_USER} bank transfers may be on their way"
+                    " at once; pay one of them first",
+                )
         await tx.repos.add_payment(payment)
         if payment.method == WALLET:
             await tx.repos.hold_user(payment.user_id)

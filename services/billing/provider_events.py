@@ -88,9 +88,15 @@ def parse(body: bytes) -> ProviderEvent:
             subject.get("amount"),
             subject.get("currency"),
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError):
+        # ValueError covers undecodable or malformed JSON and over-long integers.
         raise InvalidArgument("INVALID_EVENT", "the body is not a provider event") from None
-    if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH):
+    if not (
+        isinstance(event_id, str)
+        and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH
+        and event_id.isascii()
+        and event_id.isprintable()
+    ):
         raise InvalidArgument("INVALID_EVENT", "the event has no usable id")
     return ProviderEvent(
         event_id,

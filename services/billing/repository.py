@@ -69,6 +69,12 @@ _IN_FLIGHT = Query(
         " WHERE invoice_id = :invoice_id AND status = 'INITIATED' AND method = 'CARD'"
     )
 )
+_OPEN_TRANSFERS = Query(
+    text(
+        "SELECT count(*) FROM payments WHERE user_id = :user_id"
+        " AND method = 'BANK_TRANSFER' AND status = 'INITIATED'"
+    )
+)
 _OVERDUE = Query(
     text(
         "SELECT * FROM invoices WHERE status = 'PENDING' AND overdue_at IS NULL"
@@ -215,6 +221,9 @@ class BillingRepository:
 
     async def in_flight_minor(self, invoice_id: uuid.UUID) -> int:
         return int(await self._connection.fetchval(_IN_FLIGHT, invoice_id=invoice_id))
+
+    async def open_transfers(self, user_id: uuid.UUID) -> int:
+        return int(await self._connection.fetchval(_OPEN_TRANSFERS, user_id=user_id))
 
     async def stale_initiated(self, before: datetime, limit: int) -> list[PaymentRecord]:
         rows = await self._connection.fetch(_STALE_INITIATED, before=before, limit=limit)

@@ -754,3 +754,12 @@ def test_a_transfer_arriving_after_the_invoice_was_paid_becomes_wallet_credit(
     )
     assert invoice(api, user, invoice_id)["amountPaid"] == 30
     assert money_of(balance(api, user)) == (0, 30, 30)
+
+
+def test_at_most_ten_bank_transfers_wait_at_once_per_user(api: Rest) -> None:
+    user = person(api)
+    path = f"/user/{user.user_id}/wallet/top-ups"
+    body = {"amount": 1, "method": "BANK_TRANSFER"}
+    replies = [api.call("POST", path, body, token=user.token) for _ in range(11)]
+    assert [reply.status for reply in replies] == [200] * 10 + [429]
+    assert replies[-1].body["details"][0]["reason"] == "TOO_MANY_OPEN_TRANSFERS"

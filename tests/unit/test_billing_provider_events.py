@@ -98,6 +98,10 @@ def test_an_event_names_our_payment_and_the_outcome() -> None:
         b'{"id": "evt"}',
         b'{"id": 5, "type": "x", "data": {"object": {}}}',
         json.dumps({"id": "e" * 300, "type": "x", "data": {"object": {}}}).encode(),
+        json.dumps({"id": "evt\x00", "type": "x", "data": {"object": {}}}).encode(),
+        b'{"id": "evt\\ud800", "type": "x", "data": {"object": {}}}',
+        b"[" * 30_000 + b"]" * 30_000,
+        b'{"id": "e", "type": "x", "data": {"object": {"amount": ' + b"9" * 5000 + b"}}}",
     ],
 )
 def test_what_is_not_an_event_is_refused(body: bytes) -> None:
