@@ -217,6 +217,9 @@ class InvoiceHandlers:
                     invoice_id=str(invoice.id),
                     user_id=str(invoice.user_id),
                     occur_time=timestamp(now),
+                    amount=money.major_units(invoice.amount_minor),
+                    currency=invoice.currency,
+                    refunded_to_wallet=money.major_units(invoice.paid_minor),
                 )
             )
             return billing_pb2.CancelInvoiceResponse(invoice=invoice_message(cancelled))

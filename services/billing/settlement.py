@@ -135,6 +135,8 @@ async def _credit_invoice(
                 user_id=str(invoice.user_id),
                 payment_id=str(payment.id),
                 occur_time=timestamp(now),
+                amount=money.major_units(invoice.amount_minor),
+                currency=invoice.currency,
             )
         )
     return applied

@@ -763,3 +763,52 @@ def test_at_most_ten_bank_transfers_wait_at_once_per_user(api: Rest) -> None:
     replies = [api.call("POST", path, body, token=user.token) for _ in range(11)]
     assert [reply.status for reply in replies] == [200] * 10 + [429]
     assert replies[-1].body["details"][0]["reason"] == "TOO_MANY_OPEN_TRANSFERS"
+
+
+async def test_the_events_tell_what_was_paid_and_what_was_cancelled(
+    api: Rest, root: Person, stack: Stack
+) -> None:
+    user = person(api)
+    paid_invoice = issue_invoice(api, root, user.user_id, 42.5)["invoiceId"]
+    payment_id, _ = paid(api, user, paid_invoice, 42.5)
+    cancelled_invoice = issue_invoice(api, root, user.user_id, 30)["invoiceId"]
+    paid(api, user, cancelled_invoice, 10)
+    ok(api.call("POST", f"/invoices/{cancelled_invoice}:cancel", {}, root.token))
+    client = await nats.connect(stack.nats.url)
+    try:
+        jetstream = client.jetstream()
+
+        async def published() -> tuple[
+            list[billing_pb2.InvoicePaid], list[billing_pb2.InvoiceCancelled]
+        ]:
+            return (
+                await events_about(
+                    jetstream,
+                    "WARMHOUSE_BILLING",
+                    billing_pb2.InvoicePaid,
+                    "invoice_id",
+                    paid_invoice,
+                ),
+                await events_about(
+                    jetstream,
+                    "WARMHOUSE_BILLING",
+                    billing_pb2.InvoiceCancelled,
+                    "invoice_id",
+                    cancelled_invoice,
+                ),
+            )
+
+        async def both() -> bool:
+            found = await published()
+            return bool(found[0] and found[1])
+
+        await eventually(both, what="InvoicePaid and InvoiceCancelled")
+        [paid_event], [cancelled_event] = await published()
+    finally:
+        await client.close()
+    assert (paid_event.payment_id, paid_event.amount, paid_event.currency) == (
+        payment_id,
+        42.5,
+        "RUB",
+    )
+    assert (cancelled_event.amount, cancelled_event.refunded_to_wallet) == (30, 10)

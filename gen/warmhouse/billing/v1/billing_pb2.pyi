@@ -860,8 +860,15 @@ class InvoiceCancelled(_message.Message):
     INVOICE_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    REFUNDED_TO_WALLET_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     user_id: _builtins.str
+    amount: _builtins.float
+    currency: _builtins.str
+    refunded_to_wallet: _builtins.float
+    """What had been paid on it, now wallet credit."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -870,10 +877,13 @@ class InvoiceCancelled(_message.Message):
         invoice_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        amount: _builtins.float = ...,
+        currency: _builtins.str = ...,
+        refunded_to_wallet: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "occur_time", b"occur_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "invoice_id", b"invoice_id", "occur_time", b"occur_time", "refunded_to_wallet", b"refunded_to_wallet", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -889,9 +899,14 @@ class InvoicePaid(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     user_id: _builtins.str
     payment_id: _builtins.str
+    """The payment that completed it."""
+    amount: _builtins.float
+    currency: _builtins.str
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -901,10 +916,12 @@ class InvoicePaid(_message.Message):
         user_id: _builtins.str = ...,
         payment_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        amount: _builtins.float = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "occur_time", b"occur_time", "payment_id", b"payment_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "invoice_id", b"invoice_id", "occur_time", b"occur_time", "payment_id", b"payment_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
