@@ -14,7 +14,7 @@ from services.billing.grpc_api import BillingService
 from services.billing.invoices import InvoiceHandlers, announce_overdue
 from services.billing.payments import PaymentHandlers
 from services.billing.provider import ProviderClient
-from services.billing.provider_events import ProviderEvents
+from services.billing.provider_events import ProviderEvents, forget_old_events
 from services.billing.reconciliation import ASK_AFTER, Reconciliation
 from services.billing.repository import BillingRepository
 from services.runtime.config import Environment, RuntimeSettings
@@ -23,6 +23,7 @@ from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 
 DEFAULT_CURRENCY = "RUB"
+PRUNE_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def definition(settings: BillingSettings) -> ServiceDefinition:
             PeriodicJob(
                 "invoice-overdue", settings.overdue_check_every, lambda: announce_overdue(uow)
             ),
+            PeriodicJob("provider-event-pruning", PRUNE_EVERY, lambda: forget_old_events(uow)),
         )
 
     return ServiceDefinition(

@@ -29,6 +29,10 @@ from services.runtime.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "sandbox-signature"
 TOLERANCE = timedelta(minutes=5)
+# How long an event id is remembered: far beyond the provider's retries (an
+# hour) and a signature's life (minutes), so no repeat can still arrive.
+REMEMBER_EVENTS = timedelta(days=7)
+FORGET_BATCH = 10_000
 MAX_EVENT_ID_LENGTH = 255
 # Event types that settle a payment, and how.
 OUTCOMES = {
@@ -160,3 +164,9 @@ def describes(event: ProviderEvent, payment: PaymentRecord) -> bool:
         and event.amount == payment.amount_minor
         and event.currency == payment.currency
     )
+
+
+async def forget_old_events(uow: UnitOfWork[BillingRepository], clock: Clock = utc_now) -> int:
+    """Drop event ids no repeat can still come for; how many were dropped."""
+    async with uow.transaction() as tx:
+        return await tx.repos.forget_events(clock() - REMEMBER_EVENTS, FORGET_BATCH)

@@ -93,6 +93,12 @@ _REMEMBER_EVENT = Query(
         " ON CONFLICT DO NOTHING RETURNING event_id"
     )
 )
+_FORGET_EVENTS = Query(
+    text(
+        "DELETE FROM provider_events WHERE event_id IN (SELECT event_id FROM provider_events"
+        " WHERE received_at < :before LIMIT :limit)"
+    )
+)
 _TOUCH_PAYMENT = Query(
     text("UPDATE payments SET updated_at = :now WHERE id = :id AND status = 'INITIATED'")
 )
@@ -237,6 +243,11 @@ class BillingRepository:
         return (
             await self._connection.fetchval(_REMEMBER_EVENT, event_id=event_id, now=now) is not None
         )
+
+    async def forget_events(self, before: datetime, limit: int) -> int:
+        """Forget provider events received before `before`; how many were."""
+        status = await self._connection.execute(_FORGET_EVENTS, before=before, limit=limit)
+        return int(status.rsplit(" ", 1)[-1])
 
     # The ledger.
 

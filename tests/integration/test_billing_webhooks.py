@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.billing import ledger
-from services.billing.provider_events import ProviderEvents
+from services.billing.provider_events import ProviderEvents, forget_old_events
 from services.billing.records import (
     BANK_TRANSFER,
     CARD,
@@ -179,3 +179,31 @@ def test_duplicated_and_shuffled_events_come_to_the_same(
     delivery = [*order, *repeats]
     seed.shuffle(delivery)  # type: ignore[attr-defined]
     assert asyncio.run(_deliver(database_url, delivery)) == EXPECTED
+
+
+async def _remembered_after_pruning(database_url: str) -> tuple[bool, bool]:
+    database = await db.Database.connect(database_url, pool_size=2)
+    try:
+        await db.apply_migrations(database, "runtime", db.RUNTIME_MIGRATIONS)
+        await db.apply_migrations(database, "billing", MIGRATIONS)
+        uow = DatabaseUnitOfWork(database, _QuietRelay(), BillingRepository)  # type: ignore[arg-type]
+        now = datetime.now(UTC)
+        old, recent = f"evt_{uuid.uuid4().hex}", f"evt_{uuid.uuid4().hex}"
+        async with uow.transaction() as tx:
+            await tx.repos.remember_event(old, now - timedelta(days=8))
+            await tx.repos.remember_event(recent, now - timedelta(days=6))
+        assert await forget_old_events(uow, lambda: now) >= 1
+        async with uow.transaction() as tx:
+            # remember_event is False for an id still remembered.
+            return (
+                await tx.repos.remember_event(old, now),
+                await tx.repos.remember_event(recent, now),
+            )
+    finally:
+        await database.close()
+
+
+def test_event_ids_are_forgotten_only_after_a_week(database_url: str) -> None:
+    forgotten_again, still_remembered = asyncio.run(_remembered_after_pruning(database_url))
+    assert forgotten_again is True
+    assert still_remembered is False
