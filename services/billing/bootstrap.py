@@ -21,6 +21,7 @@ from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.periodic import PeriodicJob
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
+from services.runtime.user_status import USER_METHODS, UserStatusClient
 
 DEFAULT_CURRENCY = "RUB"
 PRUNE_EVERY = timedelta(hours=1)
@@ -33,6 +34,8 @@ class BillingSettings:
     provider_api_key: str
     # Signs the provider's webhooks.
     webhook_secret: bytes
+    # Where UserService listens (is the account invoiced an active one?).
+    user_address: str
     # The one currency invoices are issued and wallets kept in.
     currency: str = DEFAULT_CURRENCY
     provider_timeout_seconds: int = 10
@@ -47,6 +50,7 @@ class BillingSettings:
             provider_url=env.string("WARMHOUSE_BILLING_PROVIDER_URL"),
             provider_api_key=env.secret(PROVIDER_API_KEY_ENV).decode(),
             webhook_secret=env.secret(WEBHOOK_SECRET_ENV),
+            user_address=env.service_address("user"),
             currency=money.currency_code(
                 env.string("WARMHOUSE_BILLING_CURRENCY", DEFAULT_CURRENCY),
                 "WARMHOUSE_BILLING_CURRENCY",
@@ -74,7 +78,10 @@ def definition(settings: BillingSettings) -> ServiceDefinition:
         provider = ProviderClient(
             settings.provider_url, settings.provider_api_key, settings.provider_timeout_seconds
         )
-        invoices = InvoiceHandlers(uow, runtime.page_tokens, settings.currency)
+        users = runtime.open_channel(settings.user_address, idempotent_methods=USER_METHODS)
+        invoices = InvoiceHandlers(
+            uow, UserStatusClient(users), runtime.page_tokens, settings.currency
+        )
         payments = PaymentHandlers(uow, provider, runtime.page_tokens, settings.currency)
         events = ProviderEvents(uow, settings.webhook_secret)
         billing_pb2_grpc.add_BillingServiceServicer_to_server(

@@ -9,7 +9,7 @@ cannot be probed); an ADMIN reads all.
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from warmhouse.billing.v1 import billing_pb2
 
@@ -32,6 +32,7 @@ from services.runtime.request import parse_uuid
 from services.runtime.text import display_name
 from services.runtime.timestamps import moment, timestamp
 from services.runtime.unit_of_work import Transaction, UnitOfWork, run_idempotently
+from services.runtime.user_status import user_not_available
 
 DESCRIPTION_MAX_LENGTH = 500
 IssuedT = TypeVar("IssuedT", billing_pb2.CreateInvoiceResponse, billing_pb2.IssueInvoiceResponse)
@@ -63,15 +64,22 @@ def may_see(caller: Caller, user_id: uuid.UUID) -> bool:
     return caller.is_admin or caller.user_id == str(user_id)
 
 
+class UserDirectory(Protocol):
+    async def is_active(self, user_id: uuid.UUID) -> bool: ...
+
+
 class InvoiceHandlers:
     def __init__(
         self,
         uow: UnitOfWork[BillingRepository],
+        users: UserDirectory,
         page_tokens: PageTokens,
         currency: str,
         clock: Clock = utc_now,
     ) -> None:
         self._uow = uow
+        # Asked before billing someone: only an active account is invoiced.
+        self._users = users
         self._page_tokens = page_tokens
         # The one currency invoices are issued in.
         self._currency = currency
@@ -105,6 +113,8 @@ class InvoiceHandlers:
         if not request.HasField("due_time"):
             raise InvalidArgument("DUE_TIME_REQUIRED", "dueTime is required", field="dueTime")
         due_at = moment(request.due_time, "dueTime")
+        if not await self._users.is_active(user_id):
+            raise user_not_available("userId")
 
         async def issue(tx: Transaction[BillingRepository]) -> IssuedT:
             now = self._clock()

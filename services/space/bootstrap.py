@@ -11,12 +11,8 @@ from warmhouse.space.v1 import space_pb2_grpc
 from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
-from services.space.clients import (
-    DEVICE_METHODS,
-    USER_METHODS,
-    DeviceCountClient,
-    UserStatusClient,
-)
+from services.runtime.user_status import USER_METHODS, UserStatusClient
+from services.space.clients import DEVICE_METHODS, DeviceCountClient
 from services.space.description import DESCRIPTION
 from services.space.domain import SpaceLimits
 from services.space.expiry import GuestExpiry

@@ -25,11 +25,6 @@ def member_not_found() -> NotFound:
     return NotFound("MEMBER_NOT_FOUND", "this user is not a member of the space")
 
 
-def user_not_available(field: str) -> InvalidArgument:
-    # One answer whether the account is unknown or deactivated.
-    return InvalidArgument("USER_NOT_AVAILABLE", "no active user with this id", field=field)
-
-
 @dataclass(frozen=True)
 class SpaceLimits:
     """How much one person may create: a platform's resources are shared."""

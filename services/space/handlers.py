@@ -28,6 +28,7 @@ from services.runtime.space_roles import OWNER, Right
 from services.runtime.text import display_name
 from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import Transaction, UnitOfWork
+from services.runtime.user_status import user_not_available
 from services.space import domain
 from services.space.ports import (
     DeviceInventory,
@@ -190,7 +191,7 @@ class SpaceHandlers:
         applied) and refuse it if it was deactivated."""
         await repos.deactivations.hold(user_id)
         if await repos.deactivations.is_deactivated(user_id):
-            raise domain.user_not_available(field)
+            raise user_not_available(field)
 
     # Spaces
 
@@ -207,7 +208,7 @@ class SpaceHandlers:
             if not caller.is_admin:
                 raise PermissionDenied("NOT_OWNER", "you may only create spaces you own")
             if not await self._users.is_active(owner):
-                raise domain.user_not_available("ownerId")
+                raise user_not_available("ownerId")
         now = self._clock()
         home = SpaceRecord(uuid.uuid4(), name, owner, None, 1, now, now)
         member = MemberRecord(uuid.uuid4(), home.id, owner, OWNER, None, now)
@@ -366,7 +367,7 @@ class SpaceHandlers:
         # Before asking User: whoever may not add members learns nothing about accounts.
         self._may_manage_members(caller, await self._read_access(home_id, caller_id), self._clock())
         if not await self._users.is_active(target):
-            raise domain.user_not_available("userId")
+            raise user_not_available("userId")
         now = self._clock()
         async with self._uow.transaction() as tx:
             await self._admit(tx.repos, target, "userId")

@@ -2,6 +2,7 @@
 never a 5xx, never the input echoed, and nothing changed."""
 
 import json
+import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -117,6 +118,14 @@ for amount in ("NaN", "Infinity", "-Infinity", -1, 0, 0.001, 1e13, "abc", [], {}
         ),
     ]
 CASES += [
+    (
+        "invoice for nobody",
+        "POST",
+        "/invoices",
+        {"userId": str(uuid.uuid4()), "amount": 1, "description": "x", "dueTime": DUE},
+        "admin",
+        400,
+    ),
     (
         "invoice description NUL",
         "POST",

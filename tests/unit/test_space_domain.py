@@ -9,6 +9,7 @@ from services.runtime.auth import Caller
 from services.runtime.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from services.runtime.space_roles import GUEST, MAINTAINER, OWNER, Membership, Right
 from services.runtime.text import display_name
+from services.runtime.user_status import user_not_available
 from services.space import domain
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -164,6 +165,6 @@ def test_the_primary_owner_stays_while_an_owner_then_the_earliest_takes_over() -
 
 
 def test_unknown_and_inactive_users_get_one_answer() -> None:
-    refusal = domain.user_not_available("userId")
+    refusal = user_not_available("userId")
     assert refusal.reason == "USER_NOT_AVAILABLE"
     assert refusal.message == "no active user with this id"
