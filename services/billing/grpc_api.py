@@ -2,6 +2,7 @@
 
 from warmhouse.billing.v1 import billing_pb2, billing_pb2_grpc
 
+from services.billing.description import BILLING_SERVICE
 from services.billing.invoices import InvoiceHandlers, invoice_message
 from services.billing.payments import PaymentHandlers, payment_message
 from services.billing.provider_events import SIGNATURE_HEADER, ProviderEvents
@@ -10,14 +11,13 @@ from services.runtime.auth import current_caller
 from services.runtime.errors import InvalidArgument
 from services.runtime.grpc_types import ServicerContext
 from services.runtime.internal_auth import current_service
-from services.runtime.request import enum_name
+from services.runtime.request import enum_name, metadata_value
 
-_SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
-CREATE_INVOICE = f"/{_SERVICE}/CreateInvoice"
-CANCEL_INVOICE = f"/{_SERVICE}/CancelInvoice"
-ISSUE_INVOICE = f"/{_SERVICE}/IssueInvoice"
-CREATE_PAYMENT = f"/{_SERVICE}/CreatePayment"
-TOP_UP_WALLET = f"/{_SERVICE}/TopUpWallet"
+CREATE_INVOICE = f"/{BILLING_SERVICE}/CreateInvoice"
+CANCEL_INVOICE = f"/{BILLING_SERVICE}/CancelInvoice"
+ISSUE_INVOICE = f"/{BILLING_SERVICE}/IssueInvoice"
+CREATE_PAYMENT = f"/{BILLING_SERVICE}/CreatePayment"
+TOP_UP_WALLET = f"/{BILLING_SERVICE}/TopUpWallet"
 
 
 def invoice_status(value: int) -> str:
@@ -26,13 +26,6 @@ def invoice_status(value: int) -> str:
     if not name:
         raise InvalidArgument("INVALID_STATUS", "status must be PENDING, PAID or CANCELLED")
     return name
-
-
-def _metadata(context: ServicerContext, name: str) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == name and isinstance(value, str):
-            return value
-    return ""
 
 
 class BillingService(billing_pb2_grpc.BillingServiceServicer):
@@ -125,5 +118,6 @@ class BillingService(billing_pb2_grpc.BillingServiceServicer):
     async def ReceiveProviderEvent(
         self, request: billing_pb2.ReceiveProviderEventRequest, context: ServicerContext
     ) -> billing_pb2.ReceiveProviderEventResponse:
-        await self._events.receive(_metadata(context, SIGNATURE_HEADER), request.event.data)
+        signature = metadata_value(context.invocation_metadata(), SIGNATURE_HEADER) or ""
+        await self._events.receive(signature, request.event.data)
         return billing_pb2.ReceiveProviderEventResponse()

@@ -6,7 +6,7 @@ reads the call's metadata and records the caller in context variables that
 handlers (and outgoing calls to other services) read.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from services.runtime.auth import TokenVerifier, set_current_caller
@@ -17,10 +17,10 @@ from services.runtime.internal_auth import (
     ServiceCredentials,
     set_current_service,
 )
+from services.runtime.request import metadata_value
 from services.runtime.service import Access
 
 Authenticator = Callable[[ServicerContext], None]
-Metadata = Iterable[tuple[str, str | bytes]]
 
 # The end user's "authorization" value on the call being served, so that a
 # call this service makes to another on the user's behalf can forward it.
@@ -29,13 +29,6 @@ _user_authorization: ContextVar[str | None] = ContextVar("warmhouse_user_auth", 
 
 def forwarded_authorization() -> str | None:
     return _user_authorization.get()
-
-
-def _header(metadata: Metadata, name: str) -> str | None:
-    for key, value in metadata:
-        if key == name and isinstance(value, str):
-            return value
-    return None
 
 
 class Authenticators:
@@ -56,21 +49,21 @@ class Authenticators:
         _user_authorization.set(None)
 
     def _user(self, context: ServicerContext) -> None:
-        authorization = _header(context.invocation_metadata() or (), "authorization")
+        authorization = metadata_value(context.invocation_metadata() or (), "authorization")
         set_current_caller(self._verifier.verify_authorization(authorization))
         set_current_service(None)
         _user_authorization.set(authorization)
 
     def _internal(self, context: ServicerContext) -> None:
         metadata = tuple(context.invocation_metadata() or ())
-        token = _header(metadata, SERVICE_TOKEN_HEADER)
+        token = metadata_value(metadata, SERVICE_TOKEN_HEADER)
         if token is None:
             raise Unauthenticated(
                 "SERVICE_CREDENTIAL_REQUIRED", "only WarmHouse services may call this"
             )
         set_current_service(self._credentials.verify(token))
         # A service acting for a user forwards the user's token; it is checked too.
-        authorization = _header(metadata, "authorization")
+        authorization = metadata_value(metadata, "authorization")
         caller = self._verifier.verify_authorization(authorization) if authorization else None
         set_current_caller(caller)
         _user_authorization.set(authorization)

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from services.runtime.database import Connection, Database, Query
 from services.runtime.errors import Conflict, InvalidArgument
 from services.runtime.grpc_types import ServicerContext
+from services.runtime.request import metadata_value
 
 RETENTION = timedelta(hours=24)
 HEADER = "idempotency-key"
@@ -59,12 +60,7 @@ def key_of(
     context: ServicerContext, request_id: str, caller: str, method: str
 ) -> IdempotencyKey | None:
     """The request's idempotency key (its `request_id`, else the header), if any."""
-    key = request_id
-    if not key:
-        for name, value in context.invocation_metadata() or ():
-            if name == HEADER and isinstance(value, str):
-                key = value
-                break
+    key = request_id or metadata_value(context.invocation_metadata(), HEADER)
     if not key:
         return None
     if len(key) > MAX_KEY_LENGTH or not key.isprintable():

@@ -83,3 +83,11 @@ def enum_name(enum: EnumDescriptor, value: int) -> str:
     wire may hold any number), which the domain then refuses like UNSPECIFIED."""
     known = enum.values_by_number.get(value)
     return str(known.name) if known is not None else ""
+
+
+def metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, name: str) -> str | None:
+    """The first text value of the call's metadata entry `name` (lower case), if any."""
+    for key, value in metadata or ():
+        if key == name and isinstance(value, str):
+            return value
+    return None
