@@ -6,8 +6,6 @@ own HTTP API with the stack's API key, to see what the provider itself
 recorded and to drive it: money arriving, webhooks duplicated or replayed.
 """
 
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -170,12 +168,6 @@ def top_up(api: Rest, owner: Person, amount: float, payment_token: str = "tok_vi
 
 
 # The provider's webhook, as a test sends it
-
-
-def signature_header(secret: bytes, timestamp: int, body: bytes) -> str:
-    """Sandbox-Signature as the provider signs: HMAC-SHA256 of `<t>.<body>`."""
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
 
 
 def transfer_event(transfer: dict[str, Any], event_type: str = "transfer.succeeded") -> bytes:

@@ -23,6 +23,7 @@ from google.protobuf import timestamp_pb2
 from warmhouse.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.devstack.stack import Stack
+from services.payment_sandbox.signing import signature_header
 from services.runtime.internal_auth import SERVICE_TOKEN_HEADER, ServiceCredentials
 from tests.e2e.billing_flows import (
     CURRENCY,
@@ -40,7 +41,6 @@ from tests.e2e.billing_flows import (
     payment_status,
     sandbox_of,
     send_event,
-    signature_header,
     top_up,
     transfer_event,
 )

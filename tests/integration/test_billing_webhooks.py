@@ -2,8 +2,6 @@
 its events arrive, every payment settles once and the balance is the same."""
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -26,6 +24,7 @@ from services.billing.records import (
     PaymentRecord,
 )
 from services.billing.repository import BillingRepository
+from services.payment_sandbox.signing import signature_header
 from services.runtime import database as db
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 
@@ -74,11 +73,7 @@ def _body(event_id: str, payment: PaymentRecord, succeeded: bool) -> bytes:
 
 
 def _signature(body: bytes) -> str:
-    stamp = str(int(time.time()))
-    return (
-        f"t={stamp},v1="
-        + hmac.new(SECRET, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    )
+    return signature_header(SECRET, int(time.time()), body)
 
 
 async def _deliver(database_url: str, order: list[int]) -> Outcome:

@@ -1,7 +1,5 @@
 """The provider's webhooks: signatures checked over the raw body, events parsed safely."""
 
-import hashlib
-import hmac
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,6 +8,7 @@ import pytest
 
 from services.billing.provider_events import describes, parse, verify
 from services.billing.records import BANK_TRANSFER, CARD, WALLET, PaymentRecord
+from services.payment_sandbox.signing import signature_header
 from services.runtime.errors import InvalidArgument
 
 SECRET = b"a webhook secret of at least thirty-two bytes"
@@ -17,9 +16,8 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def signed(body: bytes, at: datetime = NOW, secret: bytes = SECRET) -> str:
-    stamp = str(int(at.timestamp()))
-    mac = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={stamp},v1={mac}"
+    """The header the provider sends (its own signer) for `body` at `at`."""
+    return signature_header(secret, int(at.timestamp()), body)
 
 
 def event(kind: str = "charge.succeeded", reference: object = None, **extra: object) -> bytes:
