@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,warmhouse/notification/v1/notification.proto\x12\x19warmhouse.notification.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x41\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x0c\n\x04read\x18\x06 \x01(\x08\x12-\n\tread_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\ndeliveries\x18\x08 \x03(\x0b\x32#.warmhouse.notification.v1.Delivery\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x01\n\x08\x44\x65livery\x12?\n\x07\x63hannel\x18\x01 \x01(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12\x39\n\x06status\x18\x02 \x01(\x0e\x32).warmhouse.notification.v1.DeliveryStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x01\n\x17NotificationPreferences\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x41\n\ncategories\x18\x02 \x03(\x0b\x32-.warmhouse.notification.v1.CategoryPreference\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x99\x01\n\x12\x43\x61tegoryPreference\x12\x41\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12@\n\x08\x63hannels\x18\x02 \x03(\x0e\x32..warmhouse.notification.v1.NotificationChannel\"V\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\"t\n\x19ListNotificationsResponse\x12>\n\rnotifications\x18\x01 \x03(\x0b\x32\'.warmhouse.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x1bMarkNotificationReadRequest\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"]\n\x1cMarkNotificationReadResponse\x12=\n\x0cnotification\x18\x01 \x01(\x0b\x32\'.warmhouse.notification.v1.Notification\"4\n!GetNotificationPreferencesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"m\n\"GetNotificationPreferencesResponse\x12G\n\x0bpreferences\x18\x01 \x01(\x0b\x32\x32.warmhouse.notification.v1.NotificationPreferences\"\x80\x01\n$UpdateNotificationPreferencesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12G\n\x0bpreferences\x18\x02 \x01(\x0b\x32\x32.warmhouse.notification.v1.NotificationPreferences\"p\n%UpdateNotificationPreferencesResponse\x12G\n\x0bpreferences\x18\x01 \x01(\x0b\x32\x32.warmhouse.notification.v1.NotificationPreferences\"\xf0\x01\n\x10NotificationSent\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x41\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12?\n\x07\x63hannel\x18\x04 \x01(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8a\x02\n\x12NotificationFailed\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x41\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12?\n\x07\x63hannel\x18\x04 \x01(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12\x16\n\x0e\x66\x61ilure_reason\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*Y\n\x13NotificationChannel\x12$\n NOTIFICATION_CHANNEL_UNSPECIFIED\x10\x00\x12\t\n\x05\x45MAIL\x10\x01\x12\x07\n\x03SMS\x10\x02\x12\x08\n\x04PUSH\x10\x03*v\n\x14NotificationCategory\x12%\n!NOTIFICATION_CATEGORY_UNSPECIFIED\x10\x00\x12\x11\n\rDEVICE_STATUS\x10\x01\x12\n\n\x06SAFETY\x10\x02\x12\x0b\n\x07\x42ILLING\x10\x03\x12\x0b\n\x07SUPPORT\x10\x04*T\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x08\n\x04SENT\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x32\x98\x06\n\x13NotificationService\x12\x96\x01\n\x11ListNotifications\x12\x33.warmhouse.notification.v1.ListNotificationsRequest\x1a\x34.warmhouse.notification.v1.ListNotificationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/notifications\x12\xbd\x01\n\x14MarkNotificationRead\x12\x36.warmhouse.notification.v1.MarkNotificationReadRequest\x1a\x37.warmhouse.notification.v1.MarkNotificationReadResponse\"4\x82\xd3\xe4\x93\x02.\")/notifications/{notification_id}:markRead:\x01*\x12\xcc\x01\n\x1aGetNotificationPreferences\x12<.warmhouse.notification.v1.GetNotificationPreferencesRequest\x1a=.warmhouse.notification.v1.GetNotificationPreferencesResponse\"1\x82\xd3\xe4\x93\x02+\x12)/users/{user_id}/notification-preferences\x12\xd8\x01\n\x1dUpdateNotificationPreferences\x12?.warmhouse.notification.v1.UpdateNotificationPreferencesRequest\x1a@.warmhouse.notification.v1.UpdateNotificationPreferencesResponse\"4\x82\xd3\xe4\x93\x02.\x1a)/users/{user_id}/notification-preferences:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,warmhouse/notification/v1/notification.proto\x12\x19warmhouse.notification.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x03\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x41\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x0c\n\x04read\x18\x06 \x01(\x08\x12-\n\tread_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\ndeliveries\x18\x08 \x03(\x0b\x32#.warmhouse.notification.v1.Delivery\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x08priority\x18\n \x01(\x0e\x32/.warmhouse.notification.v1.NotificationPriority\"\xa8\x02\n\x08\x44\x65livery\x12?\n\x07\x63hannel\x18\x01 \x01(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12\x39\n\x06status\x18\x02 \x01(\x0e\x32).warmhouse.notification.v1.DeliveryStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x35\n\x11next_attempt_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\x07 \x01(\x08\"\x82\x02\n\x17NotificationPreferences\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x41\n\ncategories\x18\x02 \x03(\x0b\x32-.warmhouse.notification.v1.CategoryPreference\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x0bquiet_hours\x18\x04 \x01(\x0b\x32%.warmhouse.notification.v1.QuietHours\x12\x13\n\x0b\x64igest_time\x18\x05 \x01(\t\x12\x11\n\ttime_zone\x18\x06 \x01(\t\"2\n\nQuietHours\x12\x12\n\nstart_time\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_time\x18\x02 \x01(\t\"\xa9\x01\n\x12\x43\x61tegoryPreference\x12\x41\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12@\n\x08\x63hannels\x18\x02 \x03(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x08\"g\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"t\n\x19ListNotificationsResponse\x12>\n\rnotifications\x18\x01 \x03(\x0b\x32\'.warmhouse.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x1bMarkNotificationReadRequest\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"]\n\x1cMarkNotificationReadResponse\x12=\n\x0cnotification\x18\x01 \x01(\x0b\x32\'.warmhouse.notification.v1.Notification\"4\n!GetNotificationPreferencesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"m\n\"GetNotificationPreferencesResponse\x12G\n\x0bpreferences\x18\x01 \x01(\x0b\x32\x32.warmhouse.notification.v1.NotificationPreferences\"\x80\x01\n$UpdateNotificationPreferencesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12G\n\x0bpreferences\x18\x02 \x01(\x0b\x32\x32.warmhouse.notification.v1.NotificationPreferences\"p\n%UpdateNotificationPreferencesResponse\x12G\n\x0bpreferences\x18\x01 \x01(\x0b\x32\x32.warmhouse.notification.v1.NotificationPreferences\"\xf0\x01\n\x10NotificationSent\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x41\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12?\n\x07\x63hannel\x18\x04 \x01(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8a\x02\n\x12NotificationFailed\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x41\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32/.warmhouse.notification.v1.NotificationCategory\x12?\n\x07\x63hannel\x18\x04 \x01(\x0e\x32..warmhouse.notification.v1.NotificationChannel\x12\x16\n\x0e\x66\x61ilure_reason\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*Y\n\x13NotificationChannel\x12$\n NOTIFICATION_CHANNEL_UNSPECIFIED\x10\x00\x12\t\n\x05\x45MAIL\x10\x01\x12\x07\n\x03SMS\x10\x02\x12\x08\n\x04PUSH\x10\x03*\x83\x01\n\x14NotificationCategory\x12%\n!NOTIFICATION_CATEGORY_UNSPECIFIED\x10\x00\x12\x11\n\rDEVICE_STATUS\x10\x01\x12\n\n\x06SAFETY\x10\x02\x12\x0b\n\x07\x42ILLING\x10\x03\x12\x0b\n\x07SUPPORT\x10\x04\x12\x0b\n\x07\x41\x43\x43OUNT\x10\x05*`\n\x14NotificationPriority\x12%\n!NOTIFICATION_PRIORITY_UNSPECIFIED\x10\x00\x12\x07\n\x03LOW\x10\x01\x12\n\n\x06NORMAL\x10\x02\x12\x0c\n\x08\x43RITICAL\x10\x03*T\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x08\n\x04SENT\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x32\x98\x06\n\x13NotificationService\x12\x96\x01\n\x11ListNotifications\x12\x33.warmhouse.notification.v1.ListNotificationsRequest\x1a\x34.warmhouse.notification.v1.ListNotificationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/notifications\x12\xbd\x01\n\x14MarkNotificationRead\x12\x36.warmhouse.notification.v1.MarkNotificationReadRequest\x1a\x37.warmhouse.notification.v1.MarkNotificationReadResponse\"4\x82\xd3\xe4\x93\x02.\")/notifications/{notification_id}:markRead:\x01*\x12\xcc\x01\n\x1aGetNotificationPreferences\x12<.warmhouse.notification.v1.GetNotificationPreferencesRequest\x1a=.warmhouse.notification.v1.GetNotificationPreferencesResponse\"1\x82\xd3\xe4\x93\x02+\x12)/users/{user_id}/notification-preferences\x12\xd8\x01\n\x1dUpdateNotificationPreferences\x12?.warmhouse.notification.v1.UpdateNotificationPreferencesRequest\x1a@.warmhouse.notification.v1.UpdateNotificationPreferencesResponse\"4\x82\xd3\xe4\x93\x02.\x1a)/users/{user_id}/notification-preferences:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,40 +41,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotificationPreferences']._serialized_options = b'\202\323\344\223\002+\022)/users/{user_id}/notification-preferences'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateNotificationPreferences']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateNotificationPreferences']._serialized_options = b'\202\323\344\223\002.\032)/users/{user_id}/notification-preferences:\001*'
-  _globals['_NOTIFICATIONCHANNEL']._serialized_start=2266
-  _globals['_NOTIFICATIONCHANNEL']._serialized_end=2355
-  _globals['_NOTIFICATIONCATEGORY']._serialized_start=2357
-  _globals['_NOTIFICATIONCATEGORY']._serialized_end=2475
-  _globals['_DELIVERYSTATUS']._serialized_start=2477
-  _globals['_DELIVERYSTATUS']._serialized_end=2561
+  _globals['_NOTIFICATIONCHANNEL']._serialized_start=2607
+  _globals['_NOTIFICATIONCHANNEL']._serialized_end=2696
+  _globals['_NOTIFICATIONCATEGORY']._serialized_start=2699
+  _globals['_NOTIFICATIONCATEGORY']._serialized_end=2830
+  _globals['_NOTIFICATIONPRIORITY']._serialized_start=2832
+  _globals['_NOTIFICATIONPRIORITY']._serialized_end=2928
+  _globals['_DELIVERYSTATUS']._serialized_start=2930
+  _globals['_DELIVERYSTATUS']._serialized_end=3014
   _globals['_NOTIFICATION']._serialized_start=139
-  _globals['_NOTIFICATION']._serialized_end=458
-  _globals['_DELIVERY']._serialized_start=461
-  _globals['_DELIVERY']._serialized_end=668
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=671
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=829
-  _globals['_CATEGORYPREFERENCE']._serialized_start=832
-  _globals['_CATEGORYPREFERENCE']._serialized_end=985
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=987
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1073
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1075
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1191
-  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_start=1193
-  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_end=1247
-  _globals['_MARKNOTIFICATIONREADRESPONSE']._serialized_start=1249
-  _globals['_MARKNOTIFICATIONREADRESPONSE']._serialized_end=1342
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1344
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1396
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1398
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1507
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1510
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1638
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1640
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1752
-  _globals['_NOTIFICATIONSENT']._serialized_start=1755
-  _globals['_NOTIFICATIONSENT']._serialized_end=1995
-  _globals['_NOTIFICATIONFAILED']._serialized_start=1998
-  _globals['_NOTIFICATIONFAILED']._serialized_end=2264
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=2564
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=3356
+  _globals['_NOTIFICATION']._serialized_end=525
+  _globals['_DELIVERY']._serialized_start=528
+  _globals['_DELIVERY']._serialized_end=824
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=827
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1085
+  _globals['_QUIETHOURS']._serialized_start=1087
+  _globals['_QUIETHOURS']._serialized_end=1137
+  _globals['_CATEGORYPREFERENCE']._serialized_start=1140
+  _globals['_CATEGORYPREFERENCE']._serialized_end=1309
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1311
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1414
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1416
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1532
+  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_start=1534
+  _globals['_MARKNOTIFICATIONREADREQUEST']._serialized_end=1588
+  _globals['_MARKNOTIFICATIONREADRESPONSE']._serialized_start=1590
+  _globals['_MARKNOTIFICATIONREADRESPONSE']._serialized_end=1683
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1685
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1737
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1739
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1848
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1851
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1979
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1981
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=2093
+  _globals['_NOTIFICATIONSENT']._serialized_start=2096
+  _globals['_NOTIFICATIONSENT']._serialized_end=2336
+  _globals['_NOTIFICATIONFAILED']._serialized_start=2339
+  _globals['_NOTIFICATIONFAILED']._serialized_end=2605
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=3017
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=3809
 # @@protoc_insertion_point(module_scope)

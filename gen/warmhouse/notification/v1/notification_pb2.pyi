@@ -60,6 +60,8 @@ class _NotificationCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_
     """Invoices issued or overdue, payments succeeded or failed."""
     SUPPORT: _NotificationCategory.ValueType  # 4
     """Answers and status changes on the user's tickets."""
+    ACCOUNT: _NotificationCategory.ValueType  # 5
+    """The user's account: a welcome on registration."""
 
 class NotificationCategory(_NotificationCategory, metaclass=_NotificationCategoryEnumTypeWrapper):
     """What a notification is about; preferences are set per category."""
@@ -73,7 +75,37 @@ BILLING: NotificationCategory.ValueType  # 3
 """Invoices issued or overdue, payments succeeded or failed."""
 SUPPORT: NotificationCategory.ValueType  # 4
 """Answers and status changes on the user's tickets."""
+ACCOUNT: NotificationCategory.ValueType  # 5
+"""The user's account: a welcome on registration."""
 Global___NotificationCategory: _TypeAlias = NotificationCategory  # noqa: Y015
+
+class _NotificationPriority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationPriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationPriority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_PRIORITY_UNSPECIFIED: _NotificationPriority.ValueType  # 0
+    LOW: _NotificationPriority.ValueType  # 1
+    """May wait for the digest when the user asked for one."""
+    NORMAL: _NotificationPriority.ValueType  # 2
+    CRITICAL: _NotificationPriority.ValueType  # 3
+    """Danger to people or the home: every channel at once, ignoring
+    preferences, quiet hours and digests.
+    """
+
+class NotificationPriority(_NotificationPriority, metaclass=_NotificationPriorityEnumTypeWrapper):
+    """How much a notification matters."""
+
+NOTIFICATION_PRIORITY_UNSPECIFIED: NotificationPriority.ValueType  # 0
+LOW: NotificationPriority.ValueType  # 1
+"""May wait for the digest when the user asked for one."""
+NORMAL: NotificationPriority.ValueType  # 2
+CRITICAL: NotificationPriority.ValueType  # 3
+"""Danger to people or the home: every channel at once, ignoring
+preferences, quiet hours and digests.
+"""
+Global___NotificationPriority: _TypeAlias = NotificationPriority  # noqa: Y015
 
 class _DeliveryStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -113,12 +145,14 @@ class Notification(_message.Message):
     READ_TIME_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     user_id: _builtins.str
     category: Global___NotificationCategory.ValueType
     title: _builtins.str
     body: _builtins.str
     read: _builtins.bool
+    priority: Global___NotificationPriority.ValueType
     @_builtins.property
     def read_time(self) -> _timestamp_pb2.Timestamp:
         """Unset while unread."""
@@ -141,10 +175,11 @@ class Notification(_message.Message):
         read_time: _timestamp_pb2.Timestamp | None = ...,
         deliveries: _abc.Iterable[Global___Delivery] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        priority: Global___NotificationPriority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "read_time", b"read_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "category", b"category", "create_time", b"create_time", "deliveries", b"deliveries", "notification_id", b"notification_id", "read", b"read", "read_time", b"read_time", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "category", b"category", "create_time", b"create_time", "deliveries", b"deliveries", "notification_id", b"notification_id", "priority", b"priority", "read", b"read", "read_time", b"read_time", "title", b"title", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,11 +195,24 @@ class Delivery(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     channel: Global___NotificationChannel.ValueType
     status: Global___DeliveryStatus.ValueType
     failure_reason: _builtins.str
+    attempts: _builtins.int
+    """Attempts made so far."""
+    digest: _builtins.bool
+    """Goes out within the user's daily digest rather than on its own."""
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """PENDING only: when it goes (again): after a failed attempt's backoff,
+        at the end of quiet hours, or at the digest time.
+        """
+
     def __init__(
         self,
         *,
@@ -172,10 +220,13 @@ class Delivery(_message.Message):
         status: Global___DeliveryStatus.ValueType = ...,
         failure_reason: _builtins.str = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _builtins.int = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        digest: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_time", b"next_attempt_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "failure_reason", b"failure_reason", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "digest", b"digest", "failure_reason", b"failure_reason", "next_attempt_time", b"next_attempt_time", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -188,26 +239,72 @@ class NotificationPreferences(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     CATEGORIES_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    DIGEST_TIME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Output only: taken from the request path."""
+    digest_time: _builtins.str
+    """When the daily digest goes, "HH:MM" in the user's time zone; "08:00"
+    when empty.
+    """
+    time_zone: _builtins.str
+    """Output only: the user's time zone (from their profile), in which quiet
+    hours and the digest time are read.
+    """
     @_builtins.property
     def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryPreference]: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def quiet_hours(self) -> Global___QuietHours:
+        """Unset: none."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         categories: _abc.Iterable[Global___CategoryPreference] | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        quiet_hours: Global___QuietHours | None = ...,
+        digest_time: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "digest_time", b"digest_time", "quiet_hours", b"quiet_hours", "time_zone", b"time_zone", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotificationPreferences: _TypeAlias = NotificationPreferences  # noqa: Y015
+
+@_typing.final
+class QuietHours(_message.Message):
+    """A daily span, in the user's time zone, when non-critical SMS and push
+    wait until its end; e-mail goes at once. It may cross midnight.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    start_time: _builtins.str
+    """"HH:MM", e.g. "22:00"."""
+    end_time: _builtins.str
+    """"HH:MM", e.g. "07:00"; different from start_time."""
+    def __init__(
+        self,
+        *,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuietHours: _TypeAlias = QuietHours  # noqa: Y015
 
 @_typing.final
 class CategoryPreference(_message.Message):
@@ -217,7 +314,12 @@ class CategoryPreference(_message.Message):
 
     CATEGORY_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     category: Global___NotificationCategory.ValueType
+    digest: _builtins.bool
+    """Gather this category's non-critical notifications into the daily
+    digest instead of sending each (not for SAFETY).
+    """
     @_builtins.property
     def channels(self) -> _containers.RepeatedScalarFieldContainer[Global___NotificationChannel.ValueType]: ...
     def __init__(
@@ -225,10 +327,11 @@ class CategoryPreference(_message.Message):
         *,
         category: Global___NotificationCategory.ValueType = ...,
         channels: _abc.Iterable[Global___NotificationChannel.ValueType] | None = ...,
+        digest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "channels", b"channels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "channels", b"channels", "digest", b"digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -241,22 +344,26 @@ class ListNotificationsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     UNREAD_ONLY_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 100; 0 means 20."""
     page_token: _builtins.str
     """From a previous response's next_page_token; empty for the first page."""
     unread_only: _builtins.bool
     """Only notifications not yet read."""
+    user_id: _builtins.str
+    """Another user's notifications: ADMIN only. Empty: the caller's."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         unread_only: _builtins.bool = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "unread_only", b"unread_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "unread_only", b"unread_only", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

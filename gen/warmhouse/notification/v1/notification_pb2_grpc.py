@@ -70,7 +70,7 @@ class NotificationServiceServicer:
     """
 
     def ListNotifications(self, request, context):
-        """The caller's notifications, newest first.
+        """The caller's notifications, newest first; an ADMIN may name another user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,8 +85,9 @@ class NotificationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetNotificationPreferences(self, request, context):
-        """Which channels a user is told by, per category: the user themself or an
-        ADMIN. A user who never saved any gets the defaults.
+        """Which channels a user is told by, per category, their quiet hours and
+        digest time: the user themself or an ADMIN. A user who never saved any
+        gets the defaults.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,7 +96,8 @@ class NotificationServiceServicer:
     def UpdateNotificationPreferences(self, request, context):
         """Replaces a user's preferences: the user themself. A category left out
         gets no notifications, except SAFETY, which must keep at least one
-        channel: a gas leak has to reach someone.
+        channel: a gas leak has to reach someone. CRITICAL notifications (a gas
+        leak, overheating) go by every channel whatever the preferences say.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,19 +39,21 @@ class NotificationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notification_pb2.ListNotificationsRequest, _notification_pb2.ListNotificationsResponse]
-    """The caller's notifications, newest first."""
+    """The caller's notifications, newest first; an ADMIN may name another user."""
     MarkNotificationRead: _grpc.UnaryUnaryMultiCallable[_notification_pb2.MarkNotificationReadRequest, _notification_pb2.MarkNotificationReadResponse]
     """Marks one of the caller's notifications read; marking it again is a
     no-op.
     """
     GetNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetNotificationPreferencesRequest, _notification_pb2.GetNotificationPreferencesResponse]
-    """Which channels a user is told by, per category: the user themself or an
-    ADMIN. A user who never saved any gets the defaults.
+    """Which channels a user is told by, per category, their quiet hours and
+    digest time: the user themself or an ADMIN. A user who never saved any
+    gets the defaults.
     """
     UpdateNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateNotificationPreferencesRequest, _notification_pb2.UpdateNotificationPreferencesResponse]
     """Replaces a user's preferences: the user themself. A category left out
     gets no notifications, except SAFETY, which must keep at least one
-    channel: a gas leak has to reach someone.
+    channel: a gas leak has to reach someone. CRITICAL notifications (a gas
+    leak, overheating) go by every channel whatever the preferences say.
     """
 
 @_typing.type_check_only
@@ -65,19 +67,21 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notification_pb2.ListNotificationsRequest, _notification_pb2.ListNotificationsResponse]  # type: ignore[assignment]
-    """The caller's notifications, newest first."""
+    """The caller's notifications, newest first; an ADMIN may name another user."""
     MarkNotificationRead: _aio.UnaryUnaryMultiCallable[_notification_pb2.MarkNotificationReadRequest, _notification_pb2.MarkNotificationReadResponse]  # type: ignore[assignment]
     """Marks one of the caller's notifications read; marking it again is a
     no-op.
     """
     GetNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetNotificationPreferencesRequest, _notification_pb2.GetNotificationPreferencesResponse]  # type: ignore[assignment]
-    """Which channels a user is told by, per category: the user themself or an
-    ADMIN. A user who never saved any gets the defaults.
+    """Which channels a user is told by, per category, their quiet hours and
+    digest time: the user themself or an ADMIN. A user who never saved any
+    gets the defaults.
     """
     UpdateNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateNotificationPreferencesRequest, _notification_pb2.UpdateNotificationPreferencesResponse]  # type: ignore[assignment]
     """Replaces a user's preferences: the user themself. A category left out
     gets no notifications, except SAFETY, which must keep at least one
-    channel: a gas leak has to reach someone.
+    channel: a gas leak has to reach someone. CRITICAL notifications (a gas
+    leak, overheating) go by every channel whatever the preferences say.
     """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -94,7 +98,7 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_pb2.ListNotificationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.ListNotificationsResponse, _abc.Awaitable[_notification_pb2.ListNotificationsResponse]]:
-        """The caller's notifications, newest first."""
+        """The caller's notifications, newest first; an ADMIN may name another user."""
 
     @_abc_1.abstractmethod
     def MarkNotificationRead(
@@ -112,8 +116,9 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_pb2.GetNotificationPreferencesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.GetNotificationPreferencesResponse, _abc.Awaitable[_notification_pb2.GetNotificationPreferencesResponse]]:
-        """Which channels a user is told by, per category: the user themself or an
-        ADMIN. A user who never saved any gets the defaults.
+        """Which channels a user is told by, per category, their quiet hours and
+        digest time: the user themself or an ADMIN. A user who never saved any
+        gets the defaults.
         """
 
     @_abc_1.abstractmethod
@@ -124,7 +129,8 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_notification_pb2.UpdateNotificationPreferencesResponse, _abc.Awaitable[_notification_pb2.UpdateNotificationPreferencesResponse]]:
         """Replaces a user's preferences: the user themself. A category left out
         gets no notifications, except SAFETY, which must keep at least one
-        channel: a gas leak has to reach someone.
+        channel: a gas leak has to reach someone. CRITICAL notifications (a gas
+        leak, overheating) go by every channel whatever the preferences say.
         """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

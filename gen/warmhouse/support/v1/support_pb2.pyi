@@ -48,6 +48,30 @@ CLOSED: TicketStatus.ValueType  # 4
 """Done; no more comments."""
 Global___TicketStatus: _TypeAlias = TicketStatus  # noqa: Y015
 
+class _TicketPriority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketPriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketPriority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_PRIORITY_UNSPECIFIED: _TicketPriority.ValueType  # 0
+    LOW: _TicketPriority.ValueType  # 1
+    NORMAL: _TicketPriority.ValueType  # 2
+    HIGH: _TicketPriority.ValueType  # 3
+    URGENT: _TicketPriority.ValueType  # 4
+    """Safety: the platform opens these itself for a gas leak or overheating."""
+
+class TicketPriority(_TicketPriority, metaclass=_TicketPriorityEnumTypeWrapper):
+    """How soon support must first answer: each priority has its own deadline."""
+
+TICKET_PRIORITY_UNSPECIFIED: TicketPriority.ValueType  # 0
+LOW: TicketPriority.ValueType  # 1
+NORMAL: TicketPriority.ValueType  # 2
+HIGH: TicketPriority.ValueType  # 3
+URGENT: TicketPriority.ValueType  # 4
+"""Safety: the platform opens these itself for a gas leak or overheating."""
+Global___TicketPriority: _TypeAlias = TicketPriority  # noqa: Y015
+
 @_typing.final
 class Ticket(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -59,16 +83,36 @@ class Ticket(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    FIRST_RESPONSE_DUE_TIME_FIELD_NUMBER: _builtins.int
+    FIRST_RESPONSE_TIME_FIELD_NUMBER: _builtins.int
+    SLA_BREACHED_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     user_id: _builtins.str
     """The user the ticket is about, who opened it."""
     subject: _builtins.str
     description: _builtins.str
     status: Global___TicketStatus.ValueType
+    priority: Global___TicketPriority.ValueType
+    space_id: _builtins.str
+    """The space or device the ticket is about; empty when none."""
+    device_id: _builtins.str
+    sla_breached: _builtins.bool
+    """True once the first answer came (or is still missing) after its deadline."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def first_response_due_time(self) -> _timestamp_pb2.Timestamp:
+        """Support's first answer is due by then (the priority's deadline)."""
+
+    @_builtins.property
+    def first_response_time(self) -> _timestamp_pb2.Timestamp:
+        """When support first answered the user; unset until then."""
+
     def __init__(
         self,
         *,
@@ -79,10 +123,16 @@ class Ticket(_message.Message):
         status: Global___TicketStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        space_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        first_response_due_time: _timestamp_pb2.Timestamp | None = ...,
+        first_response_time: _timestamp_pb2.Timestamp | None = ...,
+        sla_breached: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_response_due_time", b"first_response_due_time", "first_response_time", b"first_response_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "status", b"status", "subject", b"subject", "ticket_id", b"ticket_id", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "device_id", b"device_id", "first_response_due_time", b"first_response_due_time", "first_response_time", b"first_response_time", "priority", b"priority", "sla_breached", b"sla_breached", "space_id", b"space_id", "status", b"status", "subject", b"subject", "ticket_id", b"ticket_id", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -97,11 +147,16 @@ class Comment(_message.Message):
     AUTHOR_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
     comment_id: _builtins.str
     ticket_id: _builtins.str
     author_id: _builtins.str
-    """The ticket's author or a member of support staff."""
+    """The ticket's author or a member of support staff; empty for a comment
+    the platform wrote itself (e.g. "the gas alarm cleared").
+    """
     message: _builtins.str
+    internal: _builtins.bool
+    """A note among support staff: never shown to the ticket's user."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -112,10 +167,11 @@ class Comment(_message.Message):
         author_id: _builtins.str = ...,
         message: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        internal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_id", b"comment_id", "create_time", b"create_time", "message", b"message", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_id", b"comment_id", "create_time", b"create_time", "internal", b"internal", "message", b"message", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -128,19 +184,30 @@ class CreateTicketRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     subject: _builtins.str
     description: _builtins.str
+    priority: Global___TicketPriority.ValueType
+    """NORMAL when unspecified."""
+    space_id: _builtins.str
+    """Optional: a space or device of the user's the ticket is about."""
+    device_id: _builtins.str
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         subject: _builtins.str = ...,
         description: _builtins.str = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        space_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "device_id", b"device_id", "priority", b"priority", "space_id", b"space_id", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,6 +282,7 @@ class ListTicketsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 100; 0 means 20."""
     page_token: _builtins.str
@@ -225,6 +293,8 @@ class ListTicketsRequest(_message.Message):
     """Only tickets with this status, e.g. OPEN for support's queue;
     unspecified for all.
     """
+    priority: Global___TicketPriority.ValueType
+    """Only tickets of this priority; unspecified for all."""
     def __init__(
         self,
         *,
@@ -232,10 +302,11 @@ class ListTicketsRequest(_message.Message):
         page_token: _builtins.str = ...,
         user_id: _builtins.str = ...,
         status: Global___TicketStatus.ValueType = ...,
+        priority: Global___TicketPriority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "priority", b"priority", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,20 +342,29 @@ class UpdateTicketRequest(_message.Message):
 
     TICKET_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     status: Global___TicketStatus.ValueType
+    priority: Global___TicketPriority.ValueType
+    """ADMIN only."""
     def __init__(
         self,
         *,
         ticket_id: _builtins.str = ...,
         status: Global___TicketStatus.ValueType | None = ...,
+        priority: Global___TicketPriority.ValueType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_status", b"_status", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "_status", b"_status", "priority", b"priority", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_status", b"_status", "status", b"status", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "_status", b"_status", "priority", b"priority", "status", b"status", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
     _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
 
 Global___UpdateTicketRequest: _TypeAlias = UpdateTicketRequest  # noqa: Y015
@@ -315,17 +395,21 @@ class CreateCommentRequest(_message.Message):
 
     TICKET_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     message: _builtins.str
+    internal: _builtins.bool
+    """ADMIN only: a note the ticket's user never sees."""
     def __init__(
         self,
         *,
         ticket_id: _builtins.str = ...,
         message: _builtins.str = ...,
+        internal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["internal", b"internal", "message", b"message", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -415,11 +499,20 @@ class TicketOpened(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SPACE_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    FIRST_RESPONSE_DUE_TIME_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     user_id: _builtins.str
     subject: _builtins.str
+    priority: Global___TicketPriority.ValueType
+    space_id: _builtins.str
+    device_id: _builtins.str
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def first_response_due_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -427,10 +520,14 @@ class TicketOpened(_message.Message):
         user_id: _builtins.str = ...,
         subject: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        space_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        first_response_due_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_response_due_time", b"first_response_due_time", "occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "subject", b"subject", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "first_response_due_time", b"first_response_due_time", "occur_time", b"occur_time", "priority", b"priority", "space_id", b"space_id", "subject", b"subject", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -438,7 +535,9 @@ Global___TicketOpened: _TypeAlias = TicketOpened  # noqa: Y015
 
 @_typing.final
 class TicketCommentAdded(_message.Message):
-    """A comment by someone other than user_id is an answer from support."""
+    """A comment by someone other than user_id is an answer from support; an
+    internal one is a note the user must not be told about.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -447,10 +546,14 @@ class TicketCommentAdded(_message.Message):
     COMMENT_ID_FIELD_NUMBER: _builtins.int
     AUTHOR_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     user_id: _builtins.str
     comment_id: _builtins.str
     author_id: _builtins.str
+    internal: _builtins.bool
+    subject: _builtins.str
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -461,10 +564,12 @@ class TicketCommentAdded(_message.Message):
         comment_id: _builtins.str = ...,
         author_id: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        internal: _builtins.bool = ...,
+        subject: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_id", b"comment_id", "occur_time", b"occur_time", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_id", b"comment_id", "internal", b"internal", "occur_time", b"occur_time", "subject", b"subject", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -479,10 +584,15 @@ class TicketStatusChanged(_message.Message):
     OLD_STATUS_FIELD_NUMBER: _builtins.int
     NEW_STATUS_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     user_id: _builtins.str
     old_status: Global___TicketStatus.ValueType
     new_status: Global___TicketStatus.ValueType
+    actor_id: _builtins.str
+    """Who moved it: the user, support staff, or empty for the platform."""
+    subject: _builtins.str
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -493,11 +603,50 @@ class TicketStatusChanged(_message.Message):
         old_status: Global___TicketStatus.ValueType = ...,
         new_status: Global___TicketStatus.ValueType = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        actor_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_status", b"new_status", "occur_time", b"occur_time", "old_status", b"old_status", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "new_status", b"new_status", "occur_time", b"occur_time", "old_status", b"old_status", "subject", b"subject", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TicketStatusChanged: _TypeAlias = TicketStatusChanged  # noqa: Y015
+
+@_typing.final
+class TicketSlaBreached(_message.Message):
+    """Support's first answer did not come by the priority's deadline. Published
+    once per ticket.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    FIRST_RESPONSE_DUE_TIME_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    user_id: _builtins.str
+    priority: Global___TicketPriority.ValueType
+    @_builtins.property
+    def first_response_due_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        first_response_due_time: _timestamp_pb2.Timestamp | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_response_due_time", b"first_response_due_time", "occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_response_due_time", b"first_response_due_time", "occur_time", b"occur_time", "priority", b"priority", "ticket_id", b"ticket_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketSlaBreached: _TypeAlias = TicketSlaBreached  # noqa: Y015

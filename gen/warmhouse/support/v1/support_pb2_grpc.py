@@ -75,7 +75,8 @@ class SupportServiceServicer:
 
     def CreateTicket(self, request, context):
         """Opens a ticket with status OPEN. user_id must be the caller unless the
-        caller is an ADMIN opening it on a user's behalf.
+        caller is an ADMIN opening it on a user's behalf. A space or device it
+        names must be one the ticket's user can see.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,8 +97,10 @@ class SupportServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateTicket(self, request, context):
-        """Changes a ticket's status; fields left out stay as they are. An ADMIN
-        may set any status; the ticket's author may only close it.
+        """Changes a ticket's status or priority; fields left out stay as they
+        are. An ADMIN makes any move the status machine allows and sets the
+        priority; the ticket's author may close it, or reopen it while RESOLVED.
+        A move the machine does not allow is FAILED_PRECONDITION with the reason.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,14 +108,16 @@ class SupportServiceServicer:
 
     def CreateComment(self, request, context):
         """Adds a comment to a ticket as the caller: its author or an ADMIN. A
-        CLOSED ticket takes no more comments.
+        CLOSED ticket takes no more comments; the author's comment reopens a
+        RESOLVED one. Only an ADMIN may add an internal note.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListComments(self, request, context):
-        """A ticket's conversation, oldest first: its author or an ADMIN.
+        """A ticket's conversation, oldest first: its author or an ADMIN. Internal
+        notes are left out for everyone but ADMINs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,22 +37,28 @@ class SupportServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SupportServiceAsyncStub: ...
     CreateTicket: _grpc.UnaryUnaryMultiCallable[_support_pb2.CreateTicketRequest, _support_pb2.CreateTicketResponse]
     """Opens a ticket with status OPEN. user_id must be the caller unless the
-    caller is an ADMIN opening it on a user's behalf.
+    caller is an ADMIN opening it on a user's behalf. A space or device it
+    names must be one the ticket's user can see.
     """
     GetTicket: _grpc.UnaryUnaryMultiCallable[_support_pb2.GetTicketRequest, _support_pb2.GetTicketResponse]
     """A ticket: its author or an ADMIN."""
     ListTickets: _grpc.UnaryUnaryMultiCallable[_support_pb2.ListTicketsRequest, _support_pb2.ListTicketsResponse]
     """Tickets, newest first: a user's own, everyone's for an ADMIN."""
     UpdateTicket: _grpc.UnaryUnaryMultiCallable[_support_pb2.UpdateTicketRequest, _support_pb2.UpdateTicketResponse]
-    """Changes a ticket's status; fields left out stay as they are. An ADMIN
-    may set any status; the ticket's author may only close it.
+    """Changes a ticket's status or priority; fields left out stay as they
+    are. An ADMIN makes any move the status machine allows and sets the
+    priority; the ticket's author may close it, or reopen it while RESOLVED.
+    A move the machine does not allow is FAILED_PRECONDITION with the reason.
     """
     CreateComment: _grpc.UnaryUnaryMultiCallable[_support_pb2.CreateCommentRequest, _support_pb2.CreateCommentResponse]
     """Adds a comment to a ticket as the caller: its author or an ADMIN. A
-    CLOSED ticket takes no more comments.
+    CLOSED ticket takes no more comments; the author's comment reopens a
+    RESOLVED one. Only an ADMIN may add an internal note.
     """
     ListComments: _grpc.UnaryUnaryMultiCallable[_support_pb2.ListCommentsRequest, _support_pb2.ListCommentsResponse]
-    """A ticket's conversation, oldest first: its author or an ADMIN."""
+    """A ticket's conversation, oldest first: its author or an ADMIN. Internal
+    notes are left out for everyone but ADMINs.
+    """
 
 @_typing.type_check_only
 class SupportServiceAsyncStub(SupportServiceStub):
@@ -63,22 +69,28 @@ class SupportServiceAsyncStub(SupportServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTicket: _aio.UnaryUnaryMultiCallable[_support_pb2.CreateTicketRequest, _support_pb2.CreateTicketResponse]  # type: ignore[assignment]
     """Opens a ticket with status OPEN. user_id must be the caller unless the
-    caller is an ADMIN opening it on a user's behalf.
+    caller is an ADMIN opening it on a user's behalf. A space or device it
+    names must be one the ticket's user can see.
     """
     GetTicket: _aio.UnaryUnaryMultiCallable[_support_pb2.GetTicketRequest, _support_pb2.GetTicketResponse]  # type: ignore[assignment]
     """A ticket: its author or an ADMIN."""
     ListTickets: _aio.UnaryUnaryMultiCallable[_support_pb2.ListTicketsRequest, _support_pb2.ListTicketsResponse]  # type: ignore[assignment]
     """Tickets, newest first: a user's own, everyone's for an ADMIN."""
     UpdateTicket: _aio.UnaryUnaryMultiCallable[_support_pb2.UpdateTicketRequest, _support_pb2.UpdateTicketResponse]  # type: ignore[assignment]
-    """Changes a ticket's status; fields left out stay as they are. An ADMIN
-    may set any status; the ticket's author may only close it.
+    """Changes a ticket's status or priority; fields left out stay as they
+    are. An ADMIN makes any move the status machine allows and sets the
+    priority; the ticket's author may close it, or reopen it while RESOLVED.
+    A move the machine does not allow is FAILED_PRECONDITION with the reason.
     """
     CreateComment: _aio.UnaryUnaryMultiCallable[_support_pb2.CreateCommentRequest, _support_pb2.CreateCommentResponse]  # type: ignore[assignment]
     """Adds a comment to a ticket as the caller: its author or an ADMIN. A
-    CLOSED ticket takes no more comments.
+    CLOSED ticket takes no more comments; the author's comment reopens a
+    RESOLVED one. Only an ADMIN may add an internal note.
     """
     ListComments: _aio.UnaryUnaryMultiCallable[_support_pb2.ListCommentsRequest, _support_pb2.ListCommentsResponse]  # type: ignore[assignment]
-    """A ticket's conversation, oldest first: its author or an ADMIN."""
+    """A ticket's conversation, oldest first: its author or an ADMIN. Internal
+    notes are left out for everyone but ADMINs.
+    """
 
 class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
     """SupportService takes users' requests for help as tickets and keeps the
@@ -92,7 +104,8 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_support_pb2.CreateTicketResponse, _abc.Awaitable[_support_pb2.CreateTicketResponse]]:
         """Opens a ticket with status OPEN. user_id must be the caller unless the
-        caller is an ADMIN opening it on a user's behalf.
+        caller is an ADMIN opening it on a user's behalf. A space or device it
+        names must be one the ticket's user can see.
         """
 
     @_abc_1.abstractmethod
@@ -117,8 +130,10 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _support_pb2.UpdateTicketRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_support_pb2.UpdateTicketResponse, _abc.Awaitable[_support_pb2.UpdateTicketResponse]]:
-        """Changes a ticket's status; fields left out stay as they are. An ADMIN
-        may set any status; the ticket's author may only close it.
+        """Changes a ticket's status or priority; fields left out stay as they
+        are. An ADMIN makes any move the status machine allows and sets the
+        priority; the ticket's author may close it, or reopen it while RESOLVED.
+        A move the machine does not allow is FAILED_PRECONDITION with the reason.
         """
 
     @_abc_1.abstractmethod
@@ -128,7 +143,8 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_support_pb2.CreateCommentResponse, _abc.Awaitable[_support_pb2.CreateCommentResponse]]:
         """Adds a comment to a ticket as the caller: its author or an ADMIN. A
-        CLOSED ticket takes no more comments.
+        CLOSED ticket takes no more comments; the author's comment reopens a
+        RESOLVED one. Only an ADMIN may add an internal note.
         """
 
     @_abc_1.abstractmethod
@@ -137,6 +153,8 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _support_pb2.ListCommentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_support_pb2.ListCommentsResponse, _abc.Awaitable[_support_pb2.ListCommentsResponse]]:
-        """A ticket's conversation, oldest first: its author or an ADMIN."""
+        """A ticket's conversation, oldest first: its author or an ADMIN. Internal
+        notes are left out for everyone but ADMINs.
+        """
 
 def add_SupportServiceServicer_to_server(servicer: SupportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -68,12 +68,20 @@ class User(_message.Message):
     IS_ACTIVE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     phone: _builtins.str
     """E.164, e.g. "+15551234567"."""
     role: Global___Role.ValueType
     is_active: _builtins.bool
+    locale: _builtins.str
+    """The language the user is written to in: "en" or "ru"."""
+    time_zone: _builtins.str
+    """An IANA time zone, e.g. "Europe/Moscow": quiet hours and the digest
+    follow it.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -88,10 +96,12 @@ class User(_message.Message):
         is_active: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        locale: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email", b"email", "is_active", b"is_active", "locale", b"locale", "phone", b"phone", "role", b"role", "time_zone", b"time_zone", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -104,19 +114,27 @@ class CreateUserRequest(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     password: _builtins.str
     phone: _builtins.str
+    locale: _builtins.str
+    """"en" when empty."""
+    time_zone: _builtins.str
+    """"UTC" when empty."""
     def __init__(
         self,
         *,
         email: _builtins.str = ...,
         password: _builtins.str = ...,
         phone: _builtins.str = ...,
+        locale: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "password", b"password", "phone", b"phone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "locale", b"locale", "password", b"password", "phone", b"phone", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -467,6 +485,8 @@ class UpdateUserRequest(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     IS_ACTIVE_FIELD_NUMBER: _builtins.int
     CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     phone: _builtins.str
@@ -478,6 +498,8 @@ class UpdateUserRequest(_message.Message):
     """Required to change one's own email; an ADMIN changing another user's
     email needs none. A changed email ends the user's other sessions.
     """
+    locale: _builtins.str
+    time_zone: _builtins.str
     def __init__(
         self,
         *,
@@ -487,10 +509,12 @@ class UpdateUserRequest(_message.Message):
         role: Global___Role.ValueType | None = ...,
         is_active: _builtins.bool | None = ...,
         current_password: _builtins.str | None = ...,
+        locale: _builtins.str | None = ...,
+        time_zone: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "_email", b"_email", "_is_active", b"_is_active", "_phone", b"_phone", "_role", b"_role", "current_password", b"current_password", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "_email", b"_email", "_is_active", b"_is_active", "_locale", b"_locale", "_phone", b"_phone", "_role", b"_role", "_time_zone", b"_time_zone", "current_password", b"current_password", "email", b"email", "is_active", b"is_active", "locale", b"locale", "phone", b"phone", "role", b"role", "time_zone", b"time_zone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "_email", b"_email", "_is_active", b"_is_active", "_phone", b"_phone", "_role", b"_role", "current_password", b"current_password", "email", b"email", "is_active", b"is_active", "phone", b"phone", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "_email", b"_email", "_is_active", b"_is_active", "_locale", b"_locale", "_phone", b"_phone", "_role", b"_role", "_time_zone", b"_time_zone", "current_password", b"current_password", "email", b"email", "is_active", b"is_active", "locale", b"locale", "phone", b"phone", "role", b"role", "time_zone", b"time_zone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__current_password: _TypeAlias = _typing.Literal["current_password"]  # noqa: Y015
     _WhichOneofArgType__current_password: _TypeAlias = _typing.Literal["_current_password", b"_current_password"]  # noqa: Y015
@@ -498,10 +522,14 @@ class UpdateUserRequest(_message.Message):
     _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
     _WhichOneofReturnType__is_active: _TypeAlias = _typing.Literal["is_active"]  # noqa: Y015
     _WhichOneofArgType__is_active: _TypeAlias = _typing.Literal["_is_active", b"_is_active"]  # noqa: Y015
+    _WhichOneofReturnType__locale: _TypeAlias = _typing.Literal["locale"]  # noqa: Y015
+    _WhichOneofArgType__locale: _TypeAlias = _typing.Literal["_locale", b"_locale"]  # noqa: Y015
     _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
     _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
     _WhichOneofReturnType__role: _TypeAlias = _typing.Literal["role"]  # noqa: Y015
     _WhichOneofArgType__role: _TypeAlias = _typing.Literal["_role", b"_role"]  # noqa: Y015
+    _WhichOneofReturnType__time_zone: _TypeAlias = _typing.Literal["time_zone"]  # noqa: Y015
+    _WhichOneofArgType__time_zone: _TypeAlias = _typing.Literal["_time_zone", b"_time_zone"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__current_password) -> _WhichOneofReturnType__current_password | None: ...
     @_typing.overload
@@ -509,9 +537,13 @@ class UpdateUserRequest(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__is_active) -> _WhichOneofReturnType__is_active | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__locale) -> _WhichOneofReturnType__locale | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__phone) -> _WhichOneofReturnType__phone | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__role) -> _WhichOneofReturnType__role | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__time_zone) -> _WhichOneofReturnType__time_zone | None: ...
 
 Global___UpdateUserRequest: _TypeAlias = UpdateUserRequest  # noqa: Y015
 
@@ -623,10 +655,14 @@ class UserRegistered(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     phone: _builtins.str
     role: Global___Role.ValueType
+    locale: _builtins.str
+    time_zone: _builtins.str
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -637,10 +673,12 @@ class UserRegistered(_message.Message):
         phone: _builtins.str = ...,
         role: Global___Role.ValueType = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        locale: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "occur_time", b"occur_time", "phone", b"phone", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "locale", b"locale", "occur_time", b"occur_time", "phone", b"phone", "role", b"role", "time_zone", b"time_zone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -656,11 +694,15 @@ class UserUpdated(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     IS_ACTIVE_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     phone: _builtins.str
     role: Global___Role.ValueType
     is_active: _builtins.bool
+    locale: _builtins.str
+    time_zone: _builtins.str
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -672,10 +714,12 @@ class UserUpdated(_message.Message):
         role: Global___Role.ValueType = ...,
         is_active: _builtins.bool = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        locale: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "is_active", b"is_active", "occur_time", b"occur_time", "phone", b"phone", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "is_active", b"is_active", "locale", b"locale", "occur_time", b"occur_time", "phone", b"phone", "role", b"role", "time_zone", b"time_zone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
