@@ -117,6 +117,9 @@ class ServiceDefinition:
     attach: Callable[[grpc.aio.Server, Runtime], Awaitable[Sequence[Worker]]]
     # Other services whose event streams this one consumes.
     consumes_from: tuple[str, ...] = field(default=())
+    # Shared schemas the service opts into, as (component, migrations
+    # directory), applied before its own (e.g. home_directory.MIGRATIONS).
+    extra_migrations: tuple[tuple[str, Path], ...] = field(default=())
     # grpc server options, e.g. a smaller maximum message for clients that
     # are not our services (the Device Adapter's hardware).
     server_options: tuple[tuple[str, int], ...] = field(default=())
@@ -217,6 +220,8 @@ class ServiceHost:
             raise ConfigError(f"{self.name} needs WARMHOUSE_DATABASE_URL and its migrations")
         database = await db.Database.connect(settings.database_url)
         await db.apply_migrations(database, "runtime", db.RUNTIME_MIGRATIONS)
+        for component, directory in definition.extra_migrations:
+            await db.apply_migrations(database, component, directory)
         await db.apply_migrations(database, definition.description.name, definition.migrations)
         return database
 
