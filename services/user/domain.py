@@ -11,6 +11,7 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from services.runtime import heating_model
 from services.runtime.auth import Caller
 from services.runtime.errors import InvalidArgument, PermissionDenied, Throttled
 
@@ -26,6 +27,13 @@ PASSWORD_MAX_LENGTH = 128
 PHONE_MAX_LENGTH = 16  # "+" and at most 15 digits (E.164)
 REFRESH_TOKEN_MAX_LENGTH = 128  # ours are 43 characters
 DEVICE_TOKEN_MAX_LENGTH = 256  # ours are about 110
+# The database's bound on a stored zone name; the longest IANA name has 32.
+TIME_ZONE_MAX_LENGTH = 64
+
+# The languages users are written to in: exactly these, lower case.
+LOCALES = frozenset({"en", "ru"})
+DEFAULT_LOCALE = "en"
+DEFAULT_TIME_ZONE = "UTC"
 
 # ASVS 5 (V6.2): no composition rules, but refuse what a guesser tries first.
 MIN_DISTINCT_CHARACTERS = 4
@@ -100,6 +108,36 @@ def validate_phone(phone: str) -> str:
     return phone
 
 
+def validate_locale(locale: str) -> str:
+    """Exactly "en" or "ru": case-sensitive, nothing around them."""
+    if locale not in LOCALES:
+        raise InvalidArgument(
+            "INVALID_LOCALE", 'locale must be "en" or "ru" (lower case)', field="locale"
+        )
+    return locale
+
+
+def validate_time_zone(time_zone: str) -> str:
+    """An IANA place zone such as "Europe/Moscow" (heating_model.time_zone
+    decides, as it does for heating schedules): not "localtime", "posix/...",
+    "right/..." or anything else the zone database does not name as a place."""
+    if heating_model.time_zone(time_zone) is None:
+        raise InvalidArgument(
+            "INVALID_TIME_ZONE",
+            "timeZone must be an IANA time zone such as Europe/Moscow",
+            field="timeZone",
+        )
+    return time_zone
+
+
+def valid_preferences(locale: str, time_zone: str) -> tuple[str, str]:
+    """A new account's locale and time zone: "en" and "UTC" when not given."""
+    return (
+        validate_locale(locale or DEFAULT_LOCALE),
+        validate_time_zone(time_zone or DEFAULT_TIME_ZONE),
+    )
+
+
 def _smallest_period(text: str) -> int:
     """The length of the shortest block that `text` repeats ("abcabca" → 3)."""
     for period in range(1, len(text)):
@@ -169,6 +207,9 @@ class ProfileChange:
     is_active: bool | None = None
     # Proof that the caller knows the password, to change their own email.
     current_password: str | None = None
+    # Given explicitly, even empty, they must be valid: "" is refused.
+    locale: str | None = None
+    time_zone: str | None = None
 
     def check_bounds(self) -> None:
         if self.email is not None:

@@ -30,6 +30,8 @@ def _user_message(user: UserRecord) -> user_pb2.User:
         is_active=user.is_active,
         create_time=timestamp(user.created_at),
         update_time=timestamp(user.updated_at),
+        locale=user.locale,
+        time_zone=user.time_zone,
     )
 
 
@@ -52,7 +54,12 @@ class UserService(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.CreateUserRequest, context: ServicerContext
     ) -> user_pb2.CreateUserResponse:
         user = await self._handlers.register(
-            request.email, request.password, request.phone, self._client_addresses.of(context)
+            request.email,
+            request.password,
+            request.phone,
+            self._client_addresses.of(context),
+            locale=request.locale,
+            time_zone=request.time_zone,
         )
         return user_pb2.CreateUserResponse(user_id=str(user.id), role=user_pb2.USER)
 
@@ -115,6 +122,8 @@ class UserService(user_pb2_grpc.UserServiceServicer):
             current_password=(
                 request.current_password if request.HasField("current_password") else None
             ),
+            locale=request.locale if request.HasField("locale") else None,
+            time_zone=request.time_zone if request.HasField("time_zone") else None,
         )
         user = await self._handlers.update_user(current_caller(), request.user_id, change)
         return user_pb2.UpdateUserResponse(user=_user_message(user))

@@ -50,6 +50,8 @@ def _user_updated(user: UserRecord) -> user_pb2.UserUpdated:
         role=user_pb2.Role.Value(user.role),
         is_active=user.is_active,
         occur_time=timestamp(user.updated_at),
+        locale=user.locale,
+        time_zone=user.time_zone,
     )
 
 
@@ -84,7 +86,16 @@ class UserPolicies:
     registrations: domain.ThrottlePolicy = domain.REGISTRATIONS_PER_CLIENT
 
 
-def new_account(email: str, phone: str, password_hash: str, role: str, now: datetime) -> UserRecord:
+def new_account(
+    email: str,
+    phone: str,
+    password_hash: str,
+    role: str,
+    now: datetime,
+    *,
+    locale: str = domain.DEFAULT_LOCALE,
+    time_zone: str = domain.DEFAULT_TIME_ZONE,
+) -> UserRecord:
     """A new, active account, from checked fields."""
     return UserRecord(
         id=uuid.uuid4(),
@@ -95,6 +106,8 @@ def new_account(email: str, phone: str, password_hash: str, role: str, now: date
         is_active=True,
         created_at=now,
         updated_at=now,
+        locale=locale,
+        time_zone=time_zone,
     )
 
 
@@ -109,6 +122,8 @@ async def store_new_account(uow: UnitOfWork[UserRepositories], user: UserRecord)
                 phone=user.phone,
                 role=user_pb2.Role.Value(user.role),
                 occur_time=timestamp(user.created_at),
+                locale=user.locale,
+                time_zone=user.time_zone,
             )
         )
 
@@ -143,15 +158,28 @@ class UserHandlers:
 
     # Registration
 
-    async def register(self, email: str, password: str, phone: str, client: str) -> UserRecord:
-        """A new account with role USER; at most so many per client address."""
+    async def register(
+        self,
+        email: str,
+        password: str,
+        phone: str,
+        client: str,
+        *,
+        locale: str = "",
+        time_zone: str = "",
+    ) -> UserRecord:
+        """A new account with role USER; at most so many per client address.
+        An empty locale is "en", an empty time zone "UTC"."""
         email, phone = domain.valid_account(email, password, phone, domain.ROLE_USER)
+        locale, time_zone = domain.valid_preferences(locale, time_zone)
         await self._count_attempt(
             {domain.registration_key(client): self._policies.registrations},
             "TOO_MANY_REGISTRATIONS",
             "too many registrations from this address; try again later",
         )
-        return await self._create(email, password, phone, domain.ROLE_USER)
+        return await self._create(
+            email, password, phone, domain.ROLE_USER, locale=locale, time_zone=time_zone
+        )
 
     async def ensure_admin(self, email: str, password: str, phone: str) -> bool:
         """Create the first administrator unless an account with that email exists."""
@@ -165,8 +193,20 @@ class UserHandlers:
             return False  # another replica, starting at the same moment, made it
         return True
 
-    async def _create(self, email: str, password: str, phone: str, role: str) -> UserRecord:
-        user = new_account(email, phone, await self._passwords.hash(password), role, self._clock())
+    async def _create(
+        self,
+        email: str,
+        password: str,
+        phone: str,
+        role: str,
+        *,
+        locale: str = domain.DEFAULT_LOCALE,
+        time_zone: str = domain.DEFAULT_TIME_ZONE,
+    ) -> UserRecord:
+        password_hash = await self._passwords.hash(password)
+        user = new_account(
+            email, phone, password_hash, role, self._clock(), locale=locale, time_zone=time_zone
+        )
         await store_new_account(self._uow, user)
         return user
 
@@ -361,6 +401,10 @@ class UserHandlers:
         domain.authorize_profile_change(caller, str(target), change)
         email = domain.normalize_email(change.email) if change.email is not None else None
         phone = domain.validate_phone(change.phone) if change.phone is not None else None
+        locale = domain.validate_locale(change.locale) if change.locale is not None else None
+        time_zone = (
+            domain.validate_time_zone(change.time_zone) if change.time_zone is not None else None
+        )
         if email is not None and domain.needs_current_password(caller, str(target)):
             await self._confirm_password(target, email, change.current_password)
         return await self._change(
@@ -371,6 +415,8 @@ class UserHandlers:
             phone=phone,
             role=change.role,
             is_active=change.is_active,
+            locale=locale,
+            time_zone=time_zone,
         )
 
     async def _confirm_password(
@@ -446,6 +492,8 @@ class UserHandlers:
         phone: str | None = None,
         role: str | None = None,
         is_active: bool | None = None,
+        locale: str | None = None,
+        time_zone: str | None = None,
     ) -> UserRecord:
         now = self._clock()
         async with self._uow.transaction() as tx:
@@ -456,6 +504,8 @@ class UserHandlers:
                 phone=user.phone if phone is None else phone,
                 role=user.role if role is None else role,
                 is_active=user.is_active if is_active is None else is_active,
+                locale=user.locale if locale is None else locale,
+                time_zone=user.time_zone if time_zone is None else time_zone,
             )
             if changed == user:
                 return user

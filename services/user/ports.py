@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.runtime.pagination import Cursor
-from services.user.domain import ThrottleState
+from services.user.domain import DEFAULT_LOCALE, DEFAULT_TIME_ZONE, ThrottleState
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class UserRecord:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    # "en" or "ru"; an IANA place zone (domain.validate_locale, validate_time_zone).
+    locale: str = DEFAULT_LOCALE
+    time_zone: str = DEFAULT_TIME_ZONE
 
 
 @dataclass(frozen=True)

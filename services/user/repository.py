@@ -48,6 +48,8 @@ _SAVE_USER = Query(
         role=bindparam("role"),
         is_active=bindparam("is_active"),
         updated_at=bindparam("updated_at"),
+        locale=bindparam("locale"),
+        time_zone=bindparam("time_zone"),
     )
 )
 
@@ -92,6 +94,8 @@ class SqlUsers:
                 role=user.role,
                 is_active=user.is_active,
                 updated_at=user.updated_at,
+                locale=user.locale,
+                time_zone=user.time_zone,
             )
 
 

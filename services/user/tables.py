@@ -15,6 +15,8 @@ users = Table(
     Column("is_active", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("locale", Text, nullable=False),
+    Column("time_zone", Text, nullable=False),
 )
 
 sessions = Table(

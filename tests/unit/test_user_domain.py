@@ -1,3 +1,4 @@
+import zoneinfo
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -125,6 +126,70 @@ def test_passwords_are_bounded_without_echoing_them(password: str, reason: str) 
 )
 def test_unusual_passwords_of_any_composition_are_accepted(good: str) -> None:
     domain.validate_password(good, "ann@example.com")
+
+
+@pytest.mark.parametrize("locale", ["en", "ru"])
+def test_locales_are_en_or_ru(locale: str) -> None:
+    assert domain.validate_locale(locale) == locale
+
+
+@pytest.mark.parametrize("bad", ["de", "", "EN", "Ru", " en", "en\n", "en-US", "ru_RU", "e\x00n"])
+def test_other_locales_are_refused_without_echo(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        domain.validate_locale(bad)
+    assert refused.value.reason == "INVALID_LOCALE"
+    assert refused.value.message == 'locale must be "en" or "ru" (lower case)'
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Moscow", "America/Argentina/Buenos_Aires"])
+def test_iana_place_zones_are_accepted(zone: str) -> None:
+    assert domain.validate_time_zone(zone) == zone
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "localtime",
+        "posix/Europe/Moscow",
+        "right/UTC",
+        "Factory",
+        "europe/moscow",
+        " Europe/Moscow",
+        "Mars/Olympus_Mons",
+        "../../etc/passwd",
+        "Europe/Moscow\x00",
+        "+03:00",
+        "Z" * 6000,
+    ],
+)
+def test_other_time_zones_are_refused_without_echo(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        domain.validate_time_zone(bad)
+    assert refused.value.reason == "INVALID_TIME_ZONE"
+    assert refused.value.message == "timeZone must be an IANA time zone such as Europe/Moscow"
+
+
+def test_a_new_account_defaults_to_en_and_utc_but_refuses_bad_values() -> None:
+    assert domain.valid_preferences("", "") == ("en", "UTC")
+    assert domain.valid_preferences("ru", "Europe/Moscow") == ("ru", "Europe/Moscow")
+    with pytest.raises(InvalidArgument):
+        domain.valid_preferences("de", "")
+    with pytest.raises(InvalidArgument):
+        domain.valid_preferences("", "localtime")
+
+
+def test_every_accepted_zone_fits_the_databases_bound() -> None:
+    longest = max(map(len, zoneinfo.available_timezones()))
+    assert longest <= domain.TIME_ZONE_MAX_LENGTH
+
+
+def test_users_change_their_own_locale_and_time_zone_admins_anyones() -> None:
+    change = ProfileChange(locale="ru", time_zone="Europe/Moscow")
+    domain.authorize_profile_change(USER, "u1", change)
+    domain.authorize_profile_change(ADMIN, "u1", change)
+    with pytest.raises(PermissionDenied):
+        domain.authorize_profile_change(USER, "u2", change)
 
 
 def test_users_change_only_their_own_profile() -> None:

@@ -87,7 +87,43 @@ async def test_register_stores_a_normalized_account_and_announces_it(world: User
         phone=PHONE,
         role=user_pb2.USER,
         occur_time=event.occur_time,
+        locale="en",
+        time_zone="UTC",
     )
+
+
+async def test_register_keeps_the_locale_and_time_zone_given(world: UserWorld) -> None:
+    user = await world.handlers.register(
+        "ann@example.com", PASSWORD, PHONE, OWNER, locale="ru", time_zone="Europe/Moscow"
+    )
+    assert (user.locale, user.time_zone) == ("ru", "Europe/Moscow")
+    assert world.users.rows[user.id] == user
+    [event] = events(world, user_pb2.UserRegistered)
+    assert (event.locale, event.time_zone) == ("ru", "Europe/Moscow")
+
+
+@pytest.mark.parametrize(
+    ("locale", "time_zone", "reason"),
+    [
+        ("de", "", "INVALID_LOCALE"),
+        ("EN", "", "INVALID_LOCALE"),
+        ("ru", "localtime", "INVALID_TIME_ZONE"),
+        ("", "posix/Europe/Moscow", "INVALID_TIME_ZONE"),
+        ("", "Europe/" + "x" * 6000, "INVALID_TIME_ZONE"),
+    ],
+)
+async def test_a_bad_locale_or_time_zone_refuses_the_registration_first(
+    world: UserWorld, locale: str, time_zone: str, reason: str
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        await world.handlers.register(
+            "ann@example.com", PASSWORD, PHONE, OWNER, locale=locale, time_zone=time_zone
+        )
+    assert refused.value.reason == reason
+    assert "x" * 10 not in refused.value.message
+    assert not world.throttles.rows
+    assert not world.users.rows
+    assert world.uow.commits == 0
 
 
 async def test_an_email_registers_once(world: UserWorld) -> None:
@@ -502,6 +538,82 @@ async def test_keeping_the_same_email_needs_no_password_and_changes_nothing(
         me, str(user.id), ProfileChange(email="ANN@example.com")
     )
     assert same == world.users.rows[user.id]
+    assert not events(world, user_pb2.UserUpdated)
+
+
+async def test_users_change_their_locale_and_time_zone_and_it_is_announced_whole(
+    world: UserWorld,
+) -> None:
+    user = await register(world)
+    me = caller_of(await login(world))
+    updated = await world.handlers.update_user(me, str(user.id), ProfileChange(locale="ru"))
+    assert (updated.locale, updated.time_zone) == ("ru", "UTC")
+    updated = await world.handlers.update_user(
+        me, str(user.id), ProfileChange(time_zone="Asia/Vladivostok")
+    )
+    assert (updated.locale, updated.time_zone) == ("ru", "Asia/Vladivostok")
+    assert world.users.rows[user.id] == updated
+    # Each event carries every current value, not only what changed.
+    assert [
+        (e.email, e.phone, e.locale, e.time_zone) for e in events(world, user_pb2.UserUpdated)
+    ] == [
+        ("ann@example.com", PHONE, "ru", "UTC"),
+        ("ann@example.com", PHONE, "ru", "Asia/Vladivostok"),
+    ]
+    # No sessions end for it.
+    assert not world.revoked_locally
+
+
+async def test_an_admin_changes_someone_elses_locale_and_time_zone(world: UserWorld) -> None:
+    root = await admin(world)
+    user = await register(world)
+    updated = await world.handlers.update_user(
+        root, str(user.id), ProfileChange(locale="ru", time_zone="Europe/Moscow")
+    )
+    assert (updated.locale, updated.time_zone) == ("ru", "Europe/Moscow")
+    [event] = events(world, user_pb2.UserUpdated)
+    assert (event.user_id, event.locale, event.time_zone) == (str(user.id), "ru", "Europe/Moscow")
+
+
+async def test_nobody_else_changes_a_users_locale(world: UserWorld) -> None:
+    user = await register(world)
+    await register(world, "bob@example.com")
+    bob = caller_of(await login(world, "bob@example.com"))
+    with pytest.raises(PermissionDenied):
+        await world.handlers.update_user(bob, str(user.id), ProfileChange(locale="ru"))
+    assert world.users.rows[user.id].locale == "en"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (ProfileChange(locale=""), "INVALID_LOCALE"),
+        (ProfileChange(locale="de"), "INVALID_LOCALE"),
+        (ProfileChange(locale="RU"), "INVALID_LOCALE"),
+        (ProfileChange(time_zone=""), "INVALID_TIME_ZONE"),
+        (ProfileChange(time_zone="localtime"), "INVALID_TIME_ZONE"),
+        (ProfileChange(locale="ru", time_zone="Europe/Nowhere"), "INVALID_TIME_ZONE"),
+    ],
+)
+async def test_a_bad_locale_or_time_zone_changes_nothing(
+    world: UserWorld, change: ProfileChange, reason: str
+) -> None:
+    user = await register(world)
+    me = caller_of(await login(world))
+    with pytest.raises(InvalidArgument) as refused:
+        await world.handlers.update_user(me, str(user.id), change)
+    assert refused.value.reason == reason
+    assert world.users.rows[user.id] == user
+    assert not events(world, user_pb2.UserUpdated)
+
+
+async def test_the_same_locale_and_time_zone_change_nothing(world: UserWorld) -> None:
+    user = await register(world)
+    me = caller_of(await login(world))
+    same = await world.handlers.update_user(
+        me, str(user.id), ProfileChange(locale="en", time_zone="UTC")
+    )
+    assert same == user
     assert not events(world, user_pb2.UserUpdated)
 
 
