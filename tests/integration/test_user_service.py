@@ -7,14 +7,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
 from warmhouse.user.v1 import user_pb2
 from warmhouse.user.v1.user_pb2_grpc import UserServiceStub
 
+from services.devstack.nats_process import NatsProcess
 from services.devstack.postgres_process import PostgresProcess
+from services.runtime import messaging
 from services.runtime.config import RuntimeSettings
 from services.runtime.request import parse_networks
 from services.user.bootstrap import UserSettings, definition
@@ -34,7 +38,7 @@ from tests.accounts import (
 from tests.grpc_errors import error_reason
 from tests.integration.conftest import ADMIN
 from tests.integration.hosts import running_service
-from tests.integration.households import as_service
+from tests.integration.households import as_service, events_about
 from tests.polling import eventually
 
 if TYPE_CHECKING:
@@ -44,6 +48,8 @@ UNLIMITED = 1_000_000
 # On the trusting host: the per-account ceiling of untrusted logins, low
 # enough to reach from a handful of addresses.
 ACCOUNT_LIMIT = 8
+USER_STREAM = str(messaging.stream_config("user").name)
+M = TypeVar("M", bound=Message)
 
 
 @pytest.fixture(scope="module")
@@ -636,3 +642,153 @@ async def test_other_services_learn_whether_an_account_is_active(
     admin = await token_of(users, ADMIN.email, ADMIN.password)
     as_admin = users.GetUserStatus(user_pb2.GetUserStatusRequest(user_id=user_id), metadata=admin)
     await refused(as_admin, grpc.StatusCode.UNAUTHENTICATED)
+
+
+@pytest.fixture
+async def jetstream(nats_server: NatsProcess) -> AsyncIterator[JetStreamContext]:
+    client = await messaging.connect(nats_server.url, "user-tests")
+    try:
+        yield client.jetstream()
+    finally:
+        await client.close()
+
+
+async def user_events(jetstream: JetStreamContext, kind: type[M], user_id: str) -> list[M]:
+    return await events_about(jetstream, USER_STREAM, kind, "user_id", user_id)
+
+
+async def test_locale_and_time_zone_are_kept_returned_and_announced(
+    users: UserServiceAsyncStub, jetstream: JetStreamContext
+) -> None:
+    email = new_email()
+    created = await users.CreateUser(
+        user_pb2.CreateUserRequest(
+            email=email, password=PASSWORD, phone=PHONE, locale="ru", time_zone="Europe/Moscow"
+        )
+    )
+    user_id = created.user_id
+    token = await token_of(users, email)
+    read = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=token)
+    assert (read.user.locale, read.user.time_zone) == ("ru", "Europe/Moscow")
+    admin = await token_of(users, ADMIN.email, ADMIN.password)
+    listed = await every_user(users, admin)
+    assert (listed[user_id].locale, listed[user_id].time_zone) == ("ru", "Europe/Moscow")
+
+    [registered] = await eventually(
+        lambda: user_events(jetstream, user_pb2.UserRegistered, user_id),
+        what="UserRegistered on the stream",
+    )
+    assert (registered.locale, registered.time_zone) == ("ru", "Europe/Moscow")
+
+    changed = await users.UpdateUser(
+        user_pb2.UpdateUserRequest(user_id=user_id, locale="en"), metadata=token
+    )
+    assert (changed.user.locale, changed.user.time_zone) == ("en", "Europe/Moscow")
+    changed = await users.UpdateUser(
+        user_pb2.UpdateUserRequest(user_id=user_id, time_zone="Asia/Vladivostok"), metadata=admin
+    )
+    assert (changed.user.locale, changed.user.time_zone) == ("en", "Asia/Vladivostok")
+    read = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=token)
+    assert read.user == changed.user
+
+    async def both_updates() -> list[user_pb2.UserUpdated]:
+        updates = await user_events(jetstream, user_pb2.UserUpdated, user_id)
+        return updates if len(updates) == 2 else []
+
+    updates = await eventually(both_updates, what="two UserUpdated on the stream")
+    # Each carries every current value, not only what changed.
+    assert [(u.email, u.phone, u.locale, u.time_zone) for u in updates] == [
+        (email.lower(), PHONE, "en", "Europe/Moscow"),
+        (email.lower(), PHONE, "en", "Asia/Vladivostok"),
+    ]
+
+
+async def every_user(users: UserServiceAsyncStub, admin: Metadata) -> dict[str, user_pb2.User]:
+    seen: dict[str, user_pb2.User] = {}
+    page_token = ""
+    while True:
+        page = await users.ListUsers(
+            user_pb2.ListUsersRequest(page_size=100, page_token=page_token), metadata=admin
+        )
+        seen.update((user.user_id, user) for user in page.users)
+        page_token = page.next_page_token
+        if not page_token:
+            return seen
+
+
+async def test_a_user_registered_without_them_is_en_and_utc(
+    users: UserServiceAsyncStub, jetstream: JetStreamContext
+) -> None:
+    user_id, email = await register(users)
+    token = await token_of(users, email)
+    read = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=token)
+    assert (read.user.locale, read.user.time_zone) == ("en", "UTC")
+    [registered] = await eventually(
+        lambda: user_events(jetstream, user_pb2.UserRegistered, user_id),
+        what="UserRegistered on the stream",
+    )
+    assert (registered.locale, registered.time_zone) == ("en", "UTC")
+
+
+SECRET = "Secret/Zone_" + "x" * 6000
+
+
+@pytest.mark.parametrize(
+    ("locale", "time_zone", "reason"),
+    [
+        ("de", "", "INVALID_LOCALE"),
+        ("EN", "", "INVALID_LOCALE"),
+        ("ru\x00", "", "INVALID_LOCALE"),
+        ("", "localtime", "INVALID_TIME_ZONE"),
+        ("", "posix/Europe/Moscow", "INVALID_TIME_ZONE"),
+        ("", "europe/moscow", "INVALID_TIME_ZONE"),
+        ("", SECRET, "INVALID_TIME_ZONE"),
+    ],
+)
+async def test_bad_locales_and_time_zones_are_refused_without_echo(
+    users: UserServiceAsyncStub, locale: str, time_zone: str, reason: str
+) -> None:
+    email = new_email()
+    create = users.CreateUser(
+        user_pb2.CreateUserRequest(
+            email=email, password=PASSWORD, phone=PHONE, locale=locale, time_zone=time_zone
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await create
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_reason(failure.value) == reason
+    # The rule, never the input.
+    assert failure.value.details() in (
+        'locale must be "en" or "ru" (lower case)',
+        "timeZone must be an IANA time zone such as Europe/Moscow",
+    )
+    # Nothing was stored: the address is still free.
+    await register(users, email)
+
+
+async def test_updates_refuse_empty_and_bad_values_and_strangers(
+    users: UserServiceAsyncStub,
+) -> None:
+    user_id, email = await register(users)
+    token = await token_of(users, email)
+    for request, reason in (
+        (user_pb2.UpdateUserRequest(user_id=user_id, locale=""), "INVALID_LOCALE"),
+        (user_pb2.UpdateUserRequest(user_id=user_id, locale="Ru"), "INVALID_LOCALE"),
+        (user_pb2.UpdateUserRequest(user_id=user_id, time_zone=""), "INVALID_TIME_ZONE"),
+        (user_pb2.UpdateUserRequest(user_id=user_id, time_zone=SECRET), "INVALID_TIME_ZONE"),
+        (
+            user_pb2.UpdateUserRequest(user_id=user_id, locale="ru", time_zone="right/UTC"),
+            "INVALID_TIME_ZONE",
+        ),
+    ):
+        call = users.UpdateUser(request, metadata=token)
+        assert await refused(call, grpc.StatusCode.INVALID_ARGUMENT) == reason
+    _, stranger_email = await register(users)
+    stranger = await token_of(users, stranger_email)
+    call = users.UpdateUser(
+        user_pb2.UpdateUserRequest(user_id=user_id, locale="ru"), metadata=stranger
+    )
+    assert await refused(call, grpc.StatusCode.PERMISSION_DENIED) == "NOT_OWNER"
+    read = await users.GetUser(user_pb2.GetUserRequest(user_id=user_id), metadata=token)
+    assert (read.user.locale, read.user.time_zone) == ("en", "UTC")
