@@ -211,3 +211,52 @@ def test_the_jwks_is_published(api: Rest) -> None:
     assert reply.status == 200
     assert reply.body["keys"][0]["alg"] == "ES256"
     assert reply.body["keys"][0]["kty"] == "EC"
+
+
+def test_locale_and_time_zone_through_rest(api: Rest) -> None:
+    user_id, email = register(api, locale="ru", timeZone="Europe/Moscow")
+    token = token_of(api, email)
+    own = api.call("GET", f"/users/{user_id}", token=token)
+    assert own.status == 200
+    assert (own.body["user"]["locale"], own.body["user"]["timeZone"]) == ("ru", "Europe/Moscow")
+    updated = api.call("PUT", f"/users/{user_id}", {"locale": "en"}, token=token)
+    assert updated.status == 200
+    assert (updated.body["user"]["locale"], updated.body["user"]["timeZone"]) == (
+        "en",
+        "Europe/Moscow",
+    )
+    updated = api.call("PUT", f"/users/{user_id}", {"timeZone": "America/New_York"}, token=token)
+    assert updated.status == 200
+    assert updated.body["user"]["timeZone"] == "America/New_York"
+    default_id, default_email = register(api)
+    default = api.call("GET", f"/users/{default_id}", token=token_of(api, default_email))
+    assert (default.body["user"]["locale"], default.body["user"]["timeZone"]) == ("en", "UTC")
+
+
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        ({"locale": "de"}, "INVALID_LOCALE"),
+        ({"locale": "EN"}, "INVALID_LOCALE"),
+        ({"timeZone": "localtime"}, "INVALID_TIME_ZONE"),
+        ({"timeZone": "posix/Europe/Moscow"}, "INVALID_TIME_ZONE"),
+        ({"timeZone": "Europe/" + "x" * 6000}, "INVALID_TIME_ZONE"),
+    ],
+)
+def test_bad_locales_and_time_zones_are_400(
+    api: Rest, profile: dict[str, str], reason: str
+) -> None:
+    body = {"email": new_email(), "password": PASSWORD, "phone": PHONE, **profile}
+    reply = api.call("POST", "/users", body)
+    assert reply.status == 400
+    assert reply.reason == reason
+    assert "xxxxxxxx" not in str(reply.body)
+    assert "posix" not in str(reply.body)
+    user_id, email = register(api)
+    token = token_of(api, email)
+    update = api.call("PUT", f"/users/{user_id}", profile, token=token)
+    assert update.status == 400
+    assert update.reason == reason
+    empty = api.call("PUT", f"/users/{user_id}", {"locale": ""}, token=token)
+    assert empty.status == 400
+    assert empty.reason == "INVALID_LOCALE"
