@@ -38,7 +38,6 @@ class _Handler:
         content = envelope.original_content or b""
         try:
             parsed = BytesParser(policy=policy.default).parsebytes(content)
-            assert isinstance(parsed, EmailMessage)
             text = parsed.get_body(preferencelist=("plain",))
             message = StoredMessage(
                 channel=EMAIL,
