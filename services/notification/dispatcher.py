@@ -1,0 +1,268 @@
+"""The dispatcher: sends due deliveries, records each outcome with its event.
+
+Correct with any number of replicas. A claim takes due PENDING deliveries
+with FOR UPDATE SKIP LOCKED, counts the attempt and leases them (claimed_until,
+claim_id) in one committed transaction; only the lease's holder may record
+the outcome, and a lease left by a crashed replica expires, so the delivery
+is tried again. The delivery id is the message's key: the SMS and push
+gateways take it as the Idempotency-Key (and e-mail as the Message-ID), so a
+send repeated after a crash is not a second message.
+
+Outcomes: accepted → SENT and NotificationSent; a transient failure → PENDING
+again after base * 2^(attempts-1) (at most 300 s) until the last attempt, then
+FAILED and NotificationFailed; a permanent one → FAILED and
+NotificationFailed at once. A user's due digest deliveries for one channel
+go as one message listing their titles (its key: the first delivery's id).
+
+It is woken right after a consumer commits new deliveries and otherwise
+polls every second: an alarm reaches every member's SMS, push and e-mail
+within seconds.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from warmhouse.notification.v1 import notification_pb2
+
+from services.notification import templates
+from services.notification.records import EMAIL, SMS
+from services.notification.repository import ClaimedDelivery, NotificationRepository
+from services.notification.scheduling import backoff
+from services.notification.senders import DeliveryError, OutgoingMessage, Sender
+from services.runtime.clock import Clock, utc_now
+from services.runtime.loops import raise_if_stopping
+from services.runtime.timestamps import timestamp
+from services.runtime.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+CONTACT_UNKNOWN = "contact details not known yet"
+NO_PHONE = "no phone number in the profile"
+NO_EMAIL = "no e-mail address in the profile"
+DEACTIVATED = "the account is deactivated"
+NO_SENDER = "no sender for this channel"
+TIMED_OUT = "the gateway did not answer in time"
+UNEXPECTED = "sending failed unexpectedly"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_attempts: int = 6
+    retry_base_seconds: float = 1.0
+    # Deliveries (or digests) being sent at once.
+    concurrency: int = 32
+    # A send's whole-call limit, beyond the senders' own deadlines.
+    send_timeout_seconds: float = 31.0
+    # Nobody else takes a claimed delivery for this long.
+    lease: timedelta = timedelta(seconds=60)
+    poll_seconds: float = 1.0
+
+
+# One message: a delivery, or a user's digest for one channel.
+Job = Sequence[ClaimedDelivery]
+
+
+def jobs_of(claimed: Sequence[ClaimedDelivery]) -> list[Job]:
+    """Each delivery on its own, but digests: one per (user, channel)."""
+    jobs: list[Job] = []
+    digests: dict[tuple[uuid.UUID, str], list[ClaimedDelivery]] = {}
+    for delivery in claimed:
+        if delivery.digest:
+            key = (delivery.user_id, delivery.channel)
+            if key not in digests:
+                digests[key] = []
+                jobs.append(digests[key])
+            digests[key].append(delivery)
+        else:
+            jobs.append([delivery])
+    return jobs
+
+
+def outgoing(job: Job) -> OutgoingMessage:
+    """The message for `job`, addressed from the user's profile as it is now."""
+    first = job[0]
+    reach = first.reach
+    if reach is None:
+        raise DeliveryError(CONTACT_UNKNOWN, permanent=False)
+    if not reach.active:
+        raise DeliveryError(DEACTIVATED, permanent=True)
+    if first.digest:
+        text = templates.digest(templates.language(reach.locale), [d.title for d in job])
+    else:
+        text = templates.Text(first.title, first.body)
+    if first.channel == EMAIL:
+        if not reach.email:
+            raise DeliveryError(NO_EMAIL, permanent=True)
+        to = reach.email
+    elif first.channel == SMS:
+        if not reach.phone:
+            raise DeliveryError(NO_PHONE, permanent=True)
+        to = reach.phone
+    else:
+        to = str(first.user_id)
+    body = templates.sms_text(text.title, text.body) if first.channel == SMS else text.body
+    return OutgoingMessage(key=str(first.id), to=to, subject=text.title, body=body)
+
+
+def _category(delivery: ClaimedDelivery) -> notification_pb2.NotificationCategory.ValueType:
+    return notification_pb2.NotificationCategory.Value(delivery.category)
+
+
+def _channel(delivery: ClaimedDelivery) -> notification_pb2.NotificationChannel.ValueType:
+    return notification_pb2.NotificationChannel.Value(delivery.channel)
+
+
+class Dispatcher:
+    name = "notification-dispatcher"
+
+    def __init__(
+        self,
+        uow: UnitOfWork[NotificationRepository],
+        senders: Mapping[str, Sender],
+        settings: DispatchSettings = DispatchSettings(),
+        clock: Clock = utc_now,
+        close_senders: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._uow = uow
+        self._senders = senders
+        self._settings = settings
+        self._clock = clock
+        self._close_senders = close_senders
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look for due deliveries now: new ones were just committed."""
+        self._wake.set()
+
+    async def claim(self, limit: int) -> tuple[list[Job], uuid.UUID]:
+        """Lease up to `limit` due deliveries (digests whole), as jobs."""
+        claim_id = uuid.uuid4()
+        async with self._uow.transaction() as tx:
+            now = self._clock()
+            claimed = await tx.repos.claim_due(now, now + self._settings.lease, claim_id, limit)
+        return jobs_of(claimed), claim_id
+
+    async def dispatch_due(self, limit: int = 100) -> int:
+        """Claim what is due, send it all, record the outcomes; how many deliveries."""
+        jobs, claim_id = await self.claim(limit)
+        slots = asyncio.Semaphore(self._settings.concurrency)
+
+        async def bounded(job: Job) -> None:
+            async with slots:
+                await self.deliver(job, claim_id)
+
+        await asyncio.gather(*(bounded(job) for job in jobs))
+        return sum(len(job) for job in jobs)
+
+    async def deliver(self, job: Job, claim_id: uuid.UUID) -> None:
+        """Send one job and record how it went."""
+        failure: DeliveryError | None = None
+        try:
+            message = outgoing(job)
+            sender = self._senders.get(job[0].channel)
+            if sender is None:
+                raise DeliveryError(NO_SENDER, permanent=True)
+            async with asyncio.timeout(self._settings.send_timeout_seconds):
+                await sender.send(message)
+        except DeliveryError as error:
+            failure = error
+        except TimeoutError:
+            failure = DeliveryError(TIMED_OUT, permanent=False)
+        except Exception:
+            log.exception("sending a %s delivery failed unexpectedly", job[0].channel)
+            failure = DeliveryError(UNEXPECTED, permanent=False)
+        await self._record(job, claim_id, failure)
+
+    async def _record(self, job: Job, claim_id: uuid.UUID, failure: DeliveryError | None) -> None:
+        settings = self._settings
+        async with self._uow.transaction() as tx:
+            now = self._clock()
+            for delivery in job:
+                if failure is None:
+                    if await tx.repos.mark_sent(delivery.id, claim_id, now):
+                        await tx.add_event(
+                            notification_pb2.NotificationSent(
+                                notification_id=str(delivery.notification_id),
+                                user_id=str(delivery.user_id),
+                                category=_category(delivery),
+                                channel=_channel(delivery),
+                                occur_time=timestamp(now),
+                            )
+                        )
+                elif not failure.permanent and delivery.attempts < settings.max_attempts:
+                    later = now + backoff(delivery.attempts, settings.retry_base_seconds)
+                    await tx.repos.retry_later(delivery.id, claim_id, later, failure.reason, now)
+                elif await tx.repos.mark_failed(delivery.id, claim_id, failure.reason, now):
+                    await tx.add_event(
+                        notification_pb2.NotificationFailed(
+                            notification_id=str(delivery.notification_id),
+                            user_id=str(delivery.user_id),
+                            category=_category(delivery),
+                            channel=_channel(delivery),
+                            failure_reason=failure.reason,
+                            occur_time=timestamp(now),
+                        )
+                    )
+        if failure is not None:
+            log.info(
+                "delivery not sent",
+                extra={
+                    "channel": job[0].channel,
+                    "reason": failure.reason,
+                    "permanent": failure.permanent,
+                },
+            )
+
+    async def run(self) -> None:
+        """Claim as many deliveries as there are free slots, send them in the
+        background, and look again when woken, when a send ends, or every second."""
+        try:
+            while True:
+                raise_if_stopping()
+                self._wake.clear()
+                free = self._settings.concurrency - len(self._in_flight)
+                if free > 0 and not self._stopping:
+                    try:
+                        jobs, claim_id = await self.claim(free)
+                    except Exception:
+                        raise_if_stopping()
+                        log.warning("claiming deliveries failed; will retry", exc_info=True)
+                        await asyncio.sleep(self._settings.poll_seconds)
+                        continue
+                    for job in jobs:
+                        self._start(job, claim_id)
+                    if sum(len(job) for job in jobs) >= free:
+                        continue  # more may be due; the loop waits once slots are full
+                # asyncio.timeout, not wait_for (see outbox.py).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.poll_seconds):
+                        await self._wake.wait()
+        finally:
+            for task in self._in_flight:
+                task.cancel()
+
+    def _start(self, job: Job, claim_id: uuid.UUID) -> None:
+        task = asyncio.create_task(self.deliver(job, claim_id), name="notification-send")
+        self._in_flight.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._in_flight.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                log.error("recording a delivery failed", exc_info=done.exception())
+            self.wake()
+
+        task.add_done_callback(finished)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Claim nothing more, let sends under way finish (their leases would
+        otherwise hold them for a minute), then close the senders."""
+        self._stopping = True
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
+        await asyncio.to_thread(self._close_senders)
