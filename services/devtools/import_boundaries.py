@@ -11,6 +11,9 @@ and exits 1 if there is any. The rules, by the importing part of `services`:
 - `devtools` imports only `runtime`.
 - `registry` imports `runtime` and the services, never `devstack` or
   `devtools`, which production installs do not contain.
+- the sandboxes (`payment_sandbox`, `message_sandbox`: the outside world's
+  stand-ins) import only `runtime` and each other; like `devstack` and
+  `devtools` they are dev-only, so no service or the registry imports them.
 - `devstack` runs the whole platform locally and may import any part.
 - `services/__init__.py` imports no part: every import of any part runs it.
 
@@ -28,7 +31,8 @@ RUNTIME = "runtime"
 REGISTRY = "registry"
 DEVSTACK = "devstack"
 DEVTOOLS = "devtools"
-DEV_ONLY = (DEVSTACK, DEVTOOLS)
+SANDBOXES = ("payment_sandbox", "message_sandbox")
+DEV_ONLY = (DEVSTACK, DEVTOOLS, *SANDBOXES)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ def broken_rule(package: str, importer: str, imported: str) -> str | None:
         return "runtime imports no other part of services"
     if source == DEVTOOLS:
         return None if target == RUNTIME else "devtools imports only runtime"
+    if source in SANDBOXES:
+        allowed = (RUNTIME, *SANDBOXES)
+        return None if target in allowed else "a sandbox imports only runtime and sandboxes"
     if source == REGISTRY:
         return f"registry never imports {target}, which is dev-only" if target in DEV_ONLY else None
     if target == RUNTIME:

@@ -23,7 +23,7 @@ from services.message_sandbox.store import (
 )
 from services.payment_sandbox.answers import Answer, json_answer
 from services.payment_sandbox.errors import ApiError, InvalidRequest, NotFound, Unauthenticated
-from services.payment_sandbox.server import _query, _RequestHandler, is_authorized
+from services.payment_sandbox.server import JsonRequestHandler, is_authorized, parse_query
 from services.payment_sandbox.validation import idempotency_key
 
 
@@ -138,7 +138,7 @@ class GatewayServer(ThreadingHTTPServer):
         return port
 
 
-class _GatewayRequestHandler(_RequestHandler):
+class _GatewayRequestHandler(JsonRequestHandler):
     server_version = "WarmHouseMessageSandbox/1"
 
     def _answer(self, method: str) -> Answer:
@@ -155,5 +155,5 @@ class _GatewayRequestHandler(_RequestHandler):
             raise Unauthenticated("give the gateway's API key as Authorization: Bearer <key>")
         if route is None:
             raise NotFound("no such endpoint", "endpoint_missing")
-        request = Request(_query(url.query), body, self.headers.get("Idempotency-Key"))
+        request = Request(parse_query(url.query), body, self.headers.get("Idempotency-Key"))
         return route.handle(server.store, request)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from services.message_sandbox.store import CHANNELS, FAILURE_KINDS, MAX_PENDING_FAILURES
 from services.payment_sandbox.errors import InvalidRequest
-from services.payment_sandbox.validation import _fields, _text
+from services.payment_sandbox.validation import json_fields, text_field
 
 # E.164: a plus, a country code not starting with 0, at most 15 digits in all.
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -40,26 +40,26 @@ class FailureRequest:
 
 
 def sms_request(body: bytes) -> SmsRequest:
-    fields = _fields(body, required={"to", "body"}, optional=set())
+    fields = json_fields(body, required={"to", "body"}, optional=set())
     to = fields["to"]
     if not isinstance(to, str) or not E164.fullmatch(to):
         raise InvalidRequest(
             "to must be an E.164 phone number, such as +15551234567", "phone_invalid"
         )
-    return SmsRequest(to, _text(fields, "body", MAX_SMS_LENGTH))
+    return SmsRequest(to, text_field(fields, "body", MAX_SMS_LENGTH))
 
 
 def push_request(body: bytes) -> PushRequest:
-    fields = _fields(body, required={"userId", "title", "body"}, optional=set())
+    fields = json_fields(body, required={"userId", "title", "body"}, optional=set())
     return PushRequest(
         _user_id(fields["userId"]),
-        _text(fields, "title", MAX_TITLE_LENGTH),
-        _text(fields, "body", MAX_PUSH_BODY_LENGTH),
+        text_field(fields, "title", MAX_TITLE_LENGTH),
+        text_field(fields, "body", MAX_PUSH_BODY_LENGTH),
     )
 
 
 def failure_request(body: bytes) -> FailureRequest:
-    fields = _fields(body, required={"channel", "count", "kind"}, optional=set())
+    fields = json_fields(body, required={"channel", "count", "kind"}, optional=set())
     count = fields["count"]
     if type(count) is not int or not 1 <= count <= MAX_PENDING_FAILURES:
         raise InvalidRequest(

@@ -114,7 +114,7 @@ def is_authorized(header: str | None, api_key: str) -> bool:
     return scheme == "Bearer" and hmac.compare_digest(token.encode(), api_key.encode())
 
 
-def _query(text: str) -> dict[str, list[str]]:
+def parse_query(text: str) -> dict[str, list[str]]:
     try:
         return parse_qs(text, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
@@ -129,7 +129,7 @@ class SandboxServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox, api_key: str) -> None:
-        super().__init__(address, _RequestHandler)
+        super().__init__(address, JsonRequestHandler)
         self.sandbox = sandbox
         self.api_key = api_key
 
@@ -139,7 +139,7 @@ class SandboxServer(ThreadingHTTPServer):
         return port
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class JsonRequestHandler(BaseHTTPRequestHandler):
     server: SandboxServer
     server_version = "WarmHousePaymentSandbox/1"
     timeout = SOCKET_TIMEOUT_SECONDS
@@ -187,7 +187,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         route, path_id = found
         request = Request(
             path_id=path_id,
-            query=_query(url.query),
+            query=parse_query(url.query),
             body=body,
             idempotency_key=self.headers.get("Idempotency-Key"),
         )

@@ -44,29 +44,29 @@ class WebhookMode:
 
 
 def charge_request(body: bytes) -> ChargeRequest:
-    fields = _fields(
+    fields = json_fields(
         body, required={"amount", "currency", "source", "reference"}, optional={"description"}
     )
     return ChargeRequest(
         amount=_amount(fields),
         currency=_currency(fields),
-        source=_text(fields, "source", MAX_REFERENCE_LENGTH),
-        reference=_text(fields, "reference", MAX_REFERENCE_LENGTH),
-        description=_text(fields, "description", MAX_DESCRIPTION_LENGTH, default=""),
+        source=text_field(fields, "source", MAX_REFERENCE_LENGTH),
+        reference=text_field(fields, "reference", MAX_REFERENCE_LENGTH),
+        description=text_field(fields, "description", MAX_DESCRIPTION_LENGTH, default=""),
     )
 
 
 def transfer_request(body: bytes) -> TransferRequest:
-    fields = _fields(body, required={"amount", "currency", "reference"}, optional=set())
+    fields = json_fields(body, required={"amount", "currency", "reference"}, optional=set())
     return TransferRequest(
         amount=_amount(fields),
         currency=_currency(fields),
-        reference=_text(fields, "reference", MAX_REFERENCE_LENGTH),
+        reference=text_field(fields, "reference", MAX_REFERENCE_LENGTH),
     )
 
 
 def webhook_mode(body: bytes) -> WebhookMode:
-    fields = _fields(body, required=set(), optional={"duplicates", "delay_seconds", "shuffle"})
+    fields = json_fields(body, required=set(), optional={"duplicates", "delay_seconds", "shuffle"})
     duplicates = fields.get("duplicates", 0)
     if not _is_int(duplicates) or not 0 <= duplicates <= MAX_DUPLICATES:
         raise InvalidRequest(f"duplicates must be a whole number from 0 to {MAX_DUPLICATES}")
@@ -104,7 +104,7 @@ def reference_query(values: list[str] | None) -> str:
     return values[0]
 
 
-def _fields(body: bytes, *, required: set[str], optional: set[str]) -> dict[str, Any]:
+def json_fields(body: bytes, *, required: set[str], optional: set[str]) -> dict[str, Any]:
     fields = _json_object(body)
     allowed = required | optional
     if not set(fields) <= allowed:
@@ -151,7 +151,9 @@ def _currency(fields: dict[str, Any]) -> str:
     return currency
 
 
-def _text(fields: dict[str, Any], name: str, max_length: int, default: str | None = None) -> str:
+def text_field(
+    fields: dict[str, Any], name: str, max_length: int, default: str | None = None
+) -> str:
     value = fields.get(name, default)
     least = 0 if default is not None else 1
     if not isinstance(value, str) or not least <= len(value) <= max_length:

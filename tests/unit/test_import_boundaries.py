@@ -56,6 +56,8 @@ def test_a_service_importing_another_service_is_reported_with_file_and_line(
         ("devtools/a.py", "from services.user import bootstrap", "devtools imports only runtime"),
         ("registry.py", "from services.devstack import stack", "registry never imports devstack"),
         ("__init__.py", "from services import runtime", "services/__init__ imports none"),
+        ("user/a.py", "from services.message_sandbox import store", "which is dev-only"),
+        ("message_sandbox/a.py", "from services.user import x", "a sandbox imports only"),
     ],
 )
 def test_each_rule_reports_its_violation(tmp_path: Path, path: str, source: str, rule: str) -> None:
@@ -76,6 +78,7 @@ def test_allowed_imports_are_not_reported(tmp_path: Path) -> None:
         "user/domain.py": "from services.user.tables import users\n",
         "registry.py": "from services.user.description import D\nfrom services import runtime\n",
         "devtools/protogen.py": "from services.runtime import config\nimport grpc_tools\n",
+        "message_sandbox/server.py": "from services.payment_sandbox import answers\n",
         "devstack/stack.py": (
             "from services.registry import SERVICES\n"
             "from services.user.signing_keys import ensure\n"
