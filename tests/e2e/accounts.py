@@ -13,10 +13,18 @@ def new_email() -> str:
     return f"e2e-{uuid.uuid4().hex[:10]}@example.com"
 
 
-def register(api: Rest, email: str | None = None) -> tuple[str, str]:
-    """A new account; (user id, email)."""
+def new_phone() -> str:
+    """A number of its own, so the SMS sent to one person can be told from another's."""
+    return f"+1555{uuid.uuid4().int % 10**7:07d}"
+
+
+def register(
+    api: Rest, email: str | None = None, phone: str = PHONE, **profile: str
+) -> tuple[str, str]:
+    """A new account; (user id, email). `profile`: e.g. locale="ru"."""
     email = email or new_email()
-    reply = api.call("POST", "/users", {"email": email, "password": PASSWORD, "phone": PHONE})
+    body = {"email": email, "password": PASSWORD, "phone": phone, **profile}
+    reply = api.call("POST", "/users", body)
     assert reply.status == 200, reply.body
     return str(reply.body["userId"]), email
 

@@ -35,7 +35,12 @@ def at(minutes: int) -> datetime:
 
 
 async def added(
-    database: db.Database, home: uuid.UUID, user: uuid.UUID, role: "space_pb2.SpaceUserRole.ValueType", version: int, minute: int
+    database: db.Database,
+    home: uuid.UUID,
+    user: uuid.UUID,
+    role: "space_pb2.SpaceUserRole.ValueType",
+    version: int,
+    minute: int,
 ) -> None:
     event = space_pb2.SpaceMemberAdded(
         space_id=str(home),
