@@ -1,5 +1,5 @@
-"""What reached people: the messages the local stack's SMTP server and SMS and
-push gateways (services/message_sandbox) received, read over its test API."""
+"""What reached people: a client of the sandbox's test API, for tests and the
+bench to read what its SMTP server and SMS and push gateways received."""
 
 import json
 import urllib.parse
@@ -7,22 +7,14 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from services.devstack.stack import Stack
+from services.message_sandbox.store import CHANNELS, EMAIL, PUSH, SMS
 
-EMAIL, SMS, PUSH = "email", "sms", "push"
-CHANNELS = (EMAIL, SMS, PUSH)
 
 
 @dataclass(frozen=True)
 class Inbox:
     url: str
     api_key: str
-
-    @classmethod
-    def of(cls, stack: Stack) -> "Inbox":
-        sandbox = stack.message_sandbox
-        assert sandbox is not None, "the stack runs no Notification service"
-        return cls(sandbox.http_url, sandbox.sms_api_key)
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
         request = urllib.request.Request(
@@ -43,10 +35,6 @@ class Inbox:
         self._call(
             "POST", "/v1/sandbox/failures", {"channel": channel, "count": count, "kind": kind}
         )
-
-
-def address_on(channel: str, email: str, phone: str, user_id: str) -> str:
-    return {EMAIL: email, SMS: phone, PUSH: user_id}[channel]
 
 
 def text_of(message: dict[str, Any]) -> str:
