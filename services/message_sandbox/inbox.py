@@ -7,9 +7,6 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from services.message_sandbox.store import CHANNELS, EMAIL, PUSH, SMS
-
-
 
 @dataclass(frozen=True)
 class Inbox:
