@@ -74,6 +74,7 @@ demo: $(BIN)/.installed  ## `make run` with a demo home: heaters on a schedule, 
 bench: $(BIN)/.installed  ## print throughput and latency figures
 	$(PY) -m bench
 	$(PY) -m bench.billing
+	$(PY) -m bench.notifications
 
 clean:  ## remove build output (keeps .venv and data)
 	rm -rf .build .pytest_cache .mypy_cache .ruff_cache

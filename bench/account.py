@@ -51,6 +51,31 @@ async def register_and_log_in(base_url: str) -> Account:
     return Account(user_id=str(created["userId"]), access_token=str(session["accessToken"]))
 
 
+async def log_in(base_url: str, email: str, password: str) -> Account:
+    connection = Http1Connection(base_url)
+    try:
+        credentials = {"email": email, "password": password}
+        session = await call_json(connection, "POST", "/auth/login", {}, credentials)
+    finally:
+        await connection.close()
+    return Account(user_id=str(session["userId"]), access_token=str(session["accessToken"]))
+
+
+async def call_json(
+    connection: Http1Connection,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: object = None,
+) -> Any:
+    """The JSON answer of one REST call; SetupError unless it answered 200."""
+    raw = b"" if body is None else json.dumps(body).encode()
+    response = await connection.request(method, path, {**headers, **JSON_HEADERS}, raw)
+    if response.status != 200:
+        raise SetupError(f"{method} {path} answered {response.status}: {response.body[:200]!r}")
+    return json.loads(response.body)
+
+
 async def _post(connection: Http1Connection, path: str, body: bytes) -> dict[str, Any]:
     response = await connection.request("POST", path, JSON_HEADERS, body)
     if response.status != 200:

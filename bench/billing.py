@@ -26,7 +26,7 @@ from typing import Any
 
 import uvloop
 
-from bench.account import JSON_HEADERS, Account, SetupError, register_and_log_in
+from bench.account import JSON_HEADERS, Account, SetupError, call_json, log_in, register_and_log_in
 from bench.closed_loop import Budget, run_closed_loop
 from bench.figures import LoadFigures
 from bench.http1 import Http1Connection
@@ -41,20 +41,6 @@ INVOICE_AMOUNT = 10
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "a bench admin passphrase"
 Call = Callable[[], Coroutine[Any, Any, str | None]]
-
-
-async def _json(
-    connection: Http1Connection,
-    method: str,
-    path: str,
-    headers: dict[str, str],
-    body: object = None,
-) -> Any:
-    raw = b"" if body is None else json.dumps(body).encode()
-    response = await connection.request(method, path, {**headers, **JSON_HEADERS}, raw)
-    if response.status != 200:
-        raise SetupError(f"{method} {path} answered {response.status}: {response.body[:200]!r}")
-    return json.loads(response.body)
 
 
 class _Payments:
@@ -78,7 +64,7 @@ class _Payments:
                         "description": "bench",
                         "dueTime": "2030-01-01T00:00:00Z",
                     }
-                    reply = await _json(connection, "POST", "/invoices", self._admin, body)
+                    reply = await call_json(connection, "POST", "/invoices", self._admin, body)
                     self._invoices.append(reply["invoice"]["invoiceId"])
             finally:
                 await connection.close()
@@ -90,7 +76,7 @@ class _Payments:
         try:
             body = {"amount": amount, "method": "CARD", "paymentToken": "tok_visa"}
             path = f"/user/{self._payer_id}/wallet/top-ups"
-            reply = await _json(connection, "POST", path, self._payer, body)
+            reply = await call_json(connection, "POST", path, self._payer, body)
             if reply["status"] != "SUCCESS":
                 raise SetupError(f"the top-up ended {reply['status']}")
         finally:
@@ -146,12 +132,7 @@ async def _measured(workers: list[Call]) -> LoadFigures:
 async def measure(stack: Stack) -> dict[str, LoadFigures]:
     sandbox = stack.payment_sandbox
     assert sandbox is not None
-    admin_session = Http1Connection(stack.base_url)
-    try:
-        credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        admin = (await _json(admin_session, "POST", "/auth/login", {}, credentials))["accessToken"]
-    finally:
-        await admin_session.close()
+    admin = (await log_in(stack.base_url, ADMIN_EMAIL, ADMIN_PASSWORD)).access_token
     payer = await register_and_log_in(stack.base_url)
     payments = _Payments(stack.base_url, admin, payer)
     await payments.issue(2 * (WARMUP + PAYMENTS))

@@ -23,9 +23,10 @@ class Inbox:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def messages(self, channel: str, to: str) -> list[dict[str, Any]]:
-        """What `to` (an e-mail address, a phone number, a user id for push) received."""
-        query = urllib.parse.urlencode({"channel": channel, "to": to})
+    def messages(self, channel: str, to: str | None = None) -> list[dict[str, Any]]:
+        """What `to` (an e-mail address, a phone number, a user id for push)
+        received; everyone's when None."""
+        query = urllib.parse.urlencode({"channel": channel, **({"to": to} if to else {})})
         return list(self._call("GET", f"/v1/sandbox/messages?{query}")["messages"])
 
     def fail_next(self, channel: str, count: int, kind: str = "transient") -> None:
