@@ -26,6 +26,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # The senders' own whole-call deadline is three times their timeout (senders.py);
 # the dispatcher's guard lies just beyond it.
 SENDER_DEADLINE_FACTOR = 3
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _flag(env: Environment, name: str) -> bool:
@@ -131,7 +132,7 @@ def definition(settings: NotificationSettings) -> ServiceDefinition:
 
     return ServiceDefinition(
         description=DESCRIPTION,
-        migrations=Path(__file__).parent / "migrations",
+        migrations=MIGRATIONS,
         attach=attach,
         consumes_from=tuple(
             dict.fromkeys(("user", "billing", "support", *home_directory.CONSUMES_FROM))
