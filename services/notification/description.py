@@ -4,9 +4,7 @@ from warmhouse.notification.v1 import notification_pb2
 
 from services.runtime.service import ServiceDescription
 
-NOTIFICATION_SERVICE = notification_pb2.DESCRIPTOR.services_by_name[
-    "NotificationService"
-].full_name
+NOTIFICATION_SERVICE = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 SMS_API_KEY_ENV = "WARMHOUSE_NOTIFICATION_SMS_API_KEY_FILE"
 PUSH_API_KEY_ENV = "WARMHOUSE_NOTIFICATION_PUSH_API_KEY_FILE"
 

@@ -133,7 +133,7 @@ async def test_permanent_failures_fail_at_once_and_others_still_go(
     assert [(e.channel, e.failure_reason) for e in failed] == [(pb.SMS, NO_PHONE)]
 
 
-async def test_unknown_contact_waits_and_gateway_refusals_are_permanent(
+async def test_an_unknown_contact_waits_for_the_users_details(
     notifications: Notifications,
 ) -> None:
     n = notifications
@@ -142,8 +142,9 @@ async def test_unknown_contact_waits_and_gateway_refusals_are_permanent(
         n.events.on_invoice_issued,
         billing_pb2.InvoiceIssued(user_id=str(stranger), amount=1, currency="RUB"),
     )
-    refusing = FakeSender(DeliveryError("the sms gateway answered 400", permanent=True))
-    assert await dispatcher(n, senders(sms=refusing)).dispatch_due() == 1
+    email = FakeSender()
+    assert await dispatcher(n, senders(email=email)).dispatch_due() == 1
+    assert email.sent == []
     [row] = await n.rows("SELECT * FROM deliveries WHERE user_id = :u", u=stranger)
     assert (row["status"], row["failure_reason"]) == ("PENDING", CONTACT_UNKNOWN)
 
