@@ -26,6 +26,9 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # The senders' own whole-call deadline is three times their timeout (senders.py);
 # the dispatcher's guard lies just beyond it.
 SENDER_DEADLINE_FACTOR = 3
+# A lease outlives the dispatcher's guard by this much (replicas' clocks differ
+# a little); a crashed replica's deliveries wait for it, so it stays short.
+LEASE_MARGIN_SECONDS = 10
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -50,7 +53,7 @@ class NotificationSettings:
     smtp_starttls: bool = False
     max_attempts: int = 6
     retry_base_seconds: int = 1
-    send_timeout_seconds: int = 10
+    send_timeout_seconds: int = 5
     concurrency: int = 32
 
     @classmethod
@@ -73,9 +76,13 @@ class NotificationSettings:
             smtp_starttls=_flag(env, "WARMHOUSE_NOTIFICATION_SMTP_STARTTLS"),
             max_attempts=env.integer("WARMHOUSE_NOTIFICATION_MAX_ATTEMPTS", 6, 1),
             retry_base_seconds=env.integer("WARMHOUSE_NOTIFICATION_RETRY_BASE_SECONDS", 1, 1),
-            send_timeout_seconds=env.integer("WARMHOUSE_NOTIFICATION_SEND_TIMEOUT_SECONDS", 10, 1),
+            send_timeout_seconds=env.integer("WARMHOUSE_NOTIFICATION_SEND_TIMEOUT_SECONDS", 5, 1),
             concurrency=env.integer("WARMHOUSE_NOTIFICATION_CONCURRENCY", 32, 1),
         )
+
+    @property
+    def _guard_seconds(self) -> int:
+        return SENDER_DEADLINE_FACTOR * self.send_timeout_seconds + 1
 
     @property
     def dispatch(self) -> DispatchSettings:
@@ -83,10 +90,8 @@ class NotificationSettings:
             max_attempts=self.max_attempts,
             retry_base_seconds=float(self.retry_base_seconds),
             concurrency=self.concurrency,
-            send_timeout_seconds=float(SENDER_DEADLINE_FACTOR * self.send_timeout_seconds + 1),
-            lease=timedelta(
-                seconds=max(60, 2 * SENDER_DEADLINE_FACTOR * self.send_timeout_seconds)
-            ),
+            send_timeout_seconds=float(self._guard_seconds),
+            lease=timedelta(seconds=self._guard_seconds + LEASE_MARGIN_SECONDS),
         )
 
 
@@ -117,7 +122,9 @@ def definition(settings: NotificationSettings) -> ServiceDefinition:
             close_senders=close_senders,
         )
         runtime.stop_hooks.append(dispatcher.stop)
-        events = NotificationEvents(wake=dispatcher.wake)
+        events = NotificationEvents(
+            wake=dispatcher.wake, catch_up=home_directory.CatchUp(runtime.jetstream, PREFIX)
+        )
         notification_pb2_grpc.add_NotificationServiceServicer_to_server(
             NotificationService(NotificationHandlers(uow, runtime.page_tokens)), server
         )

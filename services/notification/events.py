@@ -98,7 +98,14 @@ def _place(
 class NotificationEvents:
     """The handlers, each run by EventConsumer in the event's transaction."""
 
-    def __init__(self, wake: Callable[[], None] = lambda: None, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        wake: Callable[[], None] = lambda: None,
+        clock: Clock = utc_now,
+        catch_up: home_directory.CatchUp | None = None,
+    ) -> None:
+        # Before reading who belongs to a home (None: read it as it is).
+        self._catch_up = catch_up
         # Called after a transaction that made deliveries commits: the dispatcher's cue.
         self._wake = wake
         self._clock = clock
@@ -220,6 +227,7 @@ class NotificationEvents:
             return
         now = self._clock()
         at = _moment(event.occur_time, now)
+        await self._caught_up(at)
         place = _place(
             await home_directory.device_place(connection, device_id), device_id, space_id
         )
@@ -232,6 +240,10 @@ class NotificationEvents:
             priority,
             lambda lang, zone: templates.device_status(lang, place, status, at, zone),
         )
+
+    async def _caught_up(self, event_time: datetime) -> None:
+        if self._catch_up is not None:
+            await self._catch_up.require(event_time)
 
     async def on_danger_detected(
         self,
@@ -264,6 +276,7 @@ class NotificationEvents:
             return
         now = self._clock()
         at = _moment(event.occur_time, now)
+        await self._caught_up(at)
         repos = NotificationRepository(connection)
         episode = await repos.lock_episode(device_id, hazard)
         if detected:
@@ -370,12 +383,14 @@ class NotificationEvents:
             ),
         )
 
-    # The Support service: answers and status changes the user did not make.
+    # The Support service: answers and status changes by support staff. The
+    # platform's own (empty author or actor: an alarm's ticket resolved when
+    # it cleared) are what the safety notifications already told everyone.
 
     async def on_ticket_comment_added(
         self, connection: Connection, event: support_pb2.TicketCommentAdded, context: EventContext
     ) -> None:
-        if event.internal or event.author_id == event.user_id:
+        if event.internal or event.author_id in ("", event.user_id):
             return
         user_id = _uuid(event.user_id, "user", context)
         if user_id is not None:
@@ -391,7 +406,7 @@ class NotificationEvents:
     async def on_ticket_status_changed(
         self, connection: Connection, event: support_pb2.TicketStatusChanged, context: EventContext
     ) -> None:
-        if event.actor_id == event.user_id:
+        if event.actor_id in ("", event.user_id):
             return
         user_id = _uuid(event.user_id, "user", context)
         status = enum_name(support_pb2.TicketStatus.DESCRIPTOR, event.new_status)

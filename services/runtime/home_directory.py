@@ -11,9 +11,10 @@ A service opts in with `ServiceDefinition(extra_migrations=(MIGRATIONS,),
 consumes_from=(*CONSUMES_FROM, ...))` and runs `consumers(...)` as workers.
 """
 
+import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import text
 from warmhouse.device.v1 import device_pb2
 from warmhouse.space.v1 import space_pb2
 
+from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database, Query
 from services.runtime.messaging import EventConsumer, EventContext, EventT, Handler, Subscription
 from services.runtime.outbox import OutboxRelay
@@ -328,6 +330,57 @@ def subscriptions(prefix: str) -> list[Subscription[Any]]:
         _subscription(prefix, "device", device_pb2.DeviceUpdated, on_device_changed),
         _subscription(prefix, "device", device_pb2.DeviceRetired, on_device_retired),
     ]
+
+
+class DirectoryBehind(Exception):
+    """The copy has not applied everything Space and Device published yet."""
+
+
+class CatchUp:
+    """Waits, for an event about a home, until the copy has caught up.
+
+    The directory's consumers and the service's other consumers run side by
+    side; after a restart both work through a backlog, and an alarm handled
+    before the SpaceMemberAdded published ahead of it would miss that member.
+    `require` raises DirectoryBehind (the event is redelivered a moment later)
+    while any directory consumer has events not yet applied. An event older
+    than `patience` goes ahead with the copy as it is, so one event stuck in
+    a directory consumer cannot hold an alarm back for long.
+    """
+
+    def __init__(
+        self,
+        jetstream: JetStreamContext,
+        prefix: str,
+        patience: timedelta = timedelta(seconds=30),
+        clock: Clock = utc_now,
+    ) -> None:
+        self._jetstream = jetstream
+        self._subscriptions = subscriptions(prefix)
+        self._patience = patience
+        self._clock = clock
+
+    async def caught_up(self) -> bool:
+        """Whether every directory consumer has applied (and acknowledged) all
+        its stream holds: everything published before this call."""
+        try:
+            infos = await asyncio.gather(
+                *(
+                    self._jetstream.consumer_info(sub.stream, sub.durable)
+                    for sub in self._subscriptions
+                )
+            )
+        except Exception:  # noqa: BLE001 - a consumer not created yet, a broker away: not yet
+            return False
+        return all(info.num_pending == 0 and info.num_ack_pending == 0 for info in infos)
+
+    async def require(self, event_time: datetime) -> None:
+        if self._clock() - event_time > self._patience:
+            return
+        if not await self.caught_up():
+            raise DirectoryBehind(
+                "the home directory is still applying Space's and Device's events"
+            )
 
 
 def consumers(

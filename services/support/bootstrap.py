@@ -67,7 +67,9 @@ def definition(settings: SupportSettings) -> ServiceDefinition:
         support_pb2_grpc.add_SupportServiceServicer_to_server(
             SupportService(tickets, comments), server
         )
-        hazards = HazardTickets(settings.deadlines)
+        hazards = HazardTickets(
+            settings.deadlines, catch_up=home_directory.CatchUp(runtime.jetstream, "support")
+        )
         return (
             *home_directory.consumers(
                 runtime.database, runtime.jetstream, runtime.relay, "support"

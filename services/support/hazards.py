@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
 from warmhouse.device.v1 import device_pb2
 
+from services.runtime import home_directory
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
 from services.runtime.home_directory import DevicePlace
@@ -102,9 +103,16 @@ def _parse(value: str) -> uuid.UUID | None:
 class HazardTickets:
     """The consumers' handlers (call them directly with a connection in tests)."""
 
-    def __init__(self, deadlines: Deadlines, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        deadlines: Deadlines,
+        clock: Clock = utc_now,
+        catch_up: home_directory.CatchUp | None = None,
+    ) -> None:
         self._deadlines = deadlines
         self._clock = clock
+        # Before reading whose home it is (None: read it as it is).
+        self._catch_up = catch_up
         # Events already logged as waiting for an owner: said once, not per redelivery.
         self._waiting: set[str] = set()
 
@@ -138,6 +146,8 @@ class HazardTickets:
         last_cleared = await repos.last_cleared(device_id, hazard)
         if last_cleared is not None and detected_at <= last_cleared:
             return  # an episode already over
+        if self._catch_up is not None:
+            await self._catch_up.require(detected_at)
         place = await repos.device_place(device_id)
         space_id = _parse(event.space_id) or (place.space_id if place is not None else None)
         owner = await repos.primary_owner(space_id, now) if space_id is not None else None

@@ -37,6 +37,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "WARMHOUSE_BILLING_RECONCILE_SECONDS": "1",
         "WARMHOUSE_BILLING_RECONCILE_AFTER_SECONDS": "3",
         "WARMHOUSE_BILLING_OVERDUE_CHECK_SECONDS": "1",
+        # A gateway call is given up on after 2 s (so a crashed replica's
+        # deliveries are free again after 17 s), and SLAs are checked each second.
+        "WARMHOUSE_NOTIFICATION_SEND_TIMEOUT_SECONDS": "2",
+        "WARMHOUSE_SUPPORT_SLA_CHECK_SECONDS": "1",
     }
     stack = Stack(
         tmp_path_factory.mktemp("stack"), free_port(), extra_env=env, sandbox_hang_seconds=6

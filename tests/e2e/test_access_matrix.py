@@ -22,7 +22,9 @@ from warmhouse.device.v1 import device_pb2, device_pb2_grpc
 from warmhouse.device_adapter.v1 import device_adapter_pb2 as adapter_pb2
 from warmhouse.device_adapter.v1 import device_adapter_pb2_grpc as adapter_pb2_grpc
 from warmhouse.heating.v1 import heating_pb2
+from warmhouse.notification.v1 import notification_pb2, notification_pb2_grpc
 from warmhouse.space.v1 import space_pb2, space_pb2_grpc
+from warmhouse.support.v1 import support_pb2, support_pb2_grpc
 from warmhouse.user.v1 import user_pb2, user_pb2_grpc
 
 from services.devstack.checkout import DESCRIPTOR_SET
@@ -43,6 +45,7 @@ from tests.e2e.homes import (
 )
 from tests.e2e.rest import Rest
 from tests.grpc_errors import error_reason
+from tests.polling import eventually
 
 Code = grpc.StatusCode
 OK = Code.OK
@@ -126,6 +129,30 @@ EXPECTED: dict[str, Row] = {
     "BillingService/TopUpWallet":              (UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED),
     # Public: the signature is the credential, and this one has none.
     "BillingService/ReceiveProviderEvent":     (INVALID,) * 6,
+    # Support: "owner" wrote the ticket; the others are other users (ADMIN is staff).
+    "SupportService/CreateTicket":             (UNAUTH, OK,     OK,     OK,     OK,     OK),
+    "SupportService/CreateTicket: for another": (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    # About the home's device: only a member can name it (the ADMIN's own ticket cannot).
+    "SupportService/CreateTicket: about the device": (UNAUTH, HIDDEN, OK, OK,   OK,     HIDDEN),
+    "SupportService/GetTicket":                (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    "SupportService/ListTickets":              (UNAUTH, OK,     OK,     OK,     OK,     OK),
+    "SupportService/ListTickets: another user's": (UNAUTH, DENIED, DENIED, DENIED, OK,   OK),
+    "SupportService/UpdateTicket: close":      (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    "SupportService/UpdateTicket: start work": (UNAUTH, HIDDEN, HIDDEN, HIDDEN, DENIED, OK),
+    "SupportService/UpdateTicket: priority":   (UNAUTH, HIDDEN, HIDDEN, HIDDEN, DENIED, OK),
+    "SupportService/CreateComment":            (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    # Refused for the caller's role before any ticket is looked up.
+    "SupportService/CreateComment: internal":  (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "SupportService/ListComments":             (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,     OK),
+    # Notification: "owner" is the one notified (of their registration).
+    "NotificationService/ListNotifications":   (UNAUTH, OK,     OK,     OK,     OK,     OK),
+    "NotificationService/ListNotifications: another user's":
+                                               (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "NotificationService/MarkNotificationRead": (UNAUTH, HIDDEN, HIDDEN, HIDDEN, OK,    HIDDEN),
+    "NotificationService/GetNotificationPreferences": (UNAUTH, DENIED, DENIED, DENIED, OK, OK),
+    # Not even an ADMIN changes how someone is told of a gas leak.
+    "NotificationService/UpdateNotificationPreferences":
+                                               (UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED),
 }  # fmt: skip
 
 
@@ -179,6 +206,8 @@ class World:
     # An invoice issued to "owner", and a payment they made on it.
     invoice: str
     payment: str
+    # The welcome notification "owner" got on registering.
+    notification: str = ""
     stubs: dict[str, Any] = field(default_factory=dict)
 
     def token(self, who: str) -> str | None:
@@ -403,6 +432,101 @@ def _pay(api: Rest, token: str, invoice_id: str) -> str:
     return str(ok(api.call("POST", "/payments", body, token))["paymentId"])
 
 
+def _owner_ticket(world: World) -> str:
+    """A fresh ticket of "owner"'s, for rows that change or read one."""
+    body = {"subject": "Холодно", "description": "Батарея не греет"}
+    reply = world.api.call("POST", "/tickets", body, world.people["owner"].token)
+    return str(ok(reply)["ticketId"])
+
+
+def _support_rows() -> dict[str, Builder]:
+    def ticket_call(request: Callable[[str], Message]) -> Builder:
+        return lambda world, who: Call(request(_owner_ticket(world)), world.token(who))
+
+    def opened(**fields: Any) -> support_pb2.CreateTicketRequest:
+        return support_pb2.CreateTicketRequest(subject="Help", description="Please", **fields)
+
+    return {
+        "SupportService/CreateTicket": _as_caller(opened()),
+        "SupportService/CreateTicket: for another": lambda world, who: Call(
+            opened(user_id=world.people["owner"].user_id if who != "owner" else world.victim),
+            world.token(who),
+        ),
+        "SupportService/CreateTicket: about the device": lambda world, who: Call(
+            opened(device_id=world.device), world.token(who)
+        ),
+        "SupportService/GetTicket": ticket_call(
+            lambda ticket: support_pb2.GetTicketRequest(ticket_id=ticket)
+        ),
+        "SupportService/ListTickets": _as_caller(support_pb2.ListTicketsRequest()),
+        "SupportService/ListTickets: another user's": lambda world, who: Call(
+            support_pb2.ListTicketsRequest(user_id=world.people["owner"].user_id),
+            world.token(who),
+        ),
+        "SupportService/UpdateTicket: close": ticket_call(
+            lambda ticket: support_pb2.UpdateTicketRequest(
+                ticket_id=ticket, status=support_pb2.CLOSED
+            )
+        ),
+        "SupportService/UpdateTicket: start work": ticket_call(
+            lambda ticket: support_pb2.UpdateTicketRequest(
+                ticket_id=ticket, status=support_pb2.IN_PROGRESS
+            )
+        ),
+        "SupportService/UpdateTicket: priority": ticket_call(
+            lambda ticket: support_pb2.UpdateTicketRequest(
+                ticket_id=ticket, priority=support_pb2.HIGH
+            )
+        ),
+        "SupportService/CreateComment": ticket_call(
+            lambda ticket: support_pb2.CreateCommentRequest(ticket_id=ticket, message="Когда?")
+        ),
+        "SupportService/CreateComment: internal": ticket_call(
+            lambda ticket: support_pb2.CreateCommentRequest(
+                ticket_id=ticket, message="note", internal=True
+            )
+        ),
+        "SupportService/ListComments": ticket_call(
+            lambda ticket: support_pb2.ListCommentsRequest(ticket_id=ticket)
+        ),
+    }
+
+
+def _notification_rows() -> dict[str, Builder]:
+    def owner_id(world: World) -> str:
+        return world.people["owner"].user_id
+
+    return {
+        "NotificationService/ListNotifications": _as_caller(
+            notification_pb2.ListNotificationsRequest()
+        ),
+        "NotificationService/ListNotifications: another user's": lambda world, who: Call(
+            notification_pb2.ListNotificationsRequest(user_id=owner_id(world)), world.token(who)
+        ),
+        "NotificationService/MarkNotificationRead": lambda world, who: Call(
+            notification_pb2.MarkNotificationReadRequest(notification_id=world.notification),
+            world.token(who),
+        ),
+        "NotificationService/GetNotificationPreferences": lambda world, who: Call(
+            notification_pb2.GetNotificationPreferencesRequest(user_id=owner_id(world)),
+            world.token(who),
+        ),
+        "NotificationService/UpdateNotificationPreferences": lambda world, who: Call(
+            notification_pb2.UpdateNotificationPreferencesRequest(
+                user_id=owner_id(world),
+                preferences=notification_pb2.NotificationPreferences(
+                    categories=[
+                        notification_pb2.CategoryPreference(
+                            category=notification_pb2.SAFETY, channels=[notification_pb2.SMS]
+                        )
+                    ]
+                ),
+            ),
+            world.token(who),
+        ),
+    }
+
+
 def _billing_rows() -> dict[str, Builder]:
     def owner_id(world: World) -> str:
         return world.people["owner"].user_id
@@ -562,6 +686,8 @@ BUILDERS: dict[str, Builder] = {
     ),
     "DeviceAdapterService/GetConnection": _device_request(adapter_pb2.GetConnectionRequest),
     **_billing_rows(),
+    **_support_rows(),
+    **_notification_rows(),
 }
 
 STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
@@ -570,6 +696,10 @@ STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
     "warmhouse.device.v1.DeviceService": device_pb2_grpc.DeviceServiceStub,
     "warmhouse.device_adapter.v1.DeviceAdapterService": adapter_pb2_grpc.DeviceAdapterServiceStub,
     "warmhouse.billing.v1.BillingService": billing_pb2_grpc.BillingServiceStub,
+    "warmhouse.support.v1.SupportService": support_pb2_grpc.SupportServiceStub,
+    "warmhouse.notification.v1.NotificationService": (
+        notification_pb2_grpc.NotificationServiceStub
+    ),
 }
 
 
@@ -587,6 +717,19 @@ async def world(stack: Stack) -> AsyncIterator[World]:
     device = device_id_in(api, owner, room)
     _, loginee_email = register(api)
     invoice = _issue_invoice(api, people["admin"].token, people["owner"].user_id)
+
+    def support_knows_the_device() -> bool:
+        body = {"subject": "Датчик", "description": "Проверка", "deviceId": device}
+        return api.call("POST", "/tickets", body, owner).status == 200
+
+    # Support learns of homes and devices from events: a moment after they exist.
+    await eventually(support_knows_the_device, what="Support's copy of the home")
+
+    def welcome() -> str | None:
+        body = ok(api.call("GET", "/notifications", token=owner))
+        return next((n["notificationId"] for n in body.get("notifications", [])), None)
+
+    notification = await eventually(welcome, what="the owner's welcome notification")
     world = World(
         api=api,
         people=people,
@@ -600,6 +743,7 @@ async def world(stack: Stack) -> AsyncIterator[World]:
         loginee_email=loginee_email,
         invoice=invoice,
         payment=_pay(api, owner, invoice),
+        notification=str(notification),
     )
     channels = []
     for spec in SERVICES:
