@@ -113,10 +113,29 @@ def _describe(stack: Stack) -> str:
         *(f"  {name + ' gRPC':<16} {stack.grpc_address(name)}" for name in stack.services),
         f"  PostgreSQL       {stack.postgres.url('<database>')}",
         f"  NATS JetStream   {stack.nats.address}",
+        *_sandboxes(stack),
         "Logs:",
         *(f"  {process.name:<16} {process.log_file}" for process in stack.processes),
     ]
     return "\n".join(lines)
+
+
+def _sandboxes(stack: Stack) -> list[str]:
+    """Where the outside world's stand-ins listen, and how to read what they received."""
+    lines = []
+    if stack.payment_sandbox is not None:
+        lines.append(f"  Payment sandbox  {stack.payment_sandbox.url}")
+    sandbox = stack.message_sandbox
+    if sandbox is not None:
+        key_file = sandbox.sms_api_key_file
+        lines += [
+            f"  SMTP sink        127.0.0.1:{sandbox.smtp_port}",
+            f"  SMS/push gateway {sandbox.http_url}",
+            "  What people were sent (e-mail, sms or push):",
+            f'    curl -H "Authorization: Bearer $(cat {key_file})" \\',
+            f"      '{sandbox.http_url}/v1/sandbox/messages?channel=email'",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ class MessageSandboxProcess:
         self.root = root.resolve()
         self.smtp_port = smtp_port or free_port()
         self.http_port = http_port or free_port()
-        self._sms_api_key_file = sms_api_key_file or self.root / "sms-api-key"
+        self.sms_api_key_file = sms_api_key_file or self.root / "sms-api-key"
         self._push_api_key_file = push_api_key_file or self.root / "push-api-key"
         # Made now: a stack hands the keys to Notification before the sandbox starts.
-        ensure_secret_file(self._sms_api_key_file)
+        ensure_secret_file(self.sms_api_key_file)
         ensure_secret_file(self._push_api_key_file)
         self.process = ChildProcess("message-sandbox", self.root / "message-sandbox.log")
 
@@ -49,7 +49,7 @@ class MessageSandboxProcess:
 
     @property
     def sms_api_key(self) -> str:
-        return self._sms_api_key_file.read_text().strip()
+        return self.sms_api_key_file.read_text().strip()
 
     @property
     def push_api_key(self) -> str:
@@ -60,7 +60,7 @@ class MessageSandboxProcess:
             sys.executable,
             *("-m", "services.message_sandbox", "--host", LOOPBACK),
             *("--smtp-port", str(self.smtp_port), "--http-port", str(self.http_port)),
-            *("--sms-api-key-file", str(self._sms_api_key_file)),
+            *("--sms-api-key-file", str(self.sms_api_key_file)),
             *("--push-api-key-file", str(self._push_api_key_file)),
         ]
         # The checkout first on the path, whichever directory the stack runs from.
