@@ -7,6 +7,7 @@ import pytest
 
 from services.devstack.ports import free_port
 from services.devstack.stack import Stack
+from services.message_sandbox.inbox import Inbox
 from tests.e2e.rest import Rest
 
 if TYPE_CHECKING:
@@ -80,3 +81,11 @@ def root(base_url: str) -> "Person":
     from tests.e2e.homes import admin
 
     return admin(Rest(base_url))
+
+
+@pytest.fixture
+def inbox(stack: Stack) -> Inbox:
+    """What people received from the stack's SMTP server and SMS and push gateways."""
+    sandbox = stack.message_sandbox
+    assert sandbox is not None
+    return Inbox(sandbox.http_url, sandbox.sms_api_key)
