@@ -1,18 +1,25 @@
 """The shared copy of homes, rooms, devices and members (real PostgreSQL), fed
 events directly: late, repeated and out-of-order ones change nothing."""
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from nats.js import JetStreamContext
 from warmhouse.device.v1 import device_pb2
 from warmhouse.space.v1 import space_pb2
 
+from services.devstack.nats_process import NatsProcess
 from services.runtime import database as db
 from services.runtime import home_directory as directory
+from services.runtime import messaging
 from services.runtime.messaging import EventContext
+from services.runtime.outbox import MSG_ID_HEADER, OutboxRelay
 from services.runtime.timestamps import timestamp
+from tests.polling import eventually
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CONTEXT = EventContext(event_id="e", subject="s")
@@ -193,3 +200,63 @@ async def test_a_device_is_found_by_its_newest_name_and_place_until_retired(
             CONTEXT,
         )
         assert await directory.device_place(connection, device) is None
+
+
+@pytest.fixture
+async def broker(private_nats: NatsProcess) -> AsyncIterator[JetStreamContext]:
+    """Space's and Device's streams on a broker of this test's own."""
+    client = await messaging.connect(private_nats.url, "test")
+    jetstream = client.jetstream()
+    for service in directory.CONSUMES_FROM:
+        await messaging.ensure_stream(jetstream, messaging.stream_config(service), owned=True)
+    try:
+        yield jetstream
+    finally:
+        await client.close()
+
+
+async def publish_member_added(jetstream: JetStreamContext, home: uuid.UUID, version: int) -> None:
+    event = space_pb2.SpaceMemberAdded(
+        space_id=str(home),
+        user_id=str(uuid.uuid4()),
+        role=OWNER,
+        version=version,
+        occur_time=timestamp(datetime.now(UTC)),
+    )
+    subject = str(space_pb2.SpaceMemberAdded.DESCRIPTOR.full_name)
+    await jetstream.publish(
+        subject, event.SerializeToString(), headers={MSG_ID_HEADER: str(uuid.uuid4())}
+    )
+
+
+async def test_an_event_about_a_home_waits_until_the_directory_has_applied_what_came_before(
+    database: db.Database, broker: JetStreamContext
+) -> None:
+    await db.apply_migrations(database, "runtime", db.RUNTIME_MIGRATIONS)
+    catch_up = directory.CatchUp(broker, "t", patience=timedelta(seconds=30))
+    now = datetime.now(UTC)
+    home = uuid.uuid4()
+    await publish_member_added(broker, home, 1)
+
+    # No consumer yet: behind; an event older than the patience goes ahead anyway.
+    assert not await catch_up.caught_up()
+    with pytest.raises(directory.DirectoryBehind):
+        await catch_up.require(now)
+    await catch_up.require(now - timedelta(minutes=1))
+
+    consumers = directory.consumers(database, broker, OutboxRelay(database, broker), "t")
+    tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
+    try:
+        await eventually(catch_up.caught_up, what="the directory caught up")
+        await catch_up.require(now)
+        assert len(await members(database, home, now)) == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # Published while nobody applies it: behind again.
+    await publish_member_added(broker, home, 2)
+    assert not await catch_up.caught_up()
