@@ -12,7 +12,15 @@ Outcomes: accepted → SENT and NotificationSent; a transient failure → PENDIN
 again after base * 2^(attempts-1) (at most 300 s) until the last attempt, then
 FAILED and NotificationFailed; a permanent one → FAILED and
 NotificationFailed at once. A user's due digest deliveries for one channel
-go as one message listing their titles (its key: the first delivery's id).
+go as one message listing their titles (its key: see digest_key).
+
+A delivery whose user's contact details have not arrived yet (the User
+service's events not applied) waits for them without using up its attempts,
+and fails only when they have not come within `contact_wait` of the
+notification (an hour).
+
+Every message is cut to what its channel's gateway takes in one place
+(templates.for_channel).
 
 It is woken right after a consumer commits new deliveries and otherwise
 polls every second: an alarm reaches every member's SMS, push and e-mail
@@ -25,7 +33,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from warmhouse.notification.v1 import notification_pb2
 
@@ -37,10 +45,11 @@ from services.notification.senders import DeliveryError, OutgoingMessage, Sender
 from services.runtime.clock import Clock, utc_now
 from services.runtime.loops import raise_if_stopping
 from services.runtime.timestamps import timestamp
-from services.runtime.unit_of_work import UnitOfWork
+from services.runtime.unit_of_work import Transaction, UnitOfWork
 
 log = logging.getLogger(__name__)
 CONTACT_UNKNOWN = "contact details not known yet"
+CONTACT_NEVER_ARRIVED = "contact details did not arrive in time"
 NO_PHONE = "no phone number in the profile"
 NO_EMAIL = "no e-mail address in the profile"
 DEACTIVATED = "the account is deactivated"
@@ -60,6 +69,16 @@ class DispatchSettings:
     # Nobody else takes a claimed delivery for this long.
     lease: timedelta = timedelta(seconds=60)
     poll_seconds: float = 1.0
+    # How long after its notification a delivery waits for the user's
+    # contact details before it fails; those waits count as no attempt.
+    contact_wait: timedelta = timedelta(hours=1)
+
+
+# A delivery waiting for contact details looks again after as long as it has
+# waited so far (at least the retry base), but at least once a minute.
+MAX_CONTACT_RETRY = timedelta(seconds=60)
+# Names a digest by the deliveries it carries (digest_key).
+DIGEST_KEYS = uuid.UUID("0b1d6c2e-52a4-4f7e-9a38-6d0f3c8e1a77")
 
 
 # One message: a delivery, or a user's digest for one channel.
@@ -67,7 +86,8 @@ Job = Sequence[ClaimedDelivery]
 
 
 def jobs_of(claimed: Sequence[ClaimedDelivery]) -> list[Job]:
-    """Each delivery on its own, but digests: one per (user, channel)."""
+    """Each delivery on its own, but digests: one per (user, channel), oldest
+    first by (created_at, id) whatever order the claim found them in."""
     jobs: list[Job] = []
     digests: dict[tuple[uuid.UUID, str], list[ClaimedDelivery]] = {}
     for delivery in claimed:
@@ -79,7 +99,27 @@ def jobs_of(claimed: Sequence[ClaimedDelivery]) -> list[Job]:
             digests[key].append(delivery)
         else:
             jobs.append([delivery])
+    for job in digests.values():
+        job.sort(key=lambda d: (d.created_at, d.id))
     return jobs
+
+
+def digest_key(job: Job) -> str:
+    """A digest's message key: a UUID (v5) of its deliveries' sorted ids.
+
+    Not the smallest delivery id, though that would be stable too while the
+    set stays the same: the set CAN change between attempts (a delivery that
+    became due after the claim, committed late, joins the retry), and the
+    gateways answer a key they have seen from memory (e-mail receivers drop a
+    repeated Message-ID), so a grown digest under the old key would be
+    recorded SENT with its new lines never delivered. A key naming exactly
+    these deliveries is the same on every attempt of the same message, and a
+    different message gets a new one: at worst its older lines arrive twice,
+    nothing is lost. Retries keep a digest's deliveries on one schedule
+    (Dispatcher._record), so such a change is rare.
+    """
+    ids = ",".join(sorted(str(delivery.id) for delivery in job))
+    return str(uuid.uuid5(DIGEST_KEYS, ids))
 
 
 def outgoing(job: Job) -> OutgoingMessage:
@@ -94,6 +134,7 @@ def outgoing(job: Job) -> OutgoingMessage:
         text = templates.digest(templates.language(reach.locale), [d.title for d in job])
     else:
         text = templates.Text(first.title, first.body)
+    text = templates.for_channel(first.channel, text)
     if first.channel == EMAIL:
         if not reach.email:
             raise DeliveryError(NO_EMAIL, permanent=True)
@@ -104,8 +145,8 @@ def outgoing(job: Job) -> OutgoingMessage:
         to = reach.phone
     else:
         to = str(first.user_id)
-    body = templates.sms_text(text.title, text.body) if first.channel == SMS else text.body
-    return OutgoingMessage(key=str(first.id), to=to, subject=text.title, body=body)
+    key = digest_key(job) if first.digest else str(first.id)
+    return OutgoingMessage(key=key, to=to, subject=text.title, body=text.body)
 
 
 def _category(delivery: ClaimedDelivery) -> notification_pb2.NotificationCategory.ValueType:
@@ -181,8 +222,15 @@ class Dispatcher:
 
     async def _record(self, job: Job, claim_id: uuid.UUID, failure: DeliveryError | None) -> None:
         settings = self._settings
+        waiting = failure is not None and failure.reason == CONTACT_UNKNOWN
         async with self._uow.transaction() as tx:
             now = self._clock()
+            # One time for the whole job: a digest's deliveries stay together.
+            later = now + (
+                self._contact_retry(job, now)
+                if waiting
+                else backoff(max(d.attempts for d in job), settings.retry_base_seconds)
+            )
             for delivery in job:
                 if failure is None:
                     if await tx.repos.mark_sent(delivery.id, claim_id, now):
@@ -195,20 +243,17 @@ class Dispatcher:
                                 occur_time=timestamp(now),
                             )
                         )
-                elif not failure.permanent and delivery.attempts < settings.max_attempts:
-                    later = now + backoff(delivery.attempts, settings.retry_base_seconds)
-                    await tx.repos.retry_later(delivery.id, claim_id, later, failure.reason, now)
-                elif await tx.repos.mark_failed(delivery.id, claim_id, failure.reason, now):
-                    await tx.add_event(
-                        notification_pb2.NotificationFailed(
-                            notification_id=str(delivery.notification_id),
-                            user_id=str(delivery.user_id),
-                            category=_category(delivery),
-                            channel=_channel(delivery),
-                            failure_reason=failure.reason,
-                            occur_time=timestamp(now),
+                elif waiting:
+                    if now - delivery.created_at < settings.contact_wait:
+                        await tx.repos.wait_for_contact(
+                            delivery.id, claim_id, later, failure.reason, now
                         )
-                    )
+                    else:
+                        await self._fail(tx, delivery, claim_id, CONTACT_NEVER_ARRIVED, now)
+                elif not failure.permanent and delivery.attempts < settings.max_attempts:
+                    await tx.repos.retry_later(delivery.id, claim_id, later, failure.reason, now)
+                else:
+                    await self._fail(tx, delivery, claim_id, failure.reason, now)
         if failure is not None:
             log.info(
                 "delivery not sent",
@@ -217,6 +262,32 @@ class Dispatcher:
                     "reason": failure.reason,
                     "permanent": failure.permanent,
                 },
+            )
+
+    def _contact_retry(self, job: Job, now: datetime) -> timedelta:
+        """As long as the oldest has waited, from the retry base up to a minute."""
+        waited = now - min(delivery.created_at for delivery in job)
+        base = timedelta(seconds=self._settings.retry_base_seconds)
+        return min(max(waited, base), MAX_CONTACT_RETRY)
+
+    @staticmethod
+    async def _fail(
+        tx: Transaction[NotificationRepository],
+        delivery: ClaimedDelivery,
+        claim_id: uuid.UUID,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        if await tx.repos.mark_failed(delivery.id, claim_id, reason, now):
+            await tx.add_event(
+                notification_pb2.NotificationFailed(
+                    notification_id=str(delivery.notification_id),
+                    user_id=str(delivery.user_id),
+                    category=_category(delivery),
+                    channel=_channel(delivery),
+                    failure_reason=reason,
+                    occur_time=timestamp(now),
+                )
             )
 
     async def run(self) -> None:

@@ -120,16 +120,16 @@ _SAVE_EPISODE = Query(
 )
 
 # The dispatcher's queue. A claim takes due, unleased deliveries (CRITICAL
-# first), counts the attempt and leases them, in one statement.
-_CLAIM = Query(
-    text(
-        "WITH due AS (SELECT id FROM deliveries WHERE status = 'PENDING'"
-        " AND next_attempt_at <= :now AND (claimed_until IS NULL OR claimed_until <= :now)"
-        " ORDER BY critical DESC, next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
-        " UPDATE deliveries d SET attempts = d.attempts + 1, claimed_until = :lease,"
-        " claim_id = :claim_id, updated_at = :now FROM due WHERE d.id = due.id RETURNING d.id"
-    )
+# first), counts the attempt and leases them, in one statement. Its ORDER BY
+# is the deliveries_due index's order (migration): read in order, no sort.
+CLAIM_SQL = (
+    "WITH due AS (SELECT id FROM deliveries WHERE status = 'PENDING'"
+    " AND next_attempt_at <= :now AND (claimed_until IS NULL OR claimed_until <= :now)"
+    " ORDER BY critical DESC, next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " UPDATE deliveries d SET attempts = d.attempts + 1, claimed_until = :lease,"
+    " claim_id = :claim_id, updated_at = :now FROM due WHERE d.id = due.id RETURNING d.id"
 )
+_CLAIM = Query(text(CLAIM_SQL))
 # The rest of one user's due digest for one channel, to go in the same message.
 _CLAIM_DIGEST = Query(
     text(
@@ -161,6 +161,16 @@ _RETRY = Query(
     text(
         "UPDATE deliveries SET next_attempt_at = :next_attempt_at, claimed_until = NULL,"
         " claim_id = NULL, failure_reason = :reason, updated_at = :now"
+        " WHERE id = :id AND claim_id = :claim_id AND status = 'PENDING' RETURNING id"
+    )
+)
+# Waiting for the user's contact details: due again later, and the attempt
+# the claim counted is given back.
+_WAIT_FOR_CONTACT = Query(
+    text(
+        "UPDATE deliveries SET next_attempt_at = :next_attempt_at, claimed_until = NULL,"
+        " claim_id = NULL, attempts = GREATEST(attempts - 1, 0), failure_reason = :reason,"
+        " updated_at = :now"
         " WHERE id = :id AND claim_id = :claim_id AND status = 'PENDING' RETURNING id"
     )
 )
@@ -450,6 +460,25 @@ class NotificationRepository:
     ) -> bool:
         row = await self._connection.fetchval(
             _RETRY,
+            id=delivery_id,
+            claim_id=claim_id,
+            next_attempt_at=next_attempt_at,
+            reason=reason,
+            now=now,
+        )
+        return row is not None
+
+    async def wait_for_contact(
+        self,
+        delivery_id: uuid.UUID,
+        claim_id: uuid.UUID,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+    ) -> bool:
+        """As retry_later, but this try does not count as an attempt."""
+        row = await self._connection.fetchval(
+            _WAIT_FOR_CONTACT,
             id=delivery_id,
             claim_id=claim_id,
             next_attempt_at=next_attempt_at,

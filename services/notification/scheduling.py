@@ -4,7 +4,9 @@ Pure rules, no I/O. Times of day ("HH:MM") are read in the user's IANA time
 zone with zoneinfo, on local calendar dates, so a daylight-saving change
 moves nothing: "07:00" stays seven in the morning, local time. A wall time
 that does not exist (skipped by a spring-forward) reads as that time plus the
-gap (02:30 → 03:30); one that happens twice (autumn) as its first occurrence.
+gap (02:30 → 03:30); one that happens twice (autumn) as its first occurrence,
+but the end of quiet hours as its second when `now` is already past the first
+(now in the repeated hour itself: it must end after now).
 """
 
 import zoneinfo
@@ -43,10 +45,11 @@ def _clock(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def _instant(day: date, at: time, zone: zoneinfo.ZoneInfo) -> datetime:
+def _instant(day: date, at: time, zone: zoneinfo.ZoneInfo, fold: int = 0) -> datetime:
     """The instant the wall clock in `zone` shows `at` on `day` (see the module's note)."""
-    # fold=0 (PEP 495): a skipped time is read with the offset before the gap.
-    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+    # fold=0 (PEP 495): a skipped time is read with the offset before the gap,
+    # a repeated one as its first occurrence; fold=1: its second.
+    return datetime.combine(day, at.replace(fold=fold), tzinfo=zone).astimezone(UTC)
 
 
 def quiet_hours_end(
@@ -66,7 +69,12 @@ def quiet_hours_end(
         end_day = today + timedelta(days=1) if wall >= begins else today
     if not inside:
         return None
-    return _instant(end_day, ends, zone)
+    over = _instant(end_day, ends, zone)
+    if over <= now:
+        # Quiet until 02:30 and now is 02:15 of the repeated autumn hour: the
+        # first 02:30 is already past, they end at the second.
+        over = _instant(end_day, ends, zone, fold=1)
+    return over
 
 
 def next_digest(now: datetime, digest_time: str, zone: zoneinfo.ZoneInfo) -> datetime:

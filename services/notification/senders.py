@@ -27,10 +27,11 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-# Calls in flight at once per sender; each holds a thread (smtplib and urllib
-# block) of a pool of its own, so a hanging server never starves the default
-# executor.
-CONCURRENT_SENDS = 8
+# Calls in flight at once per sender, by default: the dispatcher's default
+# concurrency (DispatchSettings.concurrency), so that none of its sends waits
+# for a thread. Each holds a thread (smtplib and urllib block) of a pool of its
+# own, so a hanging server never starves the default executor.
+CONCURRENT_SENDS = 32
 MAX_RESPONSE_BYTES = 64 * 1024
 # Also the local part of a Message-ID and a header value: nothing to escape.
 KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -76,18 +77,38 @@ def _checked_key(message: OutgoingMessage) -> str:
 
 class _Blocking:
     """Blocking calls on a thread pool of their own, each within a whole-call deadline
-    (smtplib's and urllib's timeouts count per socket operation)."""
+    (smtplib's and urllib's timeouts count per socket operation).
 
-    def __init__(self, name: str, timeout_seconds: float) -> None:
+    The deadline starts when the call starts on a thread, not while it waits for
+    one: a call that timed out while queued would never have run, but one that
+    ran late and was abandoned mid-send may still deliver, and its retry would
+    be a second e-mail. A call abandoned before it starts never starts."""
+
+    def __init__(self, name: str, timeout_seconds: float, concurrency: int) -> None:
+        if concurrency < 1:
+            raise ValueError("a sender needs at least one thread")
         self._name = name
         self._deadline = 3 * timeout_seconds
-        self._threads = ThreadPoolExecutor(CONCURRENT_SENDS, thread_name_prefix=name)
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=name)
 
     async def run(self, call: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
+        waiting = True
         try:
-            async with asyncio.timeout(self._deadline):
-                await loop.run_in_executor(self._threads, call)
+            async with asyncio.timeout(None) as deadline:
+
+                def start() -> None:  # on the loop, as the call begins
+                    if waiting:
+                        deadline.reschedule(loop.time() + self._deadline)
+
+                def running() -> None:  # on a pool thread
+                    loop.call_soon_threadsafe(start)
+                    call()
+
+                try:
+                    await loop.run_in_executor(self._threads, running)
+                finally:
+                    waiting = False
         except TimeoutError:
             raise DeliveryError(f"the {self._name} server took too long", permanent=False) from None
 
@@ -108,7 +129,9 @@ class EmailSender:
         password: str | None,
         starttls: bool,
         timeout_seconds: float,
+        concurrency: int = CONCURRENT_SENDS,
     ) -> None:
+        """`concurrency`: sends at once, each on a thread; give the dispatcher's."""
         self._host = host
         self._port = port
         self._from = from_address
@@ -116,7 +139,7 @@ class EmailSender:
         self._password = password
         self._starttls = starttls
         self._timeout = timeout_seconds
-        self._blocking = _Blocking("smtp", timeout_seconds)
+        self._blocking = _Blocking("smtp", timeout_seconds, concurrency)
 
     async def send(self, message: OutgoingMessage) -> None:
         mail = self._mail(message)
@@ -186,8 +209,10 @@ class HttpGatewaySender:
         api_key: str,
         payload: Payload,
         timeout_seconds: float,
+        concurrency: int = CONCURRENT_SENDS,
     ) -> None:
-        """`name`: the gateway in reasons ("sms"); `payload`: the body for a message."""
+        """`name`: the gateway in reasons ("sms"); `payload`: the body for a message;
+        `concurrency`: sends at once, each on a thread (give the dispatcher's)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"the {name} gateway's URL must be an http:// or https:// URL")
@@ -196,7 +221,7 @@ class HttpGatewaySender:
         self._api_key = api_key
         self._payload = payload
         self._timeout = timeout_seconds
-        self._blocking = _Blocking(name, timeout_seconds)
+        self._blocking = _Blocking(name, timeout_seconds, concurrency)
 
     async def send(self, message: OutgoingMessage) -> None:
         key = _checked_key(message)
@@ -252,14 +277,18 @@ def _error_code(raw: bytes) -> str:
     return code if isinstance(code, str) and ERROR_CODE.fullmatch(code) else ""
 
 
-def sms_sender(url: str, api_key: str, timeout_seconds: float) -> HttpGatewaySender:
+def sms_sender(
+    url: str, api_key: str, timeout_seconds: float, concurrency: int = CONCURRENT_SENDS
+) -> HttpGatewaySender:
     """SMS through a gateway taking `{"to": "+E164", "body"}`."""
     return HttpGatewaySender(
-        "sms", url, api_key, lambda m: {"to": m.to, "body": m.body}, timeout_seconds
+        "sms", url, api_key, lambda m: {"to": m.to, "body": m.body}, timeout_seconds, concurrency
     )
 
 
-def push_sender(url: str, api_key: str, timeout_seconds: float) -> HttpGatewaySender:
+def push_sender(
+    url: str, api_key: str, timeout_seconds: float, concurrency: int = CONCURRENT_SENDS
+) -> HttpGatewaySender:
     """Push through a gateway taking `{"userId", "title", "body"}`."""
     return HttpGatewaySender(
         "push",
@@ -267,4 +296,5 @@ def push_sender(url: str, api_key: str, timeout_seconds: float) -> HttpGatewaySe
         api_key,
         lambda m: {"userId": m.to, "title": m.subject, "body": m.body},
         timeout_seconds,
+        concurrency,
     )

@@ -7,16 +7,26 @@ what it read, when in their own time zone, what to do; how much, by when;
 which ticket). Anything but Russian reads in English.
 """
 
+import unicodedata
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.notification.records import PUSH, SMS
+
 RU, EN = "ru", "en"
 GAS_LEAK, OVERHEATING = "GAS_LEAK", "OVERHEATING"
 OFFLINE, ERROR = "OFFLINE", "ERROR"
-# An SMS is at most ten segments.
+# What each channel's gateway takes, in characters (code points, as the
+# gateways count them; services/message_sandbox/validation.py): an SMS is at
+# most ten segments; a push title 200, its body 4000.
 SMS_MAX_CHARACTERS = 1600
+PUSH_TITLE_MAX_CHARACTERS = 200
+PUSH_BODY_MAX_CHARACTERS = 4000
+# Joins the character before it to the next (emoji sequences): never cut after it.
+_JOINERS = frozenset({"\u200d"})
+ELLIPSIS = "…"
 
 
 @dataclass(frozen=True)
@@ -304,9 +314,38 @@ def digest(lang: str, titles: Sequence[str]) -> Text:
     return Text(f"WarmHouse: your digest, {len(titles)} notifications", lines)
 
 
+def _continues(char: str) -> bool:
+    """Whether `char` belongs to the character before it (a combining accent, a
+    variation selector): a cut must not fall just before it."""
+    return unicodedata.category(char) in ("Mn", "Mc", "Me")
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else its start and "…" in `limit`,
+    cut between whole characters: a letter is never parted from its accent, nor
+    an emoji sequence split at a joiner."""
+    if len(text) <= limit:
+        return text
+    end = limit - len(ELLIPSIS)
+    while end > 0 and (_continues(text[end]) or text[end - 1] in _JOINERS):
+        end -= 1
+    return text[:end].rstrip() + ELLIPSIS
+
+
 def sms_text(title: str, body: str) -> str:
     """An SMS carries the title and body together, cut to what an SMS may hold."""
-    text = f"{title}\n{body}" if body else title
-    if len(text) <= SMS_MAX_CHARACTERS:
-        return text
-    return text[: SMS_MAX_CHARACTERS - 1] + "…"
+    return cut(f"{title}\n{body}" if body else title, SMS_MAX_CHARACTERS)
+
+
+def for_channel(channel: str, text: Text) -> Text:
+    """`text` as `channel` can carry it: the one place messages are cut to the
+    gateways' limits. SMS: title and body as one text (the title is unused);
+    push: title and body each cut; e-mail: as written (a header folds, a body
+    has no limit)."""
+    if channel == SMS:
+        return Text(text.title, sms_text(text.title, text.body))
+    if channel == PUSH:
+        return Text(
+            cut(text.title, PUSH_TITLE_MAX_CHARACTERS), cut(text.body, PUSH_BODY_MAX_CHARACTERS)
+        )
+    return text

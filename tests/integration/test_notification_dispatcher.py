@@ -6,17 +6,24 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
 from warmhouse.billing.v1 import billing_pb2
 from warmhouse.notification.v1 import notification_pb2 as pb
+from warmhouse.user.v1 import user_pb2
 
 from services.notification.dispatcher import (
+    CONTACT_NEVER_ARRIVED,
     CONTACT_UNKNOWN,
+    DIGEST_KEYS,
     NO_PHONE,
     Dispatcher,
     DispatchSettings,
 )
+from services.notification.repository import CLAIM_SQL
 from services.notification.senders import DeliveryError, OutgoingMessage, Sender
 from services.runtime.auth import Caller
+from services.runtime.database import Query
+from services.runtime.timestamps import timestamp
 from tests.integration import test_notification_events
 from tests.integration.test_notification_events import NOW, Notifications, detected
 from tests.polling import eventually
@@ -149,6 +156,93 @@ async def test_an_unknown_contact_waits_for_the_users_details(
     assert (row["status"], row["failure_reason"]) == ("PENDING", CONTACT_UNKNOWN)
 
 
+async def test_waiting_for_contact_details_uses_no_attempt_and_gives_up_after_an_hour(
+    notifications: Notifications,
+) -> None:
+    n = notifications
+    created = n.now
+    stranger = uuid.uuid4()  # the User service's events are late
+    await n.feed(
+        n.events.on_invoice_issued,
+        billing_pb2.InvoiceIssued(user_id=str(stranger), amount=1, currency="RUB"),
+    )
+    email = FakeSender()
+    sending = dispatcher(n, senders(email=email), max_attempts=3)
+    tries = 0
+    # Far more tries than max_attempts, over most of an hour: still waiting.
+    while n.now - created < timedelta(minutes=50):
+        assert await sending.dispatch_due() == 1
+        tries += 1
+        [row] = await n.rows("SELECT * FROM deliveries WHERE user_id = :u", u=stranger)
+        assert (row["status"], row["attempts"]) == ("PENDING", 0)
+        wait = row["next_attempt_at"] - n.now
+        assert timedelta(seconds=1) <= wait <= timedelta(seconds=60)
+        n.now = row["next_attempt_at"]
+    assert tries > 10
+    assert await outbox(n) == []
+    # The details arrive: it goes, on its first counted attempt.
+    late = n.now
+    await n.feed(
+        n.events.on_user_registered,
+        user_pb2.UserRegistered(
+            user_id=str(stranger),
+            email="late@example.com",
+            locale="en",
+            occur_time=timestamp(late),
+        ),
+    )
+    await sending.dispatch_due()
+    rows = await n.rows(
+        "SELECT d.status, d.attempts FROM deliveries d JOIN notifications n"
+        " ON n.id = d.notification_id WHERE d.user_id = :u AND n.category = 'BILLING'",
+        u=stranger,
+    )
+    assert [(r["status"], r["attempts"]) for r in rows] == [("SENT", 1)]
+    assert "late@example.com" in [m.to for m in email.sent]
+
+
+async def test_contact_details_that_never_arrive_fail_after_an_hour_with_a_reason(
+    notifications: Notifications,
+) -> None:
+    n = notifications
+    created = n.now
+    stranger = uuid.uuid4()
+    await n.feed(
+        n.events.on_invoice_issued,
+        billing_pb2.InvoiceIssued(user_id=str(stranger), amount=1, currency="RUB"),
+    )
+    sending = dispatcher(n, senders(), max_attempts=3)
+    while True:
+        assert await sending.dispatch_due() == 1
+        [row] = await n.rows("SELECT * FROM deliveries WHERE user_id = :u", u=stranger)
+        if row["status"] != "PENDING":
+            break
+        n.now = row["next_attempt_at"]
+    assert timedelta(hours=1) <= n.now - created <= timedelta(hours=1, minutes=1)
+    assert (row["status"], row["failure_reason"]) == ("FAILED", CONTACT_NEVER_ARRIVED)
+    [event] = await outbox(n)
+    assert isinstance(event, pb.NotificationFailed)
+    assert event.failure_reason == CONTACT_NEVER_ARRIVED
+
+
+async def test_the_claim_reads_the_queue_index_in_order_without_sorting(
+    notifications: Notifications,
+) -> None:
+    n = notifications
+    async with n.database.transaction() as connection:
+        await connection.execute(Query(text("SET LOCAL enable_seqscan = off")))
+        rows = await connection.fetch(
+            Query(text("EXPLAIN " + CLAIM_SQL)),
+            now=n.now,
+            lease=n.now,
+            claim_id=uuid.uuid4(),
+            limit=10,
+        )
+    plan = "\n".join(str(next(iter(row.values()))) for row in rows)
+    assert "deliveries_due" in plan, plan
+    assert "Sort" not in plan, plan
+
+
 async def test_a_lease_keeps_others_off_and_only_its_holder_records(
     notifications: Notifications,
 ) -> None:
@@ -235,7 +329,15 @@ async def test_digest_deliveries_go_together_as_one_message(
         " WHERE n.category = 'BILLING' ORDER BY n.created_at, d.id"
     )
     assert {r["status"] for r in rows} == {"SENT"}
-    assert digest.key in {str(r["id"]) for r in rows}
+    # Its key names exactly these deliveries, whichever one the LIMIT 1 claimed;
+    # its lines go oldest first, by (created_at, id).
+    ids = ",".join(sorted(str(r["id"]) for r in rows))
+    assert digest.key == str(uuid.uuid5(DIGEST_KEYS, ids))
+    titles = await n.rows(
+        "SELECT n.title FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
+        " WHERE n.category = 'BILLING' ORDER BY n.created_at, d.id"
+    )
+    assert digest.body == "\n".join(f"- {r['title']}" for r in titles)
     sent = [e for e in await outbox(n) if isinstance(e, pb.NotificationSent)]
     assert sum(e.category == pb.BILLING for e in sent) == 3
 

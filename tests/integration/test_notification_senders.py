@@ -1,9 +1,15 @@
 """Notification's senders against the message sandbox, a real process on real sockets."""
 
+import asyncio
 import json
 import signal
+import threading
+import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +17,9 @@ import pytest
 
 from services.devstack.message_sandbox_process import MessageSandboxProcess
 from services.devstack.ports import free_port
+from services.notification import templates
+from services.notification.dispatcher import outgoing
+from services.notification.repository import ClaimedDelivery, Reach
 from services.notification.senders import (
     DeliveryError,
     EmailSender,
@@ -264,3 +273,84 @@ def test_the_sandbox_stops_on_sigterm(tmp_path: Path) -> None:
     # Stopped by its SIGTERM, cleanly, not killed.
     assert process.process.exit_code == 0
     assert process.process._stop_signal == signal.SIGTERM
+
+
+class _SlowGateway(BaseHTTPRequestHandler):
+    """Accepts every POST after a pause."""
+
+    pause = 0.3
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.pause)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128
+    daemon_threads = True
+
+
+@pytest.fixture
+def slow_gateway() -> Iterator[str]:
+    server = _Server(("127.0.0.1", 0), _SlowGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/sms"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_dispatchers_32_sends_at_once_wait_for_no_thread(slow_gateway: str) -> None:
+    # Each call takes 0.3 s of a 1.5 s deadline (3 x 0.5 s). On 8 threads, 48
+    # sends would run in six waves and the last ones pass their deadline
+    # although the gateway took them: retried, they would be sent twice.
+    sender = sms_sender(slow_gateway, "k", 0.5)
+    try:
+        started = time.monotonic()
+        await asyncio.gather(
+            *(sender.send(OutgoingMessage(f"k{i}", PHONE, "", "hi")) for i in range(48))
+        )
+        assert time.monotonic() - started < 1.5
+    finally:
+        sender.close()
+
+
+async def test_the_deadline_starts_when_a_send_gets_its_thread(slow_gateway: str) -> None:
+    # One thread: the sixth send waits 1.5 s for it, then takes 0.3 s of its own 1.5 s.
+    sender = sms_sender(slow_gateway, "k", 0.5, concurrency=1)
+    try:
+        await asyncio.gather(
+            *(sender.send(OutgoingMessage(f"k{i}", PHONE, "", "hi")) for i in range(6))
+        )
+    finally:
+        sender.close()
+
+
+async def test_the_push_gateway_takes_the_longest_title_and_digest_we_write(
+    sandbox: MessageSandboxProcess, senders: dict[str, Sender]
+) -> None:
+    subject = "Не работает отопление в спальне, третий день подряд. " * 4  # noqa: RUF001
+    text = templates.ticket_answered("ru", subject[:200])
+    reach = Reach("anna@example.ru", PHONE, "ru", True)
+
+    def delivery(digest: bool) -> ClaimedDelivery:
+        return ClaimedDelivery(
+            uuid.uuid4(), uuid.uuid4(), uuid.UUID(USER_ID), "PUSH", digest, 1, "SUPPORT",
+            text.title, text.body, datetime(2025, 1, 1, tzinfo=UTC), reach,
+        )  # fmt: skip
+
+    await senders["push"].send(outgoing([delivery(False)]))
+    await senders["push"].send(outgoing([delivery(True) for _ in range(30)]))
+    single, digest = messages(sandbox, "push")
+    assert single["title"].endswith("…")
+    assert digest["body"].endswith("…")

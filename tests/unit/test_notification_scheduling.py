@@ -169,3 +169,17 @@ def test_backoff_doubles_from_the_base_up_to_five_minutes(attempts: int, seconds
 
 def test_backoff_scales_with_the_base() -> None:
     assert backoff(3, 5.0) == timedelta(seconds=20)
+
+
+def test_quiet_hours_ending_in_the_repeated_autumn_hour_end_after_now() -> None:
+    # Berlin, 2025-10-26: 02:00-03:00 happens twice (CEST, then CET). 01:15 UTC
+    # is 02:15 CET, the second time round; the first 02:30 (00:30 UTC) is past.
+    now = utc(2025, 10, 26, 1, 15)
+    assert now.astimezone(BERLIN).fold == 1
+    end = quiet_hours_end(now, "22:00", "02:30", BERLIN)
+    assert end == utc(2025, 10, 26, 1, 30)  # the second 02:30 (CET)
+    assert end > now
+    # 02:15 the first time round (CEST): the first 02:30 is still ahead.
+    assert quiet_hours_end(utc(2025, 10, 26, 0, 15), "22:00", "02:30", BERLIN) == utc(
+        2025, 10, 26, 0, 30
+    )

@@ -68,8 +68,11 @@ CREATE TABLE deliveries (
     updated_at       timestamptz NOT NULL,
     CONSTRAINT deliveries_once_per_channel UNIQUE (notification_id, channel)
 );
--- The dispatcher's queue: what is waiting, by when it is due.
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'PENDING';
+-- The dispatcher's queue: what is waiting, CRITICAL first, then by when it
+-- is due; the claim's ORDER BY exactly (repository.py), so it reads the
+-- first due rows in order and stops, without sorting the whole queue.
+CREATE INDEX deliveries_due ON deliveries (critical DESC, next_attempt_at)
+    WHERE status = 'PENDING';
 -- A user's digest for one channel, claimed together.
 CREATE INDEX deliveries_digest_due ON deliveries (user_id, channel, next_attempt_at)
     WHERE status = 'PENDING' AND digest;
