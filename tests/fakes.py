@@ -2,8 +2,9 @@
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Generic, TypeVar
 
 import pytest
@@ -105,3 +106,25 @@ async def raises(call: Awaitable[object], kind: type[E]) -> E:
     with pytest.raises(kind) as refused:
         await call
     return refused.value
+
+
+@dataclass
+class Delivery:
+    """What EventConsumer.process reads of a JetStream message, delivered
+    `num_delivered` times; `acks` records True for ack, False for nak."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    num_delivered: int = 1
+    acks: list[bool] = field(default_factory=list)
+
+    @property
+    def metadata(self) -> SimpleNamespace:
+        return SimpleNamespace(num_delivered=self.num_delivered)
+
+    async def ack(self) -> None:
+        self.acks.append(True)
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.acks.append(False)

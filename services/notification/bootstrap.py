@@ -99,6 +99,7 @@ def definition(settings: NotificationSettings) -> ServiceDefinition:
     async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
         uow = DatabaseUnitOfWork(runtime.database, runtime.relay, NotificationRepository)
         timeout = float(settings.send_timeout_seconds)
+        concurrency = settings.concurrency
         email = EmailSender(
             settings.smtp_host,
             settings.smtp_port,
@@ -107,9 +108,12 @@ def definition(settings: NotificationSettings) -> ServiceDefinition:
             settings.smtp_password,
             settings.smtp_starttls,
             timeout,
+            concurrency=concurrency,
         )
-        sms = sms_sender(settings.sms_url, settings.sms_api_key, timeout)
-        push = push_sender(settings.push_url, settings.push_api_key, timeout)
+        sms = sms_sender(settings.sms_url, settings.sms_api_key, timeout, concurrency=concurrency)
+        push = push_sender(
+            settings.push_url, settings.push_api_key, timeout, concurrency=concurrency
+        )
 
         def close_senders() -> None:
             for sender in (email, sms, push):

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.billing.v1 import billing_pb2
 from warmhouse.device.v1 import device_pb2
@@ -46,23 +45,13 @@ from services.notification.scheduling import plan_deliveries, zone_of
 from services.runtime import home_directory
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection
-from services.runtime.messaging import EventContext, EventT, Handler, Subscription
+from services.runtime.messaging import EventContext, EventRoute, Subscription
 from services.runtime.request import enum_name
 
 log = logging.getLogger(__name__)
 PREFIX = "notification"
 # Renders a notification in a language for a time zone.
 Render = Callable[[str, Any], templates.Text]
-
-
-def _kebab(event_type: type[Message]) -> str:
-    name = event_type.DESCRIPTOR.name
-    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
-
-
-def durable_name(event_type: type[Message]) -> str:
-    """e.g. DangerousReadingDetected → notification-dangerous-reading-detected."""
-    return f"{PREFIX}-{_kebab(event_type)}"
 
 
 def _uuid(value: str, what: str, context: EventContext) -> uuid.UUID | None:
@@ -227,7 +216,7 @@ class NotificationEvents:
             return
         now = self._clock()
         at = _moment(event.occur_time, now)
-        await self._caught_up(at)
+        await self._caught_up(context)
         place = _place(
             await home_directory.device_place(connection, device_id), device_id, space_id
         )
@@ -241,9 +230,9 @@ class NotificationEvents:
             lambda lang, zone: templates.device_status(lang, place, status, at, zone),
         )
 
-    async def _caught_up(self, event_time: datetime) -> None:
+    async def _caught_up(self, context: EventContext) -> None:
         if self._catch_up is not None:
-            await self._catch_up.require(event_time)
+            await self._catch_up.require(context)
 
     async def on_danger_detected(
         self,
@@ -276,7 +265,7 @@ class NotificationEvents:
             return
         now = self._clock()
         at = _moment(event.occur_time, now)
-        await self._caught_up(at)
+        await self._caught_up(context)
         repos = NotificationRepository(connection)
         episode = await repos.lock_episode(device_id, hazard)
         if detected:
@@ -286,8 +275,13 @@ class NotificationEvents:
                 return  # a late alarm of an episode already over
             await repos.save_episode(device_id, hazard, Episode(at, episode.cleared_at))
         else:
-            if episode.opened_at is None or at < episode.opened_at:
-                return  # no alarm went out that this ends
+            if episode.opened_at is None:
+                # No alarm went out that this ends; remembered, so that a late
+                # alarm of the episode it ends sends nothing either.
+                await repos.save_episode(device_id, hazard, Episode(None, at))
+                return
+            if at < episode.opened_at:
+                return  # older than the alarm that went out
             await repos.save_episode(device_id, hazard, Episode(None, at))
         reading = event.reading
         temperature = (
@@ -421,24 +415,42 @@ class NotificationEvents:
             )
 
     def subscriptions(self) -> list[Subscription[Any]]:
-        """One durable consumer per event type, "notification-<event-kebab>"."""
-
-        def of(
-            publisher: str, event_type: type[EventT], handle: Handler[EventT]
-        ) -> Subscription[EventT]:
-            return Subscription.of_event(durable_name(event_type), publisher, event_type, handle)
-
+        """One durable consumer per publisher ("notification-<publisher>"), in
+        publication order; an alarm and its all-clear strictly in order, one
+        at a time, so neither overtakes the other even when one is retried."""
         return [
-            of("user", user_pb2.UserRegistered, self.on_user_registered),
-            of("user", user_pb2.UserUpdated, self.on_user_updated),
-            of("user", user_pb2.UserDeactivated, self.on_user_deactivated),
-            of("device", device_pb2.DeviceStatusChanged, self.on_device_status_changed),
-            of("device", device_pb2.DangerousReadingDetected, self.on_danger_detected),
-            of("device", device_pb2.DangerousReadingCleared, self.on_danger_cleared),
-            of("billing", billing_pb2.InvoiceIssued, self.on_invoice_issued),
-            of("billing", billing_pb2.InvoiceOverdue, self.on_invoice_overdue),
-            of("billing", billing_pb2.PaymentSucceeded, self.on_payment_succeeded),
-            of("billing", billing_pb2.PaymentFailed, self.on_payment_failed),
-            of("support", support_pb2.TicketCommentAdded, self.on_ticket_comment_added),
-            of("support", support_pb2.TicketStatusChanged, self.on_ticket_status_changed),
+            Subscription.of_events(
+                f"{PREFIX}-user",
+                "user",
+                EventRoute(user_pb2.UserRegistered, self.on_user_registered),
+                EventRoute(user_pb2.UserUpdated, self.on_user_updated),
+                EventRoute(user_pb2.UserDeactivated, self.on_user_deactivated),
+            ),
+            Subscription.of_event(
+                f"{PREFIX}-device-status",
+                "device",
+                device_pb2.DeviceStatusChanged,
+                self.on_device_status_changed,
+            ),
+            Subscription.of_events(
+                f"{PREFIX}-dangerous-readings",
+                "device",
+                EventRoute(device_pb2.DangerousReadingDetected, self.on_danger_detected),
+                EventRoute(device_pb2.DangerousReadingCleared, self.on_danger_cleared),
+                strictly_ordered=True,
+            ),
+            Subscription.of_events(
+                f"{PREFIX}-billing",
+                "billing",
+                EventRoute(billing_pb2.InvoiceIssued, self.on_invoice_issued),
+                EventRoute(billing_pb2.InvoiceOverdue, self.on_invoice_overdue),
+                EventRoute(billing_pb2.PaymentSucceeded, self.on_payment_succeeded),
+                EventRoute(billing_pb2.PaymentFailed, self.on_payment_failed),
+            ),
+            Subscription.of_events(
+                f"{PREFIX}-support",
+                "support",
+                EventRoute(support_pb2.TicketCommentAdded, self.on_ticket_comment_added),
+                EventRoute(support_pb2.TicketStatusChanged, self.on_ticket_status_changed),
+            ),
         ]

@@ -153,7 +153,7 @@ class EmailSender:
         try:
             mail["From"] = self._from
             mail["To"] = message.to
-            mail["Subject"] = message.subject
+            mail["Subject"] = _as_plain_text(message.subject)
             mail["Date"] = email.utils.formatdate(usegmt=True)
             mail["Message-ID"] = f"<{_checked_key(message)}@{MESSAGE_ID_DOMAIN}>"
             # UTF-8, in a transfer encoding any server carries.
@@ -298,3 +298,16 @@ def push_sender(
         timeout_seconds,
         concurrency,
     )
+
+
+# Invisible, and enough to keep "=?" from opening an RFC 2047 encoded word.
+_WORD_JOINER = "\u2060"
+
+
+def _as_plain_text(header: str) -> str:
+    """`header` read as the text it is. Python's email package (before 3.11.10
+    and 3.12.5, CVE-2024-6923) decodes an encoded word in a header it is
+    given and writes a CR LF inside it out raw: a device named
+    "=?utf-8?q?x=0D=0ABcc:...?=" would add headers, or end them and replace
+    the body, of a gas alarm's e-mail to every member of the home."""
+    return header.replace("=?", f"={_WORD_JOINER}?")

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -122,6 +122,8 @@ async def pull_batches(
 class EventContext:
     event_id: str
     subject: str
+    # 1 on the first delivery, counting up on each redelivery.
+    delivery_attempt: int = 1
     # In-process effects that must wait until the event's transaction commits
     # (e.g. start delivering to a device that has just connected).
     committed_actions: list[Callable[[], None]] = field(default_factory=list)
@@ -131,6 +133,21 @@ class EventContext:
 
 
 Handler = Callable[[Connection, EventT, EventContext], Awaitable[None]]
+
+
+STRICT_ACK_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class EventRoute(Generic[EventT]):
+    """One more event type a consumer reads, parsed as what, handled how."""
+
+    event_type: type[EventT]
+    handle: Handler[EventT]
+
+    @property
+    def subject(self) -> str:
+        return str(self.event_type.DESCRIPTOR.full_name)
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,26 @@ class Subscription(Generic[EventT]):
     handle: Handler[EventT]
     # How long its stream keeps events (the publisher's event_retention).
     retention: timedelta = EVENT_RETENTION
+    # More event types of the same stream this consumer reads, all in the
+    # order they were published: an alarm and its all-clear must not overtake
+    # each other, as two consumers' events may.
+    more: tuple[EventRoute[Any], ...] = ()
+    # Events delivered and not yet acknowledged. 1 keeps the order even
+    # through a redelivery (an event that failed comes again before the next).
+    max_ack_pending: int = 1000
+    # How long an event delivered and not acknowledged waits before it is
+    # delivered again; also how long one handed to a replica that died
+    # stays with it.
+    ack_wait_seconds: float = 30.0
+
+    @property
+    def subjects(self) -> list[str]:
+        return [self.subject, *(route.subject for route in self.more)]
+
+    def route(self, subject: str) -> EventRoute[Any]:
+        if subject == self.subject:
+            return EventRoute(self.event_type, self.handle)
+        return next(route for route in self.more if route.subject == subject)
 
     @classmethod
     def of_event(
@@ -162,6 +199,32 @@ class Subscription(Generic[EventT]):
             event_type=event_type,
             handle=handle,
             retention=retention,
+        )
+
+    @classmethod
+    def of_events(
+        cls,
+        durable: str,
+        publisher: str,
+        first: EventRoute[EventT],
+        *more: EventRoute[Any],
+        strictly_ordered: bool = False,
+        ack_wait_seconds: float | None = None,
+    ) -> "Subscription[EventT]":
+        """Several event types `publisher` publishes, read in publication order;
+        `strictly_ordered`: one at a time, so not even a redelivery overtakes,
+        with a short ack wait (an event held by a replica that died holds up
+        every one behind it until it is delivered again)."""
+        return cls(
+            durable=durable,
+            stream=str(stream_config(publisher).name),
+            subject=first.subject,
+            event_type=first.event_type,
+            handle=first.handle,
+            more=more,
+            max_ack_pending=1 if strictly_ordered else 1000,
+            ack_wait_seconds=ack_wait_seconds
+            or (STRICT_ACK_WAIT_SECONDS if strictly_ordered else 30.0),
         )
 
 
@@ -191,7 +254,12 @@ class EventConsumer(Generic[EventT]):
 
     async def _consume(self) -> None:
         sub = self._subscription
-        config = ConsumerConfig(ack_wait=30.0, max_ack_pending=1000)
+        subjects = sub.subjects
+        config = ConsumerConfig(
+            ack_wait=sub.ack_wait_seconds,
+            max_ack_pending=sub.max_ack_pending,
+            filter_subjects=subjects if len(subjects) > 1 else None,
+        )
         pull = await self._jetstream.pull_subscribe(
             sub.subject, durable=sub.durable, stream=sub.stream, config=config
         )
@@ -221,7 +289,11 @@ class EventConsumer(Generic[EventT]):
     async def process(self, message: Msg) -> None:
         sub = self._subscription
         headers = message.headers or {}
-        context = EventContext(event_id=headers.get(MSG_ID_HEADER, ""), subject=message.subject)
+        context = EventContext(
+            event_id=headers.get(MSG_ID_HEADER, ""),
+            subject=message.subject,
+            delivery_attempt=message.metadata.num_delivered or 1,
+        )
         with _tracer.start_as_current_span(
             f"consume {message.subject}",
             context=extract_context(headers),
@@ -229,10 +301,11 @@ class EventConsumer(Generic[EventT]):
             attributes={"messaging.message.id": context.event_id},
         ):
             try:
-                event = sub.event_type.FromString(message.data)
+                route = sub.route(message.subject)
+                event = route.event_type.FromString(message.data)
                 async with self._database.transaction() as connection:
                     if await _first_time(connection, sub.durable, context.event_id):
-                        await sub.handle(connection, event, context)
+                        await route.handle(connection, event, context)
                 events_written = connection.events_written
             except Exception:
                 log.exception("event %s failed; will be redelivered", context.event_id)

@@ -24,7 +24,7 @@ from services.runtime import home_directory
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
 from services.runtime.home_directory import DevicePlace
-from services.runtime.messaging import EventConsumer, EventContext, Subscription
+from services.runtime.messaging import EventConsumer, EventContext, EventRoute, Subscription
 from services.runtime.outbox import OutboxRelay, add_event
 from services.runtime.request import enum_name
 from services.support import domain
@@ -37,8 +37,10 @@ from services.support.tickets import new_ticket, open_ticket, status_changed
 log = logging.getLogger(__name__)
 GAS_LEAK, OVERHEATING = "GAS_LEAK", "OVERHEATING"
 HAZARD_TITLES = {GAS_LEAK: "Gas leak alarm", OVERHEATING: "Overheating"}
-DETECTED_DURABLE = "support-dangerous-reading-detected"
-CLEARED_DURABLE = "support-dangerous-reading-cleared"
+DURABLE = "support-dangerous-readings"
+# Deliveries (2 s apart) of an alarm whose home has no known owner before it is
+# taken for a home without one.
+OWNER_PATIENCE = 15
 
 
 class NoOwnerYet(Exception):
@@ -113,8 +115,6 @@ class HazardTickets:
         self._clock = clock
         # Before reading whose home it is (None: read it as it is).
         self._catch_up = catch_up
-        # Events already logged as waiting for an owner: said once, not per redelivery.
-        self._waiting: set[str] = set()
 
     def _readable(
         self, device_id: str, hazard_value: int, context: EventContext
@@ -147,20 +147,20 @@ class HazardTickets:
         if last_cleared is not None and detected_at <= last_cleared:
             return  # an episode already over
         if self._catch_up is not None:
-            await self._catch_up.require(detected_at)
+            await self._catch_up.require(context)
         place = await repos.device_place(device_id)
         space_id = _parse(event.space_id) or (place.space_id if place is not None else None)
         owner = await repos.primary_owner(space_id, now) if space_id is not None else None
         if owner is None:
-            if context.event_id not in self._waiting:
-                self._waiting.add(context.event_id)
-                log.warning(
-                    "dangerous reading on a device whose home has no known owner yet;"
-                    " its ticket waits for Space's events (the event is redelivered)",
-                    extra={"device": str(device_id), "hazard": hazard, "event": context.event_id},
-                )
-            raise NoOwnerYet(f"no owner known for the home of device {device_id}")
-        self._waiting.discard(context.event_id)
+            if context.delivery_attempt < OWNER_PATIENCE:
+                # Redelivered 2 s later: Space's events may still be on their way.
+                raise NoOwnerYet(f"no owner known for the home of device {device_id}")
+            # A home without an OWNER (its only one deactivated): no one to open it for.
+            log.error(
+                "no URGENT ticket for a dangerous reading: its home has no owner",
+                extra={"device": str(device_id), "hazard": hazard, "event": context.event_id},
+            )
+            return
         ticket = new_ticket(
             owner,
             hazard_subject(hazard, place, device_id, space_id),
@@ -226,25 +226,13 @@ class HazardTickets:
     def consumers(
         self, database: Database, jetstream: JetStreamContext, relay: OutboxRelay
     ) -> list[EventConsumer[Any]]:
-        """One durable consumer per event type."""
-        return [
-            EventConsumer(
-                database,
-                jetstream,
-                Subscription.of_event(
-                    DETECTED_DURABLE,
-                    "device",
-                    device_pb2.DangerousReadingDetected,
-                    self.on_detected,
-                ),
-                relay=relay,
-            ),
-            EventConsumer(
-                database,
-                jetstream,
-                Subscription.of_event(
-                    CLEARED_DURABLE, "device", device_pb2.DangerousReadingCleared, self.on_cleared
-                ),
-                relay=relay,
-            ),
-        ]
+        """One consumer for both, strictly in order: an all-clear never
+        overtakes its alarm, even when the alarm is being retried."""
+        subscription = Subscription.of_events(
+            DURABLE,
+            "device",
+            EventRoute(device_pb2.DangerousReadingDetected, self.on_detected),
+            EventRoute(device_pb2.DangerousReadingCleared, self.on_cleared),
+            strictly_ordered=True,
+        )
+        return [EventConsumer(database, jetstream, subscription, relay=relay)]

@@ -145,7 +145,7 @@ async def test_nothing_in_the_chain_is_lost_or_repeated_across_restarts(
         await within(10, alarm_logged, "the alarm raised")
         await asyncio.to_thread(support.start)
         await asyncio.to_thread(notification.start)
-        await every_member_told(inbox, house.residents, raised, 1, 30)
+        await every_member_told(inbox, house.residents, raised, 1, 60)
 
         # Killed while telling everyone the leak cleared: picked up again after.
         cleared = time.time()

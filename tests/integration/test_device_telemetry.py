@@ -6,7 +6,7 @@ and pruning."""
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -29,7 +29,7 @@ from services.runtime.auth import Caller
 from services.runtime.database import Database, Query, Record
 from services.runtime.messaging import EventConsumer, EventContext
 from services.runtime.outbox import MSG_ID_HEADER
-from tests.fakes import FakeClock
+from tests.fakes import Delivery, FakeClock
 from tests.integration.hosts import fresh_database
 from tests.polling import eventually
 
@@ -300,22 +300,6 @@ async def test_a_gas_leak_within_one_batch_is_raised_and_cleared_in_order(
     assert len(await dangerous_events(database, device)) == 3
 
 
-@dataclass
-class Delivery:
-    """What EventConsumer.process reads of a JetStream message."""
-
-    data: bytes
-    headers: dict[str, str]
-    subject: str = SUBJECT
-    acks: list[bool] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.acks.append(True)
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.acks.append(False)
-
-
 async def test_a_redelivered_batch_has_no_second_effect(database: Database) -> None:
     device = await new_device(database)
     event = batch(*(received(device, at(i), temperature_celsius=99.0) for i in range(3)))
@@ -326,8 +310,8 @@ async def test_a_redelivered_batch_has_no_second_effect(database: Database) -> N
     )
     headers = {MSG_ID_HEADER: f"adapter-1-{uuid.uuid4()}"}
     first, again = (
-        Delivery(event.SerializeToString(), headers),
-        Delivery(event.SerializeToString(), headers),
+        Delivery(SUBJECT, event.SerializeToString(), headers),
+        Delivery(SUBJECT, event.SerializeToString(), headers),
     )
     await consumer.process(cast(Msg, first))
     await consumer.process(cast(Msg, again))

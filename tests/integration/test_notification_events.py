@@ -19,7 +19,7 @@ from warmhouse.user.v1 import user_pb2
 
 from services.devstack.postgres_process import PostgresProcess
 from services.notification.bootstrap import MIGRATIONS
-from services.notification.events import NotificationEvents, durable_name
+from services.notification.events import NotificationEvents
 from services.notification.handlers import NotificationHandlers
 from services.notification.repository import NotificationRepository
 from services.runtime import database as db
@@ -234,6 +234,20 @@ async def test_hazard_episodes_one_alarm_and_one_all_clear(notifications: Notifi
     assert len(await n.notifications_of(owner)) == 4
 
 
+async def test_an_all_clear_handled_before_its_alarm_keeps_that_alarm_from_opening_an_episode(
+    notifications: Notifications,
+) -> None:
+    n = notifications
+    owner = await n.person()
+    _, room, device = await n.home(owner)
+    await n.feed(n.events.on_danger_cleared, cleared(device, room, NOW + timedelta(minutes=1)))
+    await n.feed(n.events.on_danger_detected, detected(device, room, NOW))
+    assert await n.notifications_of(owner) == []
+    # The next leak is not taken for the one already over: it alarms.
+    await n.feed(n.events.on_danger_detected, detected(device, room, NOW + timedelta(minutes=2)))
+    assert len(await n.notifications_of(owner)) == 1
+
+
 async def test_device_status_goes_to_members_by_their_preferred_channels(
     notifications: Notifications,
 ) -> None:
@@ -292,39 +306,34 @@ async def test_billing_and_support_events(notifications: Notifications) -> None:
     )
     ticket_id = str(uuid.uuid4())
 
-    def comment(author: uuid.UUID, internal: bool = False) -> support_pb2.TicketCommentAdded:
+    def comment(author: uuid.UUID | None, internal: bool = False) -> support_pb2.TicketCommentAdded:
         return support_pb2.TicketCommentAdded(
             ticket_id=ticket_id,
             user_id=str(user),
             subject="Холодно",
-            author_id=str(author),
+            author_id=str(author or ""),
             internal=internal,
         )
 
     def moved(
-        actor: uuid.UUID, status: support_pb2.TicketStatus.ValueType
+        actor: uuid.UUID | None, status: support_pb2.TicketStatus.ValueType
     ) -> support_pb2.TicketStatusChanged:
         return support_pb2.TicketStatusChanged(
             ticket_id=ticket_id,
             user_id=str(user),
             subject="Холодно",
-            actor_id=str(actor),
+            actor_id=str(actor or ""),
             new_status=status,
         )
 
-    # The user's own comment, an internal note, and the user closing it: nothing.
-    await n.feed(
-        n.events.on_ticket_comment_added,
-        comment(user),
-    )
-    await n.feed(
-        n.events.on_ticket_comment_added,
-        comment(agent, internal=True),
-    )
-    await n.feed(
-        n.events.on_ticket_status_changed,
-        moved(user, support_pb2.CLOSED),
-    )
+    # The user's own comment, an internal note, the user closing it, and the
+    # platform's own comment and move (an alarm's ticket resolved as it
+    # cleared, which the all-clear already told): nothing.
+    await n.feed(n.events.on_ticket_comment_added, comment(user))
+    await n.feed(n.events.on_ticket_comment_added, comment(agent, internal=True))
+    await n.feed(n.events.on_ticket_status_changed, moved(user, support_pb2.CLOSED))
+    await n.feed(n.events.on_ticket_comment_added, comment(None))
+    await n.feed(n.events.on_ticket_status_changed, moved(None, support_pb2.RESOLVED))
     # Support answering and resolving: both.
     await n.feed(
         n.events.on_ticket_comment_added,
@@ -532,10 +541,18 @@ async def test_preferences_defaults_and_who_may_read_and_change_them(
     ]
 
 
-def test_durable_names() -> None:
-    assert durable_name(device_pb2.DangerousReadingDetected) == (
-        "notification-dangerous-reading-detected"
-    )
-    names = [s.durable for s in NotificationEvents().subscriptions()]
-    assert len(names) == len(set(names)) == 12
-    assert all(name.startswith("notification-") for name in names)
+def test_an_alarm_and_its_all_clear_are_read_strictly_in_order_by_one_consumer() -> None:
+    by_durable = {sub.durable: sub for sub in NotificationEvents().subscriptions()}
+    readings = by_durable["notification-dangerous-readings"]
+    assert readings.subjects == [
+        "warmhouse.device.v1.DangerousReadingDetected",
+        "warmhouse.device.v1.DangerousReadingCleared",
+    ]
+    assert readings.max_ack_pending == 1
+    assert set(by_durable) == {
+        "notification-user",
+        "notification-device-status",
+        "notification-dangerous-readings",
+        "notification-billing",
+        "notification-support",
+    }

@@ -354,3 +354,23 @@ async def test_the_push_gateway_takes_the_longest_title_and_digest_we_write(
     single, digest = messages(sandbox, "push")
     assert single["title"].endswith("…")
     assert digest["body"].endswith("…")
+
+
+async def test_an_encoded_word_in_a_subject_stays_text_and_adds_no_header(
+    sandbox: MessageSandboxProcess, senders: dict[str, Sender]
+) -> None:
+    # A home named so (CVE-2024-6923): decoded, its CR LF would end the headers.
+    name = "Home =?utf-8?q?x=0D=0AReply-To:_attacker@evil.example=0D=0A=0D=0AURGENT?="
+    await senders["email"].send(
+        OutgoingMessage(
+            key="5d0f3c9a-1b2e-4f6a-8c7d-9e0a1b2c3d4e",
+            to="anna@example.ru",
+            subject=f"DANGER: gas leak at home '{name}'",
+            body=LETTER,
+        )
+    )
+
+    [mail] = messages(sandbox, "email")
+    assert mail["body"] == LETTER + "\n"
+    assert "Reply-To:_attacker@evil.example" in mail["subject"]
+    assert mail["subject"].replace("\u2060", "") == f"DANGER: gas leak at home '{name}'"

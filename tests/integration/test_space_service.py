@@ -5,7 +5,6 @@ is refused as bad input, and the membership events' versions."""
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 
@@ -25,6 +24,7 @@ from services.runtime.outbox import MSG_ID_HEADER
 from services.runtime.timestamps import timestamp
 from services.space.user_events import UserEvents
 from tests.accounts import Metadata, refused, token_of
+from tests.fakes import Delivery
 from tests.integration.conftest import ADMIN
 from tests.integration.households import (
     Household,
@@ -508,22 +508,6 @@ async def test_a_deactivated_user_loses_every_membership_and_its_homes_stay(
     assert (await get_space(spaces, successor, own_room)).owner_id == successor.user_id
 
 
-@dataclass
-class Redelivery:
-    """A message JetStream delivers again (its ack was lost)."""
-
-    subject: str
-    data: bytes
-    headers: dict[str, str]
-    acks: list[str] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.acks.append("ack")
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.acks.append("nak")
-
-
 async def test_a_redelivered_deactivation_has_no_second_effect(
     spaces: "SpaceServiceAsyncStub",
     people: People,
@@ -567,11 +551,11 @@ async def test_a_redelivered_deactivation_has_no_second_effect(
     assert message.headers is not None
     runtime = mesh.space.runtime
     deactivated, _ = UserEvents().consumers(runtime.database, runtime.jetstream, runtime.relay)
-    again = Redelivery(
-        message.subject, message.data, {MSG_ID_HEADER: message.headers[MSG_ID_HEADER]}
+    again = Delivery(
+        message.subject, message.data, {MSG_ID_HEADER: message.headers[MSG_ID_HEADER]}, 2
     )
     await deactivated.process(cast(Msg, again))
-    assert again.acks == ["ack"]
+    assert again.acks == [True]
     assert member.user_id in await member_ids(spaces, owner, home)
 
 

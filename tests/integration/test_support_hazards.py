@@ -15,7 +15,7 @@ from services.runtime import database as db
 from services.runtime.messaging import EventContext
 from services.runtime.timestamps import timestamp
 from services.support.domain import Deadlines
-from services.support.hazards import HazardTickets, NoOwnerYet
+from services.support.hazards import OWNER_PATIENCE, HazardTickets, NoOwnerYet
 from services.support.records import EpisodeRecord
 from services.support.repository import SupportRepository
 from tests.fakes import T0
@@ -66,8 +66,9 @@ async def deliver(
     support: Support,
     hazards: HazardTickets,
     event: device_pb2.DangerousReadingDetected | device_pb2.DangerousReadingCleared,
+    attempt: int = 1,
 ) -> None:
-    context = EventContext(event_id=str(uuid.uuid4()), subject="s")
+    context = EventContext(event_id=str(uuid.uuid4()), subject="s", delivery_attempt=attempt)
     async with support.database.transaction() as connection:
         if isinstance(event, device_pb2.DangerousReadingDetected):
             await hazards.on_detected(connection, event, context)
@@ -164,6 +165,9 @@ async def test_no_known_owner_waits_for_redelivery_and_names_fall_back_to_ids(
     device, room = uuid.uuid4(), uuid.uuid4()
     with pytest.raises(NoOwnerYet):
         await deliver(support, hazards, detected(device, room, 1))
+    assert await tickets_of(support, device) == []
+    # Still no owner after many redeliveries: a home without one; given up, not retried forever.
+    await deliver(support, hazards, detected(device, room, 1), attempt=OWNER_PATIENCE)
     assert await tickets_of(support, device) == []
     # The home's owner becomes known (Space's event arrives); the device's name does not.
     owner = user()
