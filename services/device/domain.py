@@ -1,6 +1,6 @@
 """Device Management rules: pure functions, no I/O."""
 
-from services.runtime.errors import InvalidArgument, Throttled
+from services.runtime.errors import InvalidArgument
 
 HEATER, SENSOR, CONTROLLER = "HEATER", "SENSOR", "CONTROLLER"
 DEVICE_TYPES = frozenset({HEATER, SENSOR, CONTROLLER})
@@ -39,11 +39,6 @@ SECRET_ROTATED = "secret rotated"
 
 # A home's devices: a platform's resources are shared (WARMHOUSE_DEVICE_MAX_PER_HOME).
 DEVICES_PER_HOME = 2000
-
-
-def check_quota(count: int, limit: int) -> None:
-    if count >= limit:
-        raise Throttled("QUOTA_EXCEEDED", f"at most {limit} devices per home")
 
 
 def device_type(value: str) -> str:

@@ -22,6 +22,7 @@ from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
 from services.runtime.pagination import Cursor, PageTokens, page_size
+from services.runtime.quotas import check_quota
 from services.runtime.request import parse_uuid
 from services.runtime.space_roles import Right
 from services.runtime.text import display_name
@@ -128,7 +129,7 @@ class DeviceHandlers:
             # Held: concurrent registrations in one home are counted one by one.
             await tx.repos.devices.hold_home(known.home_id)
             count = await tx.repos.devices.count_in_space(known.home_id)
-            domain.check_quota(count, self._devices_per_home)
+            check_quota(count, self._devices_per_home, "devices per home")
             device = DeviceRecord(
                 id=device_id,
                 space_id=space,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.runtime.auth import Caller
-from services.runtime.errors import DomainError, InvalidArgument, NotFound, Throttled
+from services.runtime.errors import DomainError, InvalidArgument, NotFound
 from services.runtime.space_roles import GUEST, SPACE_ROLES, Membership, Right
 from services.runtime.space_roles import authorize as authorize_role
 
@@ -33,12 +33,6 @@ class SpaceLimits:
     # homes to someone neither fills their quota nor frees one's own.
     homes_per_owner: int = 100
     rooms_per_home: int = 100
-
-
-def check_quota(count: int, limit: int, what: str) -> None:
-    """Refuse one more when `count` already reached `limit` (RESOURCE_EXHAUSTED)."""
-    if count >= limit:
-        raise Throttled("QUOTA_EXCEEDED", f"at most {limit} {what}")
 
 
 def check_terms(role: str, expire_at: datetime | None, now: datetime) -> None:

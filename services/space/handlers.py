@@ -23,6 +23,7 @@ from services.runtime.auth import Caller
 from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import AlreadyExists, DomainError, InvalidArgument, PermissionDenied
 from services.runtime.pagination import Cursor, PageTokens, page_size
+from services.runtime.quotas import check_quota
 from services.runtime.request import parse_uuid
 from services.runtime.space_roles import OWNER, Right
 from services.runtime.text import display_name
@@ -215,7 +216,7 @@ class SpaceHandlers:
         async with self._uow.transaction() as tx:
             # Under the owner's hold: concurrent creations are counted one by one.
             await self._admit(tx.repos, owner, "ownerId")
-            domain.check_quota(
+            check_quota(
                 await tx.repos.spaces.count_created_for(owner),
                 self._limits.homes_per_owner,
                 "homes per owner",
@@ -248,7 +249,7 @@ class SpaceHandlers:
             domain.authorize(caller, access.membership, Right.MANAGE_MEMBERS, now)
             home = access.space
             rooms = await tx.repos.spaces.rooms(home.id)
-            domain.check_quota(len(rooms), self._limits.rooms_per_home, "rooms per home")
+            check_quota(len(rooms), self._limits.rooms_per_home, "rooms per home")
             room = SpaceRecord(uuid.uuid4(), name, home.owner_id, home.id, 0, now, now)
             await tx.repos.spaces.add(room)
             await tx.add_event(

@@ -15,12 +15,12 @@ from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 from services.support.comments import CommentHandlers
 from services.support.description import DESCRIPTION
-from services.support.domain import PRIORITIES, Deadlines
+from services.support.domain import PRIORITIES, Deadlines, Limits
 from services.support.grpc_api import SupportService
 from services.support.hazards import HazardTickets
 from services.support.repository import SupportRepository
 from services.support.sla import mark_breaches
-from services.support.tickets import TicketHandlers
+from services.support.tickets import DEFAULT_LIMITS, TicketHandlers
 
 DEFAULT_DEADLINES = Deadlines()
 
@@ -35,6 +35,7 @@ class SupportSettings:
     deadlines: Deadlines = field(default_factory=Deadlines)
     # How often late first answers are looked for.
     sla_check_every: timedelta = timedelta(seconds=30)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_environment(cls, env: Environment) -> "SupportSettings":
@@ -56,14 +57,28 @@ class SupportSettings:
             sla_check_every=timedelta(
                 seconds=env.integer("WARMHOUSE_SUPPORT_SLA_CHECK_SECONDS", 30, 1)
             ),
+            limits=Limits(
+                open_tickets_per_user=env.integer(
+                    "WARMHOUSE_SUPPORT_MAX_OPEN_TICKETS_PER_USER",
+                    DEFAULT_LIMITS.open_tickets_per_user,
+                    1,
+                ),
+                comments_per_ticket=env.integer(
+                    "WARMHOUSE_SUPPORT_MAX_COMMENTS_PER_TICKET",
+                    DEFAULT_LIMITS.comments_per_ticket,
+                    1,
+                ),
+            ),
         )
 
 
 def definition(settings: SupportSettings) -> ServiceDefinition:
     async def attach(server: grpc.aio.Server, runtime: Runtime) -> Sequence[Worker]:
         uow = DatabaseUnitOfWork(runtime.database, runtime.relay, SupportRepository)
-        tickets = TicketHandlers(uow, runtime.page_tokens, settings.deadlines)
-        comments = CommentHandlers(uow, runtime.page_tokens)
+        tickets = TicketHandlers(
+            uow, runtime.page_tokens, settings.deadlines, limits=settings.limits
+        )
+        comments = CommentHandlers(uow, runtime.page_tokens, limits=settings.limits)
         support_pb2_grpc.add_SupportServiceServicer_to_server(
             SupportService(tickets, comments), server
         )

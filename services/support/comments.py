@@ -17,14 +17,16 @@ from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import DomainError, PermissionDenied
 from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import Cursor, PageTokens, page_size
+from services.runtime.quotas import check_quota
 from services.runtime.request import parse_uuid
 from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import Transaction, UnitOfWork, run_idempotently
 from services.support import domain
-from services.support.domain import CLOSED, OPEN
+from services.support.domain import CLOSED, OPEN, Limits
 from services.support.records import CommentRecord, TicketRecord
 from services.support.repository import SupportRepository
 from services.support.tickets import (
+    DEFAULT_LIMITS,
     AddEvent,
     may_see,
     sla_breached,
@@ -74,10 +76,12 @@ class CommentHandlers:
         uow: UnitOfWork[SupportRepository],
         page_tokens: PageTokens,
         clock: Clock = utc_now,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._uow = uow
         self._page_tokens = page_tokens
         self._clock = clock
+        self._limits = limits
 
     async def create(
         self,
@@ -101,6 +105,12 @@ class CommentHandlers:
                 raise ticket_not_found()
             if ticket.status == CLOSED:
                 raise DomainError("TICKET_CLOSED", "a CLOSED ticket takes no more comments")
+            if not caller.is_admin:
+                check_quota(
+                    await tx.repos.count_comments(ticket.id),
+                    self._limits.comments_per_ticket,
+                    "comments per ticket",
+                )
             now = self._clock()
             added = CommentRecord(uuid.uuid4(), ticket.id, author, message, request.internal, now)
             await add_comment(tx.repos, tx.add_event, ticket, added)

@@ -119,6 +119,24 @@ def long_text(value: str, field: str, max_length: int = TEXT_MAX_LENGTH) -> str:
     return text.strip()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one user may pile up: support's queue is shared by everyone."""
+
+    # Not CLOSED nor RESOLVED.
+    open_tickets_per_user: int = 20
+    comments_per_ticket: int = 500
+
+
+def chosen_by_user(priority: str) -> str:
+    """A priority a user asks for: URGENT is the platform's own, for alarms."""
+    if priority == URGENT:
+        raise PermissionDenied(
+            "URGENT_RESERVED", "URGENT is for safety alarms and support staff; ask for HIGH"
+        )
+    return priority
+
+
 def priority_or_default(name: str | None) -> str:
     """A requested priority: NORMAL when unspecified (None); a name no priority
     has ("" for a number the enum lacks, or UNSPECIFIED set explicitly) is refused."""

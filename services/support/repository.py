@@ -69,6 +69,15 @@ _LAST_CLEARED = Query(
 )
 _CLEAR_EPISODE = Query(text("UPDATE hazard_episodes SET cleared_at = :cleared_at WHERE id = :id"))
 # One event of a device's hazard at a time (two replicas, two deliveries).
+# Keyed by the user's id as text: two tickets opened at once are counted in turn.
+_HOLD_USER = Query(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"))
+_COUNT_OPEN_TICKETS = Query(
+    text(
+        "SELECT count(*) FROM tickets WHERE user_id = :user_id"
+        " AND status IN ('OPEN', 'IN_PROGRESS')"
+    )
+)
+_COUNT_COMMENTS = Query(text("SELECT count(*) FROM comments WHERE ticket_id = :ticket_id"))
 _HOLD_HAZARD = Query(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"))
 
 
@@ -121,6 +130,16 @@ class SupportRepository:
 
     async def add_ticket(self, ticket: TicketRecord) -> None:
         await self._connection.execute(_ADD_TICKET, **asdict(ticket))
+
+    async def count_open_tickets(self, user_id: uuid.UUID) -> int:
+        """Under a lock on the user, held to the end of the transaction."""
+        await self._connection.execute(_HOLD_USER, key=f"support-user:{user_id}")
+        count: int = await self._connection.fetchval(_COUNT_OPEN_TICKETS, user_id=user_id)
+        return count
+
+    async def count_comments(self, ticket_id: uuid.UUID) -> int:
+        count: int = await self._connection.fetchval(_COUNT_COMMENTS, ticket_id=ticket_id)
+        return count
 
     async def ticket(self, ticket_id: uuid.UUID, *, lock: bool = False) -> TicketRecord | None:
         row = await self._connection.fetchrow(_LOCK_TICKET if lock else _GET_TICKET, id=ticket_id)

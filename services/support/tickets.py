@@ -20,11 +20,12 @@ from services.runtime.clock import Clock, utc_now
 from services.runtime.errors import DomainError, NotFound, PermissionDenied
 from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import Cursor, PageTokens, page_size
+from services.runtime.quotas import check_quota
 from services.runtime.request import parse_uuid
 from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import Transaction, UnitOfWork, run_idempotently
 from services.support import domain
-from services.support.domain import CLOSED, OPEN, Actor, Deadlines
+from services.support.domain import CLOSED, OPEN, Actor, Deadlines, Limits
 from services.support.records import TicketRecord
 from services.support.repository import SupportRepository
 
@@ -140,6 +141,9 @@ def _optional_id(value: str, field: str) -> uuid.UUID | None:
     return parse_uuid(value, field) if value else None
 
 
+DEFAULT_LIMITS = Limits()
+
+
 class TicketHandlers:
     def __init__(
         self,
@@ -147,11 +151,13 @@ class TicketHandlers:
         page_tokens: PageTokens,
         deadlines: Deadlines,
         clock: Clock = utc_now,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._uow = uow
         self._page_tokens = page_tokens
         self._deadlines = deadlines
         self._clock = clock
+        self._limits = limits
 
     async def create(
         self,
@@ -167,6 +173,8 @@ class TicketHandlers:
         subject = domain.subject_text(request.subject)
         description = domain.long_text(request.description, "description")
         chosen = domain.priority_or_default(priority)
+        if not caller.is_admin:
+            chosen = domain.chosen_by_user(chosen)
         space_id = _optional_id(request.space_id, "spaceId")
         device_id = _optional_id(request.device_id, "deviceId")
 
@@ -174,6 +182,12 @@ class TicketHandlers:
             tx: Transaction[SupportRepository],
         ) -> support_pb2.CreateTicketResponse:
             now = self._clock()
+            if not caller.is_admin:
+                check_quota(
+                    await tx.repos.count_open_tickets(user_id),
+                    self._limits.open_tickets_per_user,
+                    "open tickets per user: close one first",
+                )
             await _check_links(tx.repos, user_id, space_id, device_id, now)
             ticket = new_ticket(
                 user_id, subject, description, chosen, space_id, device_id, self._deadlines, now

@@ -20,13 +20,13 @@ from warmhouse.support.v1 import support_pb2
 from services.runtime import database as db
 from services.runtime import home_directory as directory
 from services.runtime.auth import Caller
-from services.runtime.errors import DomainError, NotFound, PermissionDenied
+from services.runtime.errors import DomainError, NotFound, PermissionDenied, Throttled
 from services.runtime.messaging import EventContext
 from services.runtime.pagination import PageTokens
 from services.runtime.timestamps import timestamp
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 from services.support.comments import CommentHandlers
-from services.support.domain import Deadlines
+from services.support.domain import Deadlines, Limits
 from services.support.repository import SupportRepository
 from services.support.sla import mark_breaches
 from services.support.tickets import TicketHandlers
@@ -342,3 +342,56 @@ async def test_concurrent_sla_sweeps_announce_each_breach_once(support: Support)
         assert (await support.tickets.get(alice, ticket_id)).sla_breached
     assert not (await support.tickets.get(alice, answered)).sla_breached
     assert await mark_breaches(support.uow, support.clock) == 0
+
+
+async def test_a_user_may_not_ask_for_urgent_but_support_staff_may(support: Support) -> None:
+    alice = user()
+    mine = support_pb2.CreateTicketRequest(
+        subject="Cold", description="Please", priority=support_pb2.URGENT
+    )
+    with pytest.raises(PermissionDenied) as refused:
+        await support.tickets.create(alice, None, mine, "URGENT")
+    assert refused.value.reason == "URGENT_RESERVED"
+    staff = admin()
+    request = support_pb2.CreateTicketRequest(
+        user_id=alice.user_id,
+        subject="Gas smell",
+        description="Called in",
+        priority=support_pb2.URGENT,
+    )
+    opened = await support.tickets.create(staff, None, request, "URGENT")
+    assert (await support.tickets.get(alice, opened.ticket_id)).priority == "URGENT"
+
+
+async def test_open_tickets_and_comments_are_capped_even_for_a_burst(support: Support) -> None:
+    limits = Limits(open_tickets_per_user=3, comments_per_ticket=2)
+    tokens = PageTokens(b"support integration tests")
+    tickets = TicketHandlers(support.uow, tokens, Deadlines(), support.clock, limits=limits)
+    comments = CommentHandlers(support.uow, tokens, support.clock, limits=limits)
+    alice = user()
+
+    async def open_one() -> str:
+        request = support_pb2.CreateTicketRequest(subject="Cold", description="Again")
+        return (await tickets.create(alice, None, request, None)).ticket_id
+
+    outcomes = await asyncio.gather(*(open_one() for _ in range(8)), return_exceptions=True)
+    opened = [o for o in outcomes if isinstance(o, str)]
+    refused = [o for o in outcomes if isinstance(o, Throttled)]
+    assert (len(opened), len(refused)) == (3, 5), outcomes
+    assert all(r.reason == "QUOTA_EXCEEDED" for r in refused)
+    # Closing one makes room; support staff are not counted.
+    await tickets.update(alice, opened[0], "CLOSED", None)
+    await open_one()
+    staff_request = support_pb2.CreateTicketRequest(
+        user_id=alice.user_id, subject="From staff", description="Noted"
+    )
+    await tickets.create(admin(), None, staff_request, None)
+
+    def say(text: str) -> support_pb2.CreateCommentRequest:
+        return support_pb2.CreateCommentRequest(ticket_id=opened[1], message=text)
+
+    await comments.create(alice, None, say("one"))
+    await comments.create(alice, None, say("two"))
+    with pytest.raises(Throttled):
+        await comments.create(alice, None, say("three"))
+    await comments.create(admin(), None, say("Support may still answer"))

@@ -189,11 +189,18 @@ class CreateTicketRequest(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     subject: _builtins.str
+    """One line, 1 to 200 characters."""
     description: _builtins.str
+    """Required, 1 to 10,000 characters."""
     priority: Global___TicketPriority.ValueType
-    """NORMAL when unspecified."""
+    """NORMAL when unspecified. URGENT only for support staff (the platform
+    opens URGENT tickets for alarms itself).
+    """
     space_id: _builtins.str
-    """Optional: a space or device of the user's the ticket is about."""
+    """Optional: a space or device of the user's the ticket is about. Support
+    learns of homes and devices from their events: one created a moment ago
+    may be NOT_FOUND for a second.
+    """
     device_id: _builtins.str
     def __init__(
         self,
