@@ -1,18 +1,11 @@
 """The message sandbox (services/message_sandbox: SMTP, SMS and push gateways) as our child."""
 
-import os
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from services.devstack.checkout import CHECKOUT_DIR
 from services.devstack.child_process import ChildProcess
 from services.devstack.ports import LOOPBACK, free_port
+from services.devstack.sandbox_process import start_sandbox
 from services.devstack.secrets import ensure_secret_file
-
-STARTUP_TIMEOUT_SECONDS = 15.0
-HEALTH_CHECK_TIMEOUT_SECONDS = 1.0
 
 
 class MessageSandboxProcess:
@@ -56,33 +49,16 @@ class MessageSandboxProcess:
         return self._push_api_key_file.read_text().strip()
 
     def start(self) -> None:
-        command = [
-            sys.executable,
-            *("-m", "services.message_sandbox", "--host", LOOPBACK),
+        arguments = [
+            *("--host", LOOPBACK),
             *("--smtp-port", str(self.smtp_port), "--http-port", str(self.http_port)),
             *("--sms-api-key-file", str(self.sms_api_key_file)),
             *("--push-api-key-file", str(self._push_api_key_file)),
         ]
-        # The checkout first on the path, whichever directory the stack runs from.
-        python_path = os.pathsep.join(
-            filter(None, [str(CHECKOUT_DIR), os.environ.get("PYTHONPATH")])
-        )
-        self.process.start(
-            command,
-            is_ready=self._is_healthy,
-            timeout=STARTUP_TIMEOUT_SECONDS,
-            env={**os.environ, "PYTHONPATH": python_path},
+        # The SMTP server listens before the gateways serve: healthy means both.
+        start_sandbox(
+            self.process, "services.message_sandbox", arguments, f"{self.http_url}/healthz"
         )
 
     def stop(self) -> None:
         self.process.stop()
-
-    def _is_healthy(self) -> bool:
-        # The SMTP server listens before the gateways serve: healthy means both.
-        try:
-            with urllib.request.urlopen(
-                f"{self.http_url}/healthz", timeout=HEALTH_CHECK_TIMEOUT_SECONDS
-            ) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False

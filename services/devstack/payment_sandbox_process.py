@@ -1,18 +1,11 @@
 """The payment provider's sandbox (services/payment_sandbox) as our child."""
 
-import os
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from services.devstack.checkout import CHECKOUT_DIR
 from services.devstack.child_process import ChildProcess
 from services.devstack.ports import LOOPBACK, free_port
+from services.devstack.sandbox_process import start_sandbox
 from services.devstack.secrets import ensure_secret_file
-
-STARTUP_TIMEOUT_SECONDS = 15.0
-HEALTH_CHECK_TIMEOUT_SECONDS = 1.0
 
 
 class PaymentSandboxProcess:
@@ -61,9 +54,7 @@ class PaymentSandboxProcess:
         return self._webhook_secret_file.read_text().strip()
 
     def start(self) -> None:
-        command = [
-            sys.executable,
-            *("-m", "services.payment_sandbox"),
+        arguments = [
             *("--host", LOOPBACK, "--port", str(self.port)),
             *("--api-key-file", str(self._api_key_file)),
             *("--webhook-url", self.webhook_url),
@@ -71,26 +62,8 @@ class PaymentSandboxProcess:
             *("--hang-seconds", str(self._hang_seconds)),
         ]
         if self._transfer_seconds is not None:
-            command += ["--transfer-seconds", str(self._transfer_seconds)]
-        # The checkout first on the path, whichever directory the stack runs from.
-        python_path = os.pathsep.join(
-            filter(None, [str(CHECKOUT_DIR), os.environ.get("PYTHONPATH")])
-        )
-        self.process.start(
-            command,
-            is_ready=self._is_healthy,
-            timeout=STARTUP_TIMEOUT_SECONDS,
-            env={**os.environ, "PYTHONPATH": python_path},
-        )
+            arguments += ["--transfer-seconds", str(self._transfer_seconds)]
+        start_sandbox(self.process, "services.payment_sandbox", arguments, f"{self.url}/healthz")
 
     def stop(self) -> None:
         self.process.stop()
-
-    def _is_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"{self.url}/healthz", timeout=HEALTH_CHECK_TIMEOUT_SECONDS
-            ) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
