@@ -15,10 +15,8 @@ new id or reordered between the two consumers.
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from warmhouse.billing.v1 import billing_pb2
 from warmhouse.device.v1 import device_pb2
 from warmhouse.support.v1 import support_pb2
@@ -47,6 +45,7 @@ from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection
 from services.runtime.messaging import EventContext, EventRoute, Subscription
 from services.runtime.request import enum_name
+from services.runtime.timestamps import event_time
 
 log = logging.getLogger(__name__)
 PREFIX = "notification"
@@ -61,10 +60,6 @@ def _uuid(value: str, what: str, context: EventContext) -> uuid.UUID | None:
         # Redelivering it would not make it readable.
         log.error("event %s names no %s; ignored", context.event_id, what)
         return None
-
-
-def _moment(stamp: Timestamp, fallback: datetime) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else fallback
 
 
 def _hazard(value: int) -> str:
@@ -169,7 +164,7 @@ class NotificationEvents:
                 event.locale,
                 event.time_zone,
                 True,
-                _moment(event.occur_time, self._clock()),
+                event_time(event.occur_time) or self._clock(),
             )
         )
         await self._notify(
@@ -190,7 +185,7 @@ class NotificationEvents:
                 event.locale,
                 event.time_zone,
                 event.is_active,
-                _moment(event.occur_time, self._clock()),
+                event_time(event.occur_time) or self._clock(),
             )
         )
 
@@ -200,7 +195,7 @@ class NotificationEvents:
         user_id = _uuid(event.user_id, "user", context)
         if user_id is not None:
             await NotificationRepository(connection).deactivate(
-                user_id, _moment(event.occur_time, self._clock())
+                user_id, event_time(event.occur_time) or self._clock()
             )
 
     # The Device service: status changes and dangerous readings, to every member.
@@ -215,7 +210,7 @@ class NotificationEvents:
         if priority is None or device_id is None or space_id is None:
             return
         now = self._clock()
-        at = _moment(event.occur_time, now)
+        at = event_time(event.occur_time) or now
         await self._caught_up(context)
         place = _place(
             await home_directory.device_place(connection, device_id), device_id, space_id
@@ -264,7 +259,7 @@ class NotificationEvents:
         if not hazard or hazard == "HAZARD_UNSPECIFIED" or device_id is None or space_id is None:
             return
         now = self._clock()
-        at = _moment(event.occur_time, now)
+        at = event_time(event.occur_time) or now
         await self._caught_up(context)
         repos = NotificationRepository(connection)
         episode = await repos.lock_episode(device_id, hazard)
@@ -324,7 +319,7 @@ class NotificationEvents:
     async def on_invoice_issued(
         self, connection: Connection, event: billing_pb2.InvoiceIssued, context: EventContext
     ) -> None:
-        due = _moment(event.due_time, self._clock())
+        due = event_time(event.due_time) or self._clock()
         await self._billing(
             connection,
             event.user_id,
@@ -338,7 +333,7 @@ class NotificationEvents:
     async def on_invoice_overdue(
         self, connection: Connection, event: billing_pb2.InvoiceOverdue, context: EventContext
     ) -> None:
-        due = _moment(event.due_time, self._clock())
+        due = event_time(event.due_time) or self._clock()
         await self._billing(
             connection,
             event.user_id,
@@ -352,7 +347,7 @@ class NotificationEvents:
     async def on_payment_succeeded(
         self, connection: Connection, event: billing_pb2.PaymentSucceeded, context: EventContext
     ) -> None:
-        at = _moment(event.occur_time, self._clock())
+        at = event_time(event.occur_time) or self._clock()
         await self._billing(
             connection,
             event.user_id,
@@ -366,7 +361,7 @@ class NotificationEvents:
     async def on_payment_failed(
         self, connection: Connection, event: billing_pb2.PaymentFailed, context: EventContext
     ) -> None:
-        at = _moment(event.occur_time, self._clock())
+        at = event_time(event.occur_time) or self._clock()
         await self._billing(
             connection,
             event.user_id,

@@ -36,6 +36,7 @@ from services.runtime.messaging import (
 )
 from services.runtime.outbox import OutboxRelay
 from services.runtime.space_roles import OWNER, role_named
+from services.runtime.timestamps import event_time
 
 log = logging.getLogger(__name__)
 MIGRATIONS = ("home-directory", Path(__file__).parent / "migrations" / "home_directory")
@@ -120,8 +121,12 @@ async def device_place(connection: Connection, device_id: uuid.UUID) -> DevicePl
     )
 
 
+# An event without a time is older than any with one.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _moment(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    return event_time(stamp) or _EPOCH
 
 
 def _home_of(space_id: str, parent_space_id: str) -> tuple[uuid.UUID, uuid.UUID]:

@@ -26,3 +26,8 @@ def moment(stamp: Timestamp, field: str) -> datetime:
             "INVALID_TIMESTAMP", f"{field} must be from 1970 to before the year 9999", field=field
         )
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def event_time(stamp: Timestamp) -> datetime | None:
+    """When an event says something happened; None when it left the time unset."""
+    return stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else None

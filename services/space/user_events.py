@@ -8,10 +8,8 @@ effect, so a redelivered event has no second effect.
 
 import logging
 import uuid
-from datetime import UTC, datetime
 from functools import partial
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
 from warmhouse.user.v1 import user_pb2
 
@@ -19,6 +17,7 @@ from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
 from services.runtime.messaging import EventConsumer, EventContext, Subscription
 from services.runtime.outbox import OutboxRelay, add_event
+from services.runtime.timestamps import event_time
 from services.space.handlers import user_deactivated, user_reactivated
 from services.space.repository import sql_repositories
 
@@ -32,10 +31,6 @@ def _user_id(value: str, context: EventContext) -> uuid.UUID | None:
         # Redelivering it would not make it readable.
         log.error("event %s names no user; ignored", context.event_id)
         return None
-
-
-def _moment(stamp: Timestamp, fallback: datetime) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else fallback
 
 
 class UserEvents:
@@ -53,7 +48,7 @@ class UserEvents:
             sql_repositories(connection),
             partial(add_event, connection),
             user_id,
-            _moment(event.occur_time, now),
+            event_time(event.occur_time) or now,
             now,
         )
         log.info("deactivated user's memberships ended", extra={"memberships": ended})
@@ -66,7 +61,9 @@ class UserEvents:
         user_id = _user_id(event.user_id, context)
         if user_id is not None:
             await user_reactivated(
-                sql_repositories(connection), user_id, _moment(event.occur_time, self._clock())
+                sql_repositories(connection),
+                user_id,
+                event_time(event.occur_time) or self._clock(),
             )
 
     def consumers(

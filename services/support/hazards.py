@@ -12,11 +12,10 @@ event's id: a redelivered event has no second effect.
 import logging
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
 from warmhouse.device.v1 import device_pb2
 
@@ -27,6 +26,7 @@ from services.runtime.home_directory import DevicePlace
 from services.runtime.messaging import EventConsumer, EventContext, EventRoute, Subscription
 from services.runtime.outbox import OutboxRelay, add_event
 from services.runtime.request import enum_name
+from services.runtime.timestamps import event_time
 from services.support import domain
 from services.support.comments import add_comment
 from services.support.domain import CLOSED, RESOLVED, URGENT, Deadlines
@@ -48,10 +48,6 @@ class NoOwnerYet(Exception):
     event is redelivered later, when Space's events have arrived."""
 
 
-def _moment(stamp: Timestamp) -> datetime | None:
-    return stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else None
-
-
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else "an unknown time"
 
@@ -64,7 +60,7 @@ def describe_reading(reading: device_pb2.Reading) -> str:
     if reading.HasField("gas_alarm"):
         parts.append(f"gas alarm {'on' if reading.gas_alarm else 'off'}")
     values = ", ".join(parts) or "no values reported"
-    sampled = _moment(reading.sample_time)
+    sampled = event_time(reading.sample_time)
     return f"{values} (sampled {_when(sampled)})" if sampled is not None else values
 
 
@@ -89,7 +85,7 @@ def hazard_subject(
 def hazard_description(hazard: str, event: device_pb2.DangerousReadingDetected) -> str:
     what = "raised its gas alarm" if hazard == GAS_LEAK else "reported a dangerous temperature"
     return (
-        f"The device {what} at {_when(_moment(event.occur_time))}: "
+        f"The device {what} at {_when(event_time(event.occur_time))}: "
         f"{describe_reading(event.reading)}.\n"
         "This ticket was opened automatically; support will contact you."
     )
@@ -138,7 +134,7 @@ class HazardTickets:
             return
         device_id, hazard = readable
         now = self._clock()
-        detected_at = _moment(event.occur_time) or now
+        detected_at = event_time(event.occur_time) or now
         repos = SupportRepository(connection)
         await repos.hold_hazard(device_id, hazard)
         if await repos.open_episode(device_id, hazard) is not None:
@@ -191,7 +187,7 @@ class HazardTickets:
             return
         device_id, hazard = readable
         now = self._clock()
-        cleared_at = _moment(event.occur_time) or now
+        cleared_at = event_time(event.occur_time) or now
         repos = SupportRepository(connection)
         await repos.hold_hazard(device_id, hazard)
         episode = await repos.open_episode(device_id, hazard)
