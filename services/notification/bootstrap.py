@@ -17,12 +17,11 @@ from services.notification.records import EMAIL, PUSH, SMS
 from services.notification.repository import NotificationRepository
 from services.notification.senders import EmailSender, push_sender, sms_sender
 from services.runtime import home_directory
-from services.runtime.config import ConfigError, Environment, RuntimeSettings
+from services.runtime.config import Environment, RuntimeSettings
 from services.runtime.messaging import EventConsumer
 from services.runtime.server import Runtime, ServiceDefinition, Worker
 from services.runtime.unit_of_work import DatabaseUnitOfWork
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # The senders' own whole-call deadline is three times their timeout (senders.py);
 # the dispatcher's guard lies just beyond it.
 SENDER_DEADLINE_FACTOR = 3
@@ -30,13 +29,6 @@ SENDER_DEADLINE_FACTOR = 3
 # a little); a crashed replica's deliveries wait for it, so it stays short.
 LEASE_MARGIN_SECONDS = 10
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def _flag(env: Environment, name: str) -> bool:
-    raw = env.string(name, "false").lower()
-    if raw not in _TRUE + _FALSE:
-        raise ConfigError(f"{name} must be true or false")
-    return raw in _TRUE
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ class NotificationSettings:
                 if password_file
                 else None
             ),
-            smtp_starttls=_flag(env, "WARMHOUSE_NOTIFICATION_SMTP_STARTTLS"),
+            smtp_starttls=env.flag("WARMHOUSE_NOTIFICATION_SMTP_STARTTLS"),
             max_attempts=env.integer("WARMHOUSE_NOTIFICATION_MAX_ATTEMPTS", 6, 1),
             retry_base_seconds=env.integer("WARMHOUSE_NOTIFICATION_RETRY_BASE_SECONDS", 1, 1),
             send_timeout_seconds=env.integer("WARMHOUSE_NOTIFICATION_SEND_TIMEOUT_SECONDS", 5, 1),

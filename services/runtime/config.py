@@ -25,6 +25,9 @@ class ConfigError(Exception):
     """A required environment variable is missing or malformed."""
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 class Environment:
     """Reads typed values from an environment mapping."""
 
@@ -53,6 +56,14 @@ class Environment:
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        raw = self._environ.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw not in _TRUE + _FALSE:
+            raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        return raw in _TRUE
 
     def service_address(self, service: str) -> str:
         """Where another WarmHouse service listens: WARMHOUSE_<SERVICE>_ADDRESS,

@@ -94,6 +94,16 @@ def test_missing_or_bad_settings_fail_loudly(environ: dict[str, str], message: s
         RuntimeSettings.from_environment(Environment(environ))
 
 
+def test_a_flag_reads_true_or_false_and_nothing_else() -> None:
+    env = Environment({"ON": " Yes ", "OFF": "0", "BAD": "maybe"})
+    assert env.flag("ON") is True
+    assert env.flag("OFF", default=True) is False
+    assert env.flag("UNSET") is False
+    assert env.flag("UNSET", default=True) is True
+    with pytest.raises(ConfigError, match="BAD must be true or false"):
+        env.flag("BAD")
+
+
 def test_a_malformed_number_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="WARMHOUSE_X must be a whole number"):
         Environment({"WARMHOUSE_X": "ten"}).integer("WARMHOUSE_X", 1)
