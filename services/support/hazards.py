@@ -29,7 +29,7 @@ from services.runtime.request import enum_name
 from services.runtime.timestamps import event_time
 from services.support import domain
 from services.support.comments import add_comment
-from services.support.domain import CLOSED, RESOLVED, URGENT, Deadlines
+from services.support.domain import CLOSED, RESOLVED, URGENT, Actor, Deadlines
 from services.support.records import CommentRecord, EpisodeRecord
 from services.support.repository import SupportRepository
 from services.support.tickets import new_ticket, open_ticket, status_changed
@@ -214,7 +214,7 @@ class HazardTickets:
             now,
         )
         await add_comment(repos, publish, ticket, comment)
-        if ticket.status != RESOLVED:
+        if domain.check_move(Actor.PLATFORM, ticket.status, RESOLVED):
             resolved = replace(ticket, status=RESOLVED, updated_at=now)
             await repos.save_ticket(resolved)
             await status_changed(publish, ticket, resolved, "")
