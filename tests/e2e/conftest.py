@@ -42,6 +42,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # deliveries are free again after 17 s), and SLAs are checked each second.
         "WARMHOUSE_NOTIFICATION_SEND_TIMEOUT_SECONDS": "2",
         "WARMHOUSE_SUPPORT_SLA_CHECK_SECONDS": "1",
+        # The access matrix opens a ticket of its owner's per call (the quota
+        # itself is tested in tests/integration/test_support_tickets.py).
+        "WARMHOUSE_SUPPORT_MAX_OPEN_TICKETS_PER_USER": "100000",
     }
     stack = Stack(
         tmp_path_factory.mktemp("stack"), free_port(), extra_env=env, sandbox_hang_seconds=6
