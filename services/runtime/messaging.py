@@ -265,7 +265,9 @@ class EventConsumer(Generic[EventT]):
         )
         next_prune = 0.0
         try:
-            async for messages in pull_batches(pull, self._batch_size):
+            # More than may be pending would keep each fetch waiting its whole timeout.
+            batch_size = min(self._batch_size, sub.max_ack_pending)
+            async for messages in pull_batches(pull, batch_size):
                 for message in messages:
                     await self.process(message)
                 if time.monotonic() >= next_prune:
