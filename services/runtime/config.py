@@ -111,6 +111,9 @@ class RuntimeSettings:
     access_token_ttl_seconds: int
     drain_seconds: int
     log_level: str
+    # Copies JetStream keeps of each stream this service creates: 1 on a
+    # single broker, 3 on the production 3-node cluster.
+    nats_stream_replicas: int = 1
 
     @classmethod
     def from_environment(
@@ -132,6 +135,7 @@ class RuntimeSettings:
             ),
             drain_seconds=env.integer("WARMHOUSE_DRAIN_SECONDS", 10, minimum=0),
             log_level=env.string("WARMHOUSE_LOG_LEVEL", "INFO").upper(),
+            nats_stream_replicas=env.integer("WARMHOUSE_NATS_STREAM_REPLICAS", 1, minimum=1),
         )
 
     def derived_key(self, purpose: str) -> bytes:

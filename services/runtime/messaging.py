@@ -41,10 +41,16 @@ _PRUNE_PROCESSED_EVERY_SECONDS = 3600.0
 
 
 def stream_config(
-    service: str, retention: timedelta = EVENT_RETENTION, max_bytes: int = -1
+    service: str,
+    retention: timedelta = EVENT_RETENTION,
+    max_bytes: int = -1,
+    *,
+    replicas: int = 1,
 ) -> StreamConfig:
     """Every service publishes on one stream, `WARMHOUSE_<SERVICE>`, the
-    subjects of its proto package (device-adapter: warmhouse.device_adapter.v1)."""
+    subjects of its proto package (device-adapter: warmhouse.device_adapter.v1),
+    kept in `replicas` copies (WARMHOUSE_NATS_STREAM_REPLICAS: 3 on a 3-node
+    cluster, so a stream survives losing one node)."""
     package = service.replace("-", "_")
     return StreamConfig(
         name=f"WARMHOUSE_{package.upper()}",
@@ -54,6 +60,7 @@ def stream_config(
         duplicate_window=min(3600.0, retention.total_seconds()),
         max_age=retention.total_seconds(),
         max_bytes=max_bytes,
+        num_replicas=replicas,
     )
 
 

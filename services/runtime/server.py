@@ -185,10 +185,13 @@ class ServiceHost:
             # Another's stream, if it must be created first, gets the defaults
             # until its owner starts and brings it to its own configuration.
             description = definition.description
+            replicas = settings.nats_stream_replicas
             config = (
-                messaging.stream_config(own, description.event_retention, description.event_bytes)
+                messaging.stream_config(
+                    own, description.event_retention, description.event_bytes, replicas=replicas
+                )
                 if service == own
-                else messaging.stream_config(service)
+                else messaging.stream_config(service, replicas=replicas)
             )
             await messaging.ensure_stream(jetstream, config, owned=service == own)
         # Long enough that every token issued before a revocation has expired.

@@ -8,6 +8,7 @@ import pytest
 
 from services.runtime.config import ConfigError, Environment, RuntimeSettings
 from services.runtime.errors import InvalidArgument
+from services.runtime.messaging import stream_config
 from services.runtime.pagination import MAX_PAGE_SIZE, Cursor, PageTokens, page_size
 from services.runtime.tracing import configure_tracing
 
@@ -77,6 +78,31 @@ def test_settings_are_read_with_types(tmp_path: Path) -> None:
     assert settings.service_secret == b"s" * 40
     assert [str(network) for network in settings.trusted_proxies] == ["127.0.0.2/32", "10.0.0.0/8"]
     assert settings.derived_key("a") != settings.derived_key("b")
+    assert settings.nats_stream_replicas == 1
+
+
+def test_stream_replicas_are_read_from_the_environment_and_reach_the_stream(
+    tmp_path: Path,
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text("{}")
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    environ = {
+        "WARMHOUSE_DATABASE_URL": "postgresql://x/y",
+        "WARMHOUSE_JWKS_FILE": str(jwks),
+        "WARMHOUSE_SERVICE_SECRET_FILE": str(secret),
+        "WARMHOUSE_NATS_STREAM_REPLICAS": "3",
+    }
+    settings = RuntimeSettings.from_environment(Environment(environ))
+    assert settings.nats_stream_replicas == 3
+    config = stream_config("user", replicas=settings.nats_stream_replicas)
+    assert config.num_replicas == 3
+    assert stream_config("user").num_replicas == 1
+    with pytest.raises(ConfigError, match="WARMHOUSE_NATS_STREAM_REPLICAS must be at least 1"):
+        RuntimeSettings.from_environment(
+            Environment({**environ, "WARMHOUSE_NATS_STREAM_REPLICAS": "0"})
+        )
 
 
 @pytest.mark.parametrize(
