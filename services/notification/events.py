@@ -23,6 +23,7 @@ from warmhouse.support.v1 import support_pb2
 from warmhouse.user.v1 import user_pb2
 
 from services.notification import templates
+from services.notification.dispatcher import CONTACT_UNKNOWN
 from services.notification.preferences import DEFAULTS
 from services.notification.records import (
     ACCOUNT,
@@ -156,7 +157,9 @@ class NotificationEvents:
         user_id = _uuid(event.user_id, "user", context)
         if user_id is None:
             return
-        await NotificationRepository(connection).save_contact(
+        await self._save_contact(
+            connection,
+            context,
             Contact(
                 user_id,
                 event.email,
@@ -165,7 +168,7 @@ class NotificationEvents:
                 event.time_zone,
                 True,
                 event_time(event.occur_time) or self._clock(),
-            )
+            ),
         )
         await self._notify(
             connection, context, [user_id], ACCOUNT, NORMAL, lambda lang, _: templates.welcome(lang)
@@ -177,7 +180,9 @@ class NotificationEvents:
         user_id = _uuid(event.user_id, "user", context)
         if user_id is None:
             return
-        await NotificationRepository(connection).save_contact(
+        await self._save_contact(
+            connection,
+            context,
             Contact(
                 user_id,
                 event.email,
@@ -186,8 +191,18 @@ class NotificationEvents:
                 event.time_zone,
                 event.is_active,
                 event_time(event.occur_time) or self._clock(),
-            )
+            ),
         )
+
+    async def _save_contact(
+        self, connection: Connection, context: EventContext, contact: Contact
+    ) -> None:
+        """Store the contact; deliveries that waited for it go at once."""
+        repos = NotificationRepository(connection)
+        if not await repos.save_contact(contact):
+            return
+        if await repos.release_waiting(contact.user_id, CONTACT_UNKNOWN, self._clock()):
+            context.after_commit(self._wake)
 
     async def on_user_deactivated(
         self, connection: Connection, event: user_pb2.UserDeactivated, context: EventContext

@@ -174,6 +174,13 @@ _WAIT_FOR_CONTACT = Query(
         " WHERE id = :id AND claim_id = :claim_id AND status = 'PENDING' RETURNING id"
     )
 )
+_RELEASE_WAITING = Query(
+    text(
+        "UPDATE deliveries SET next_attempt_at = :now"
+        " WHERE user_id = :user_id AND status = 'PENDING' AND claim_id IS NULL"
+        " AND failure_reason = :reason AND next_attempt_at > :now RETURNING id"
+    )
+)
 _FAILED = Query(
     text(
         "UPDATE deliveries SET status = 'FAILED', claimed_until = NULL, claim_id = NULL,"
@@ -486,6 +493,13 @@ class NotificationRepository:
             now=now,
         )
         return row is not None
+
+    async def release_waiting(self, user_id: uuid.UUID, reason: str, now: datetime) -> int:
+        """Make the user's deliveries that wait for `reason` due now; how many."""
+        rows = await self._connection.fetch(
+            _RELEASE_WAITING, user_id=user_id, reason=reason, now=now
+        )
+        return len(rows)
 
     async def mark_failed(
         self, delivery_id: uuid.UUID, claim_id: uuid.UUID, reason: str, now: datetime

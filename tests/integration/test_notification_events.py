@@ -19,6 +19,7 @@ from warmhouse.user.v1 import user_pb2
 
 from services.devstack.postgres_process import PostgresProcess
 from services.notification.bootstrap import MIGRATIONS
+from services.notification.dispatcher import CONTACT_UNKNOWN
 from services.notification.events import NotificationEvents
 from services.notification.handlers import NotificationHandlers
 from services.notification.repository import NotificationRepository
@@ -556,3 +557,30 @@ def test_an_alarm_and_its_all_clear_are_read_strictly_in_order_by_one_consumer()
         "notification-billing",
         "notification-support",
     }
+
+
+async def test_deliveries_waiting_for_a_contact_go_as_soon_as_it_arrives(
+    notifications: Notifications,
+) -> None:
+    n = notifications
+    user = uuid.uuid4()  # User's event not applied yet
+    overdue = billing_pb2.InvoiceOverdue(
+        user_id=str(user), amount=10.0, currency="RUB", due_time=timestamp(NOW)
+    )
+    await n.feed(n.events.on_invoice_overdue, overdue)
+    # As the dispatcher leaves a delivery it found no contact for.
+    await n.rows(
+        "UPDATE deliveries SET failure_reason = :reason, next_attempt_at = :later"
+        " WHERE user_id = :user_id RETURNING id",
+        reason=CONTACT_UNKNOWN,
+        later=NOW + timedelta(minutes=1),
+        user_id=user,
+    )
+    wakes = n.wakes
+    registered = user_pb2.UserRegistered(
+        user_id=str(user), email="late@example.com", phone="+15550001111", occur_time=timestamp(NOW)
+    )
+    await n.feed(n.events.on_user_registered, registered)
+    [waiting] = await n.deliveries_of(user)
+    assert waiting["next_attempt_at"] == NOW
+    assert n.wakes > wakes
