@@ -18,4 +18,8 @@ DESCRIPTION = ServiceDescription(
         PROVIDER_API_KEY_ENV: "payment-provider-api-key",
         WEBHOOK_SECRET_ENV: "payment-webhook-secret",
     },
+    # Is the account invoiced an active one (GetUserStatus)?
+    calls=("user",),
+    # The payment provider's API.
+    reaches_outside=True,
 )

@@ -11,4 +11,7 @@ DESCRIPTION = ServiceDescription(
     internal_methods=method_paths(DEVICE_SERVICE, "AuthenticateDevice", "CountSpaceDevices"),
     # Keys the hashes of device secrets: held by the Device service alone.
     secret_files={SECRET_KEY_ENV: "device-secret-key"},
+    # May the caller act on the home (GetSpaceAccess)? Commands reach the
+    # adapters over NATS, not gRPC.
+    calls=("space",),
 )

@@ -21,6 +21,8 @@ DESCRIPTION = ServiceDescription(
     # Its state is its open streams; what they mean lives in the Device service.
     owns_database=False,
     behind_edge=False,
+    # AuthenticateDevice, for each Hello.
+    calls=("device",),
     event_retention=ADAPTER_EVENT_RETENTION,
     event_bytes=ADAPTER_EVENT_BYTES,
 )

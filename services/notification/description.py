@@ -16,4 +16,6 @@ DESCRIPTION = ServiceDescription(
         SMS_API_KEY_ENV: "sms-gateway-api-key",
         PUSH_API_KEY_ENV: "push-gateway-api-key",
     },
+    # The SMTP server and the SMS and push gateways.
+    reaches_outside=True,
 )

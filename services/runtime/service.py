@@ -49,6 +49,13 @@ class ServiceDescription:
     # membership change.
     event_retention: timedelta = timedelta(days=30)
     event_bytes: int = -1
+    # The other services it calls over gRPC (by name): the Kubernetes network
+    # policies let exactly these connections through. A test holds it to the
+    # `env.service_address(...)` calls in its bootstrap.
+    calls: tuple[str, ...] = ()
+    # True for a service that calls providers on the internet (payments, mail,
+    # SMS, push): its pods may leave the cluster on the providers' ports.
+    reaches_outside: bool = False
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name):
@@ -60,6 +67,9 @@ class ServiceDescription:
             service = method.removeprefix("/").rsplit("/", 1)[0]
             if service not in self.grpc_services:
                 raise ValueError(f"{self.name}: {method} is not a method of its gRPC services")
+        for callee in self.calls:
+            if callee == self.name or not _DNS_LABEL.match(callee):
+                raise ValueError(f"{self.name}: {callee!r} is no other service's name")
 
     @property
     def python_name(self) -> str:

@@ -8,4 +8,6 @@ DESCRIPTION = ServiceDescription(
     name="space",
     grpc_services=(SPACE_SERVICE,),
     internal_methods=method_paths(SPACE_SERVICE, "GetSpaceAccess"),
+    # Who a member is (GetUserStatus) and how many devices a home holds.
+    calls=("user", "device"),
 )
