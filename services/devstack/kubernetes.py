@@ -10,7 +10,8 @@ reaches the ones its description `calls`, a service with public methods and
 not behind the edge (the Device Adapter: hardware) is reached from anywhere,
 and one that `reaches_outside` may leave the cluster on the providers' ports.
 The production overlay's per-Deployment objects (replicas, disruption
-budgets, autoscalers, anti-affinity) are a generated kustomize Component.
+budgets, autoscalers, anti-affinity), three copies of each event stream and
+three instances of each database are a generated kustomize Component.
 
 Files are JSON, which is also YAML (no YAML library needed). Regenerate after
 changing a description, the registry or Envoy's configuration (a test fails
@@ -96,6 +97,12 @@ NATS_TOKEN_KEY = "token"
 JWKS_SECRET = "jwks"
 SERVICE_SECRET = "service-secret"
 PROD_REPLICAS = 3
+# Copies of each JetStream stream (one per NATS node in prod: a stream survives
+# losing one) and Postgres instances per database (a primary and two standbys).
+DEV_STREAM_REPLICAS = 1
+PROD_STREAM_REPLICAS = 3
+PROD_DATABASE_INSTANCES = 3
+STREAM_REPLICAS_SETTING = "WARMHOUSE_NATS_STREAM_REPLICAS"
 PROD_MAX_REPLICAS = 10
 PROD_CPU_UTILIZATION = 70
 # Secrets named otherwise than their file: a file name with a dot is no DNS label.
@@ -185,7 +192,7 @@ def service_account(name: str) -> Manifest:
 
 
 def settings(spec: ServiceDescription) -> Manifest:
-    data = {"WARMHOUSE_LOG_LEVEL": "INFO"}
+    data = {"WARMHOUSE_LOG_LEVEL": "INFO", STREAM_REPLICAS_SETTING: str(DEV_STREAM_REPLICAS)}
     if spec.behind_edge:
         data["WARMHOUSE_TRUSTED_PROXIES"] = POD_CIDR_PLACEHOLDER
     data.update(OPERATOR_SETTINGS.get(spec.name, {}))
@@ -549,6 +556,26 @@ def _anti_affinity(name: str) -> Manifest:
     return {"target": {"kind": "Deployment", "name": name}, "patch": json.dumps(patch)}
 
 
+def _stream_replicas(spec: ServiceDescription) -> Manifest:
+    name = f"{spec.name}-settings"
+    patch = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {STREAM_REPLICAS_SETTING: str(PROD_STREAM_REPLICAS)},
+    }
+    return {"target": {"kind": "ConfigMap", "name": name}, "patch": json.dumps(patch)}
+
+
+# Every service's CloudNativePG Cluster (k8s/base/postgres).
+_DATABASE_INSTANCES = {
+    "target": {"group": "postgresql.cnpg.io", "kind": "Cluster"},
+    "patch": json.dumps(
+        [{"op": "replace", "path": "/spec/instances", "value": PROD_DATABASE_INSTANCES}]
+    ),
+}
+
+
 def _disruption_budget(name: str) -> Manifest:
     return {
         "apiVersion": "policy/v1",
@@ -593,7 +620,11 @@ def prod_files(services: Sequence[ServiceDescription] = SERVICES) -> dict[str, b
             {
                 "resources": ["disruption-budgets.yaml", "autoscalers.yaml"],
                 "replicas": [{"name": name, "count": PROD_REPLICAS} for name in names],
-                "patches": [_anti_affinity(name) for name in names],
+                "patches": [
+                    *(_anti_affinity(name) for name in names),
+                    *(_stream_replicas(spec) for spec in services),
+                    _DATABASE_INSTANCES,
+                ],
             },
             kind="Component",
         ),
