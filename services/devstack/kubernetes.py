@@ -30,7 +30,6 @@ from typing import Any
 
 from services.devstack.checkout import CHECKOUT_DIR, DESCRIPTOR_SET
 from services.devstack.envoy_config import (
-    HEALTHZ_PATH,
     KUBERNETES_CONFIG_DIR,
     KUBERNETES_GRPC_PORT,
     KUBERNETES_LISTENER_PORT,
@@ -75,9 +74,11 @@ SECRET_KEY = "value"
 PRE_STOP_SECONDS = 5
 DRAIN_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 30
-# Who may set x-forwarded-for: Envoy, from a pod address. The cluster's pod
-# CIDR goes here (10.244.0.0/16 is kind's and flannel's default).
-POD_CIDR_PLACEHOLDER = "10.244.0.0/16"
+ENVOY_PRE_STOP_SECONDS = 20
+# Who may set x-forwarded-for: Envoy, from a pod address. Pod CIDRs differ
+# (kind 10.244.0.0/16, k3s 10.42.0.0/16), so every private range is trusted:
+# the NetworkPolicies let only Envoy and the services' callers connect.
+POD_CIDR_PLACEHOLDER = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 SERVICE_RESOURCES = {
     "requests": {"cpu": "50m", "memory": "128Mi"},
     "limits": {"cpu": "500m", "memory": "512Mi"},
@@ -115,6 +116,8 @@ OPERATOR_SETTINGS: Mapping[str, Mapping[str, str]] = {
         "WARMHOUSE_NOTIFICATION_SMTP_HOST": "smtp.example.com",
         "WARMHOUSE_NOTIFICATION_SMTP_PORT": "587",
         "WARMHOUSE_NOTIFICATION_SMTP_STARTTLS": "true",
+        # The relay's account; its password is the Secret smtp-password.
+        "WARMHOUSE_NOTIFICATION_SMTP_USERNAME": "warmhouse",
         "WARMHOUSE_NOTIFICATION_SMTP_FROM": "alerts@warmhouse.example",
         "WARMHOUSE_NOTIFICATION_SMS_URL": "https://sms.example.com/v1/sms",
         "WARMHOUSE_NOTIFICATION_PUSH_URL": "https://push.example.com/v1/push",
@@ -295,7 +298,8 @@ def deployment(spec: ServiceDescription) -> Manifest:
         "resources": SERVICE_RESOURCES,
         "securityContext": _container_security(SERVICE_UID),
         # Migrations run before the port opens (waiting on other replicas' lock).
-        "startupProbe": {**grpc_probe, "periodSeconds": 2, "failureThreshold": 60},
+        # Migrations run before the port opens: up to 5 minutes.
+        "startupProbe": {**grpc_probe, "periodSeconds": 2, "failureThreshold": 150},
         # SERVING only while its database and NATS are up, and not after SIGTERM.
         "readinessProbe": {**grpc_probe, "periodSeconds": 5, "failureThreshold": 2},
         # Alive is "the server answers": restarting a pod whose database is down
@@ -325,7 +329,10 @@ def service(spec: ServiceDescription) -> Manifest:
         "kind": "Service",
         "metadata": metadata(spec.name),
         "spec": {
-            "type": "ClusterIP",
+            # Headless: a name resolves to every ready pod, so Envoy (STRICT_DNS)
+            # and the services' round-robin channels spread HTTP/2 connections
+            # over the replicas instead of keeping each on the one kube-proxy chose.
+            "clusterIP": "None",
             "selector": {NAME_LABEL: spec.name},
             "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"}],
         },
@@ -403,15 +410,18 @@ def envoy_objects(services: Sequence[ServiceDescription]) -> list[Manifest]:
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "resources": ENVOY_RESOURCES,
         "securityContext": _container_security(ENVOY_UID),
-        # /healthz answers 200 only while every upstream has a healthy endpoint.
+        # Listening, not /healthz (200 only while every upstream is healthy): one
+        # service down must not take every route off the Service with it.
         "readinessProbe": {
-            "httpGet": {"path": HEALTHZ_PATH, "port": HTTP_PORT},
+            "tcpSocket": {"port": HTTP_PORT},
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
         # Not /healthz: a service being down is no reason to restart Envoy.
         "livenessProbe": {"tcpSocket": {"port": HTTP_PORT}, "periodSeconds": 10},
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
+        # Off the Service's endpoints first, then its routes' longest call (15 s)
+        # finishes before SIGTERM, on which Envoy stops at once.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(ENVOY_PRE_STOP_SECONDS)]}}},
         "volumeMounts": [
             {"name": "config", "mountPath": config_dir, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -638,6 +648,12 @@ def dev_secret_files(services: Sequence[ServiceDescription] = SERVICES) -> list[
     return sorted(files, key=lambda f: (f.secret, f.key))
 
 
+def _throwaway_secret() -> str:
+    """Letters and digits, starting with a letter: NATS reads the token from its
+    config, where a value starting with "-" is taken for a number and fails."""
+    return "k" + secrets.token_hex(32)
+
+
 def write_dev_secrets(directory: Path, services: Sequence[ServiceDescription] = SERVICES) -> None:
     """Throwaway secrets for the dev overlay, and the kustomization that makes
     Secrets of them; files that exist are kept (re-running changes nothing)."""
@@ -652,7 +668,7 @@ def write_dev_secrets(directory: Path, services: Sequence[ServiceDescription] = 
         path = directory / file.file_name
         if not path.exists():
             path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
+            path.write_text(_throwaway_secret())
         generators.append({"name": file.secret, "files": [f"{file.key}={file.file_name}"]})
     body = {"secretGenerator": generators, "generatorOptions": {"disableNameSuffixHash": True}}
     (directory / "kustomization.yaml").write_bytes(_kustomization(body))

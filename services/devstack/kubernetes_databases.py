@@ -72,6 +72,9 @@ def cluster(service: ServiceDescription) -> dict[str, Any]:
             "enableSuperuserAccess": False,
             "bootstrap": {"initdb": {"database": service.database, "owner": service.python_name}},
             "storage": {"size": STORAGE_SIZE},
+            # Each replica's pool holds up to 10 (runtime/database.py): room for
+            # the prod overlay's autoscaled maximum of 10 replicas and a rollout's surge.
+            "postgresql": {"parameters": {"max_connections": "200"}},
             "resources": {
                 "requests": {"cpu": "250m", "memory": "512Mi"},
                 "limits": {"cpu": "1", "memory": "1Gi"},
@@ -120,7 +123,12 @@ def network_policy(service: ServiceDescription) -> dict[str, Any]:
                             }
                         }
                     ],
-                    "ports": [{"port": INSTANCE_STATUS_PORT, "protocol": "TCP"}],
+                    # The status endpoint and PostgreSQL itself, as CloudNativePG's
+                    # networking guide asks of a namespace with a default deny.
+                    "ports": [
+                        {"port": INSTANCE_STATUS_PORT, "protocol": "TCP"},
+                        {"port": POSTGRES_PORT, "protocol": "TCP"},
+                    ],
                 },
             ],
         },

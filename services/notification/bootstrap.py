@@ -8,7 +8,12 @@ from pathlib import Path
 import grpc
 from warmhouse.notification.v1 import notification_pb2_grpc
 
-from services.notification.description import DESCRIPTION, PUSH_API_KEY_ENV, SMS_API_KEY_ENV
+from services.notification.description import (
+    DESCRIPTION,
+    PUSH_API_KEY_ENV,
+    SMS_API_KEY_ENV,
+    SMTP_PASSWORD_ENV,
+)
 from services.notification.dispatcher import Dispatcher, DispatchSettings
 from services.notification.events import PREFIX, NotificationEvents
 from services.notification.grpc_api import NotificationService
@@ -50,7 +55,7 @@ class NotificationSettings:
 
     @classmethod
     def from_environment(cls, env: Environment) -> "NotificationSettings":
-        password_file = env.optional_string("WARMHOUSE_NOTIFICATION_SMTP_PASSWORD_FILE")
+        password_file = env.optional_string(SMTP_PASSWORD_ENV)
         return cls(
             smtp_host=env.string("WARMHOUSE_NOTIFICATION_SMTP_HOST"),
             smtp_port=env.integer("WARMHOUSE_NOTIFICATION_SMTP_PORT", 25, 1),
@@ -60,10 +65,9 @@ class NotificationSettings:
             push_url=env.string("WARMHOUSE_NOTIFICATION_PUSH_URL"),
             push_api_key=env.secret(PUSH_API_KEY_ENV).decode(),
             smtp_username=env.optional_string("WARMHOUSE_NOTIFICATION_SMTP_USERNAME"),
+            # A relay's password, not a key of ours: any length it has.
             smtp_password=(
-                env.existing_file("WARMHOUSE_NOTIFICATION_SMTP_PASSWORD_FILE").read_text().strip()
-                if password_file
-                else None
+                env.existing_file(SMTP_PASSWORD_ENV).read_text().strip() if password_file else None
             ),
             smtp_starttls=env.flag("WARMHOUSE_NOTIFICATION_SMTP_STARTTLS"),
             max_attempts=env.integer("WARMHOUSE_NOTIFICATION_MAX_ATTEMPTS", 6, 1),

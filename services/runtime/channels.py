@@ -34,7 +34,14 @@ def _service_config(idempotent_methods: Collection[str]) -> str:
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
-    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry}] if names else []})
+    return json.dumps(
+        {
+            "methodConfig": [{"name": names, "retryPolicy": retry}] if names else [],
+            # Calls spread over every address the name resolves to (a headless
+            # Kubernetes Service: each ready replica), not all to the first.
+            "loadBalancingConfig": [{"round_robin": {}}],
+        }
+    )
 
 
 class _CallerIdentity(
