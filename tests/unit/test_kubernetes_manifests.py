@@ -2,6 +2,7 @@
 connections, hardening and secrets the services need."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,12 @@ def test_the_dev_secrets_are_every_secret_the_manifests_read(tmp_path: Path) -> 
         **written,
         "kustomization.yaml": (tmp_path / "kustomization.yaml").read_bytes(),
     }
+
+
+def test_dev_tokens_are_plain_words_that_any_config_reads(tmp_path: Path) -> None:
+    # NATS reads its token from its config, where "-…" is taken for a number.
+    for attempt in range(50):
+        directory = tmp_path / str(attempt)
+        write_dev_secrets(directory)
+        token = (directory / "nats-token").read_text()
+        assert re.fullmatch(r"[a-z][0-9a-f]{64}", token), token
