@@ -330,8 +330,8 @@ def service(spec: ServiceDescription) -> Manifest:
         "metadata": metadata(spec.name),
         "spec": {
             # Headless: a name resolves to every ready pod, so Envoy (STRICT_DNS)
-            # and the services' round-robin channels spread HTTP/2 connections
-            # over the replicas instead of keeping each on the one kube-proxy chose.
+            # spreads its HTTP/2 connections over the replicas instead of keeping
+            # each on the one kube-proxy chose.
             "clusterIP": "None",
             "selector": {NAME_LABEL: spec.name},
             "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"}],

@@ -37,9 +37,6 @@ def _service_config(idempotent_methods: Collection[str]) -> str:
     return json.dumps(
         {
             "methodConfig": [{"name": names, "retryPolicy": retry}] if names else [],
-            # Calls spread over every address the name resolves to (a headless
-            # Kubernetes Service: each ready replica), not all to the first.
-            "loadBalancingConfig": [{"round_robin": {}}],
         }
     )
 
