@@ -453,8 +453,24 @@ DEVICE_ROUTES: list[tuple[str, str, object]] = [
     ("GET", "/devices/{id}/heating", None),
     ("PATCH", "/devices/{id}/heating/desired", {"version": 1, "targetCelsius": 21}),
 ]
+# Support's and Notification's routes by id (a ticket, a notification, a user).
+SUPPORT_NOTIFICATION_ROUTES: list[tuple[str, str, object]] = [
+    ("GET", "/tickets/{id}", None),
+    ("PATCH", "/tickets/{id}", {"status": "CLOSED"}),
+    ("POST", "/tickets/{id}/comments", {"message": "ok"}),
+    ("GET", "/tickets/{id}/comments", None),
+    ("POST", "/notifications/{id}:markRead", {}),
+    ("GET", "/users/{id}/notification-preferences", None),
+    (
+        "PUT",
+        "/users/{id}/notification-preferences",
+        {"categories": [{"category": "SAFETY", "channels": ["SMS"]}]},
+    ),
+]
 LISTINGS = (
     "/spaces",
+    "/tickets",
+    "/notifications",
     "/spaces/{home}/users",
     "/spaces/{home}/devices",
     "/devices/{device}/logs",
@@ -494,7 +510,11 @@ WRONG_TYPES = {
 
 
 def _bad_id_cases(label: str, bad: str) -> Iterator[RestCase]:
-    for routes, placeholder in ((SPACE_ROUTES, "{id}"), (DEVICE_ROUTES, "{id}")):
+    for routes, placeholder in (
+        (SPACE_ROUTES, "{id}"),
+        (DEVICE_ROUTES, "{id}"),
+        (SUPPORT_NOTIFICATION_ROUTES, "{id}"),
+    ):
         for method, route, body in routes:
             path = route.replace(placeholder, bad)
             yield RestCase(f"{method} {route} id {label}", method, path, body, "user", 400)
@@ -514,6 +534,10 @@ def space_device_rest_cases() -> Iterator[RestCase]:
             ("POST", "/spaces/{home}/users", {"userId": bad, "role": "GUEST"}, "user"),
             ("POST", "/devices", {"spaceId": bad, "type": "HEATER", "name": "ok"}, "user"),
             ("PATCH", "/devices/{device}", {"spaceId": bad}, "user"),
+            ("POST", "/tickets", {"subject": "ok", "description": "ok", "spaceId": bad}, "user"),
+            ("POST", "/tickets", {"subject": "ok", "description": "ok", "deviceId": bad}, "user"),
+            ("POST", "/tickets", {"subject": "ok", "description": "ok", "userId": bad}, "admin"),
+            ("POST", "/tickets", {"subject": bad, "description": "ok"}, "user"),
         ]
         for method, path, body, caller in in_bodies:
             field = next(name for name, value in body.items() if value == bad)
