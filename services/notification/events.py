@@ -44,7 +44,7 @@ from services.notification.scheduling import plan_deliveries, zone_of
 from services.runtime import home_directory
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection
-from services.runtime.messaging import EventContext, EventRoute, Subscription
+from services.runtime.messaging import EventContext, EventRoute, Subscription, event_uuid
 from services.runtime.request import enum_name
 from services.runtime.timestamps import event_time
 
@@ -52,15 +52,6 @@ log = logging.getLogger(__name__)
 PREFIX = "notification"
 # Renders a notification in a language for a time zone.
 Render = Callable[[str, Any], templates.Text]
-
-
-def _uuid(value: str, what: str, context: EventContext) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        # Redelivering it would not make it readable.
-        log.error("event %s names no %s; ignored", context.event_id, what)
-        return None
 
 
 def _hazard(value: int) -> str:
@@ -154,7 +145,7 @@ class NotificationEvents:
     async def on_user_registered(
         self, connection: Connection, event: user_pb2.UserRegistered, context: EventContext
     ) -> None:
-        user_id = _uuid(event.user_id, "user", context)
+        user_id = event_uuid(event.user_id, "user", context)
         if user_id is None:
             return
         await self._save_contact(
@@ -177,7 +168,7 @@ class NotificationEvents:
     async def on_user_updated(
         self, connection: Connection, event: user_pb2.UserUpdated, context: EventContext
     ) -> None:
-        user_id = _uuid(event.user_id, "user", context)
+        user_id = event_uuid(event.user_id, "user", context)
         if user_id is None:
             return
         await self._save_contact(
@@ -207,7 +198,7 @@ class NotificationEvents:
     async def on_user_deactivated(
         self, connection: Connection, event: user_pb2.UserDeactivated, context: EventContext
     ) -> None:
-        user_id = _uuid(event.user_id, "user", context)
+        user_id = event_uuid(event.user_id, "user", context)
         if user_id is not None:
             await NotificationRepository(connection).deactivate(
                 user_id, event_time(event.occur_time) or self._clock()
@@ -220,8 +211,8 @@ class NotificationEvents:
     ) -> None:
         status = enum_name(device_pb2.DeviceStatus.DESCRIPTOR, event.new_status)
         priority = {templates.OFFLINE: LOW, templates.ERROR: NORMAL}.get(status)
-        device_id = _uuid(event.device_id, "device", context)
-        space_id = _uuid(event.space_id, "space", context)
+        device_id = event_uuid(event.device_id, "device", context)
+        space_id = event_uuid(event.space_id, "space", context)
         if priority is None or device_id is None or space_id is None:
             return
         now = self._clock()
@@ -269,8 +260,8 @@ class NotificationEvents:
         detected: bool,
     ) -> None:
         hazard = _hazard(event.hazard)
-        device_id = _uuid(event.device_id, "device", context)
-        space_id = _uuid(event.space_id, "space", context)
+        device_id = event_uuid(event.device_id, "device", context)
+        space_id = event_uuid(event.space_id, "space", context)
         if not hazard or hazard == "HAZARD_UNSPECIFIED" or device_id is None or space_id is None:
             return
         now = self._clock()
@@ -327,7 +318,7 @@ class NotificationEvents:
         priority: str,
         render: Render,
     ) -> None:
-        user_id = _uuid(user, "user", context)
+        user_id = event_uuid(user, "user", context)
         if user_id is not None:
             await self._notify(connection, context, [user_id], BILLING, priority, render)
 
@@ -396,7 +387,7 @@ class NotificationEvents:
     ) -> None:
         if event.internal or event.author_id in ("", event.user_id):
             return
-        user_id = _uuid(event.user_id, "user", context)
+        user_id = event_uuid(event.user_id, "user", context)
         if user_id is not None:
             await self._notify(
                 connection,
@@ -412,7 +403,7 @@ class NotificationEvents:
     ) -> None:
         if event.actor_id in ("", event.user_id):
             return
-        user_id = _uuid(event.user_id, "user", context)
+        user_id = event_uuid(event.user_id, "user", context)
         status = enum_name(support_pb2.TicketStatus.DESCRIPTOR, event.new_status)
         if user_id is not None:
             await self._notify(

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -140,6 +141,16 @@ class EventContext:
 
 
 Handler = Callable[[Connection, EventT, EventContext], Awaitable[None]]
+
+
+def event_uuid(value: str, what: str, context: EventContext) -> uuid.UUID | None:
+    """An id an event names; None (logged) when it is no UUID: redelivering the
+    event would not make it readable, so its handler skips it."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        log.error("event %s names no %s; ignored", context.event_id, what)
+        return None
 
 
 STRICT_ACK_WAIT_SECONDS = 10.0

@@ -7,7 +7,6 @@ effect, so a redelivered event has no second effect.
 """
 
 import logging
-import uuid
 from functools import partial
 
 from nats.js import JetStreamContext
@@ -15,22 +14,13 @@ from warmhouse.user.v1 import user_pb2
 
 from services.runtime.clock import Clock, utc_now
 from services.runtime.database import Connection, Database
-from services.runtime.messaging import EventConsumer, EventContext, Subscription
+from services.runtime.messaging import EventConsumer, EventContext, Subscription, event_uuid
 from services.runtime.outbox import OutboxRelay, add_event
 from services.runtime.timestamps import event_time
 from services.space.handlers import user_deactivated, user_reactivated
 from services.space.repository import sql_repositories
 
 log = logging.getLogger(__name__)
-
-
-def _user_id(value: str, context: EventContext) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        # Redelivering it would not make it readable.
-        log.error("event %s names no user; ignored", context.event_id)
-        return None
 
 
 class UserEvents:
@@ -40,7 +30,7 @@ class UserEvents:
     async def on_deactivated(
         self, connection: Connection, event: user_pb2.UserDeactivated, context: EventContext
     ) -> None:
-        user_id = _user_id(event.user_id, context)
+        user_id = event_uuid(event.user_id, "user", context)
         if user_id is None:
             return
         now = self._clock()
@@ -58,7 +48,7 @@ class UserEvents:
     ) -> None:
         if not event.is_active:
             return  # UserDeactivated, published with it, does the work
-        user_id = _user_id(event.user_id, context)
+        user_id = event_uuid(event.user_id, "user", context)
         if user_id is not None:
             await user_reactivated(
                 sql_repositories(connection),
